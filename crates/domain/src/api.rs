@@ -1,0 +1,286 @@
+//! The HTTP API, written once: each function takes a platform-neutral [`Request`] plus the
+//! capabilities its endpoint is granted, and returns the [`Response`] to send. Components
+//! (and any other platform adapter) only convert requests and responses.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
+use crate::config::{self, ConfigSource, DocsAccess};
+use crate::docs::{self, DocsSource, Visibility};
+use crate::env::{Env, rfc3339_ms};
+use crate::error::ApiError;
+use crate::http::{Request, Response, respond};
+use crate::ids::validate_id;
+use crate::messaging::{
+    DEFAULT_RECEIVE_LIMIT, MAX_RECEIVE_LIMIT, Messaging, Registration, StoredMessage,
+};
+use crate::store::{KvStore, StoreError};
+
+/// Longest password accepted at login (Argon2 would take any length; a bound keeps the
+/// cost of a request bounded).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// What the messaging endpoints are given.
+pub struct Ctx<'a> {
+    pub store: &'a dyn KvStore,
+    pub config: &'a dyn ConfigSource,
+    pub env: &'a dyn Env,
+}
+
+fn principal(
+    req: &Request,
+    config: &dyn ConfigSource,
+    env: &dyn Env,
+) -> Result<Principal, ApiError> {
+    let tokens = Tokens::new(&config::jwt_secret(config)?);
+    authenticate(req, &tokens, env.now_ms())
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// `POST /login`
+pub fn login(req: &Request, config: &dyn ConfigSource, env: &dyn Env) -> Response {
+    respond((|| {
+        req.expect_method(&["POST"])?;
+        let body: LoginBody = req.json()?;
+        validate_id("username", &body.username)?;
+        if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
+            return Err(ApiError::bad_request(
+                "invalid_password",
+                format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
+            ));
+        }
+        let secret = config::jwt_secret(config)?;
+        let ttl = config::token_ttl_seconds(config)?;
+        let users = config::users(config)?;
+        let user = check_credentials(&users, &body.username, &body.password)?;
+        let issued = Tokens::new(&secret).issue(
+            &user.username,
+            user.role,
+            ttl,
+            env.now_ms(),
+            env.random_id(),
+        )?;
+        Ok(Response::json(
+            200,
+            &json!({
+                "access_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "role": user.role.as_str(),
+            }),
+        ))
+    })())
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    client_id: String,
+    group_id: String,
+}
+
+/// `POST /mcp/register`
+pub fn register(req: &Request, ctx: &Ctx) -> Response {
+    respond((|| {
+        req.expect_method(&["POST"])?;
+        let who = principal(req, ctx.config, ctx.env)?;
+        who.authorize(Action::Register)?;
+        let body: RegisterBody = req.json()?;
+        let (status, record) = match Messaging::new(ctx.store, ctx.env).register(
+            &who.subject,
+            &body.client_id,
+            &body.group_id,
+        )? {
+            Registration::Created(r) => (201, r),
+            Registration::Refreshed(r) => (200, r),
+        };
+        Ok(Response::json(
+            status,
+            &json!({
+                "client_id": body.client_id,
+                "group_id": record.group_id,
+                "registered_at": rfc3339_ms(record.registered_at_ms),
+                "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
+            }),
+        ))
+    })())
+}
+
+/// Distinguishes an absent field from an explicit `null` (a valid payload).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    sender_id: String,
+    group_id: String,
+    #[serde(default, deserialize_with = "present")]
+    payload: Option<Value>,
+}
+
+/// `POST /mcp/send`
+pub fn send(req: &Request, ctx: &Ctx) -> Response {
+    respond((|| {
+        req.expect_method(&["POST"])?;
+        let who = principal(req, ctx.config, ctx.env)?;
+        who.authorize(Action::Send)?;
+        let body: SendBody = req.json()?;
+        let payload = body
+            .payload
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "missing field `payload`"))?;
+        let limit = config::max_payload_bytes(ctx.config)?;
+        let size = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > limit {
+            return Err(ApiError::payload_too_large(format!(
+                "payload is {size} bytes serialized; the limit is {limit}"
+            )));
+        }
+        let sent = Messaging::new(ctx.store, ctx.env).send(
+            &who.subject,
+            &body.sender_id,
+            &body.group_id,
+            payload,
+        )?;
+        Ok(Response::json(
+            202,
+            &json!({
+                "message_id": sent.message_id,
+                "seq": sent.seq,
+                "timestamp": rfc3339_ms(sent.timestamp_ms),
+            }),
+        ))
+    })())
+}
+
+fn message_json(m: &StoredMessage) -> Value {
+    json!({
+        "message_id": m.message_id,
+        "seq": m.seq,
+        "sender_id": m.sender_id,
+        "group_id": m.group_id,
+        "payload": m.payload,
+        "timestamp": rfc3339_ms(m.timestamp_ms),
+    })
+}
+
+fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be a non-negative integer"),
+        )
+    })
+}
+
+/// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
+pub fn receive(req: &Request, ctx: &Ctx) -> Response {
+    respond((|| {
+        req.expect_method(&["GET"])?;
+        let who = principal(req, ctx.config, ctx.env)?;
+        who.authorize(Action::Receive)?;
+        let (mut client_id, mut group_id, mut after, mut limit) =
+            (None, None, None, DEFAULT_RECEIVE_LIMIT);
+        for (key, value) in req.query_params()? {
+            match key.as_str() {
+                "client_id" => client_id = Some(value),
+                "group_id" => group_id = Some(value),
+                "after" => after = Some(number_param("after", &value)?),
+                "limit" => {
+                    limit = number_param("limit", &value)?
+                        .try_into()
+                        .ok()
+                        .filter(|l| (1..=MAX_RECEIVE_LIMIT).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "invalid_query",
+                                format!("limit must be 1-{MAX_RECEIVE_LIMIT}"),
+                            )
+                        })?;
+                }
+                _ => {}
+            }
+        }
+        let missing = |name: &str| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter {name} is required"),
+            )
+        };
+        let client_id = client_id.ok_or_else(|| missing("client_id"))?;
+        let group_id = group_id.ok_or_else(|| missing("group_id"))?;
+        let got = Messaging::new(ctx.store, ctx.env).receive(
+            &who.subject,
+            &client_id,
+            &group_id,
+            after,
+            limit,
+        )?;
+        Ok(Response::json(
+            200,
+            &json!({
+                "messages": got.messages.iter().map(message_json).collect::<Vec<_>>(),
+                "next_after": got.next_after,
+            }),
+        ))
+    })())
+}
+
+/// `GET /docs/{version}/{path}` (and `GET /docs` for the version list).
+pub fn docs(
+    req: &Request,
+    src: &dyn DocsSource,
+    config: &dyn ConfigSource,
+    env: &dyn Env,
+) -> Response {
+    respond((|| {
+        let visibility = match config::docs_access(config)? {
+            DocsAccess::Public => Visibility::Public,
+            DocsAccess::Reader => {
+                principal(req, config, env)?.authorize(Action::ReadDocs)?;
+                Visibility::Private
+            }
+        };
+        docs::serve(req, src, visibility)
+    })())
+}
+
+/// A store round trip for readiness: a read of a key nothing else uses.
+pub fn store_round_trip(store: &dyn KvStore) -> Result<(), StoreError> {
+    store.get("health/probe").map(|_| ())
+}
+
+/// `GET /health` (liveness) and `GET /health/ready` (readiness: `ready` runs a store round
+/// trip). `req.path` is the part after `/health`.
+pub fn health(req: &Request, ready: impl FnOnce() -> Result<(), StoreError>) -> Response {
+    respond((|| {
+        req.expect_method(&["GET", "HEAD"])?;
+        match req.path.trim_end_matches('/') {
+            "" => Ok(Response::json(200, &json!({ "status": "ok" }))),
+            "/ready" => match ready() {
+                Ok(()) => Ok(Response::json(
+                    200,
+                    &json!({ "status": "ready", "checks": { "store": "ok" } }),
+                )),
+                Err(e) => Err(
+                    ApiError::new(503, "not_ready", format!("store check failed: {e}"))
+                        .with_header("retry-after", "5"),
+                ),
+            },
+            _ => Err(ApiError::not_found(
+                "route_not_found",
+                "no such health check; try /health or /health/ready",
+            )),
+        }
+    })())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::auth::{Role, hash_password};
+use crate::config::keys;
+use crate::env::testing::FakeEnv;
+use crate::store::MemoryStore;
+
+const T0: u64 = 1_800_000_000_000;
+const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+struct World {
+    store: MemoryStore,
+    config: HashMap<String, String>,
+    env: FakeEnv,
+}
+
+impl World {
+    fn new() -> Self {
+        let users = json!([
+            {"username": "wendy", "role": "writer", "password_hash": hash_password("wendy-pw").unwrap()},
+            {"username": "will", "role": "writer", "password_hash": hash_password("will-pw").unwrap()},
+            {"username": "rita", "role": "reader", "password_hash": hash_password("rita-pw").unwrap()},
+        ]);
+        let config = HashMap::from([
+            (keys::JWT_SECRET.to_string(), SECRET.to_string()),
+            (keys::USERS.to_string(), users.to_string()),
+            (keys::MAX_PAYLOAD_BYTES.to_string(), "100".to_string()),
+        ]);
+        Self {
+            store: MemoryStore::new(),
+            config,
+            env: FakeEnv::at(T0),
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            store: &self.store,
+            config: &self.config,
+            env: &self.env,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let role = match user {
+            "rita" => Role::Reader,
+            _ => Role::Writer,
+        };
+        Tokens::new(SECRET.as_bytes())
+            .issue(user, role, 900, self.env.now_ms(), "j".into())
+            .unwrap()
+            .token
+    }
+}
+
+fn post(path: &str, token: Option<&str>, body: Value) -> Request {
+    let mut req = Request {
+        method: "POST".into(),
+        path: path.into(),
+        body: body.to_string().into_bytes(),
+        ..Default::default()
+    };
+    req.headers
+        .push(("content-type".into(), b"application/json".to_vec()));
+    if let Some(t) = token {
+        req.headers
+            .push(("authorization".into(), format!("Bearer {t}").into_bytes()));
+    }
+    req
+}
+
+fn get(path: &str, query: &str, token: Option<&str>) -> Request {
+    let mut req = Request::get(path);
+    req.query = Some(query.into());
+    if let Some(t) = token {
+        req.headers
+            .push(("authorization".into(), format!("Bearer {t}").into_bytes()));
+    }
+    req
+}
+
+fn body(resp: &Response) -> Value {
+    serde_json::from_slice(&resp.body).unwrap()
+}
+
+fn code(resp: &Response) -> String {
+    body(resp)["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn login_issues_a_bearer_token_with_the_role() {
+    let w = World::new();
+    let resp = login(
+        &post(
+            "/login",
+            None,
+            json!({"username": "rita", "password": "rita-pw"}),
+        ),
+        &w.config,
+        &w.env,
+    );
+    assert_eq!(resp.status, 200);
+    let b = body(&resp);
+    assert_eq!(
+        (
+            b["token_type"].as_str(),
+            b["expires_in"].as_u64(),
+            b["role"].as_str()
+        ),
+        (Some("Bearer"), Some(900), Some("reader"))
+    );
+    let principal = Tokens::new(SECRET.as_bytes())
+        .verify(b["access_token"].as_str().unwrap(), T0)
+        .unwrap();
+    assert_eq!(principal.subject, "rita");
+}
+
+#[test]
+fn login_failures() {
+    let w = World::new();
+    let wrong = login(
+        &post(
+            "/login",
+            None,
+            json!({"username": "rita", "password": "nope"}),
+        ),
+        &w.config,
+        &w.env,
+    );
+    let unknown = login(
+        &post(
+            "/login",
+            None,
+            json!({"username": "nobody", "password": "rita-pw"}),
+        ),
+        &w.config,
+        &w.env,
+    );
+    assert_eq!(
+        (wrong.status, wrong.body.clone()),
+        (unknown.status, unknown.body.clone())
+    );
+    assert_eq!(wrong.status, 401);
+    let bad_name = login(
+        &post("/login", None, json!({"username": "a/b", "password": "x"})),
+        &w.config,
+        &w.env,
+    );
+    assert_eq!(bad_name.status, 400);
+    let missing = login(
+        &post("/login", None, json!({"username": "rita"})),
+        &w.config,
+        &w.env,
+    );
+    assert_eq!(
+        (missing.status, code(&missing).as_str()),
+        (400, "invalid_request")
+    );
+    let mut get_req = post("/login", None, json!({}));
+    get_req.method = "GET".into();
+    assert_eq!(login(&get_req, &w.config, &w.env).status, 405);
+    let mut no_secret = w.config.clone();
+    no_secret.remove(keys::JWT_SECRET);
+    let resp = login(
+        &post(
+            "/login",
+            None,
+            json!({"username": "rita", "password": "rita-pw"}),
+        ),
+        &no_secret,
+        &w.env,
+    );
+    assert_eq!(
+        (resp.status, code(&resp).as_str()),
+        (500, "server_misconfigured")
+    );
+}
+
+#[test]
+fn full_flow_through_the_handlers() {
+    let w = World::new();
+    let (wendy, will) = (w.token("wendy"), w.token("will"));
+    let r = register(
+        &post(
+            "/mcp/register",
+            Some(&wendy),
+            json!({"client_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(r.status, 201);
+    let r = register(
+        &post(
+            "/mcp/register",
+            Some(&wendy),
+            json!({"client_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        register(
+            &post(
+                "/mcp/register",
+                Some(&will),
+                json!({"client_id": "b", "group_id": "g"})
+            ),
+            &w.ctx()
+        )
+        .status,
+        201
+    );
+
+    let s = send(
+        &post(
+            "/mcp/send",
+            Some(&wendy),
+            json!({"sender_id": "a", "group_id": "g", "payload": {"k": [1, 2]}}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(s.status, 202);
+    let sb = body(&s);
+    assert_eq!(sb["seq"], 1);
+    assert!(sb["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        send(
+            &post(
+                "/mcp/send",
+                Some(&wendy),
+                json!({"sender_id": "a", "group_id": "g", "payload": null})
+            ),
+            &w.ctx()
+        )
+        .status,
+        202
+    );
+
+    let r = receive(
+        &get(
+            "/mcp/receive",
+            "client_id=b&group_id=g&after=0",
+            Some(&will),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(r.status, 200);
+    let rb = body(&r);
+    assert_eq!(rb["messages"][0]["payload"], json!({"k": [1, 2]}));
+    assert_eq!(rb["messages"][0]["message_id"], sb["message_id"]);
+    assert_eq!(rb["messages"][1]["payload"], Value::Null);
+    assert_eq!(rb["next_after"], 2);
+}
+
+#[test]
+fn auth_table_for_messaging() {
+    let w = World::new();
+    let wendy = w.token("wendy");
+    let rita = w.token("rita");
+    register(
+        &post(
+            "/mcp/register",
+            Some(&wendy),
+            json!({"client_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    let reg = |t: Option<&str>| {
+        register(
+            &post(
+                "/mcp/register",
+                t,
+                json!({"client_id": "c", "group_id": "g"}),
+            ),
+            &w.ctx(),
+        )
+        .status
+    };
+    assert_eq!(reg(None), 401);
+    assert_eq!(reg(Some("garbage")), 401);
+    assert_eq!(reg(Some(&rita)), 403);
+    let snd = send(
+        &post(
+            "/mcp/send",
+            Some(&rita),
+            json!({"sender_id": "a", "group_id": "g", "payload": 1}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(snd.status, 403);
+    let other = send(
+        &post(
+            "/mcp/send",
+            Some(&w.token("will")),
+            json!({"sender_id": "a", "group_id": "g", "payload": 1}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(
+        (other.status, code(&other).as_str()),
+        (403, "client_owned_by_other")
+    );
+    let expired_env = FakeEnv::at(T0 + 3_600_000);
+    let ctx = Ctx {
+        store: &w.store,
+        config: &w.config,
+        env: &expired_env,
+    };
+    assert_eq!(
+        receive(
+            &get("/mcp/receive", "client_id=a&group_id=g", Some(&wendy)),
+            &ctx
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn validation_errors() {
+    let w = World::new();
+    let t = w.token("wendy");
+    register(
+        &post(
+            "/mcp/register",
+            Some(&t),
+            json!({"client_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    let too_big = send(
+        &post(
+            "/mcp/send",
+            Some(&t),
+            json!({"sender_id": "a", "group_id": "g", "payload": "x".repeat(200)}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(
+        (too_big.status, code(&too_big).as_str()),
+        (413, "payload_too_large")
+    );
+    let no_payload = send(
+        &post(
+            "/mcp/send",
+            Some(&t),
+            json!({"sender_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(no_payload.status, 400);
+    for q in [
+        "group_id=g",
+        "client_id=a",
+        "client_id=a&group_id=g&limit=0",
+        "client_id=a&group_id=g&limit=1001",
+        "client_id=a&group_id=g&after=-1",
+        "client_id=a&group_id=g&after=x",
+        "client_id=a&client_id=b&group_id=g",
+        "client_id=%2F&group_id=g",
+    ] {
+        let r = receive(&get("/mcp/receive", q, Some(&t)), &w.ctx());
+        assert_eq!(r.status, 400, "{q}");
+    }
+    let r = receive(
+        &get("/mcp/receive", "client_id=nobody&group_id=g", Some(&t)),
+        &w.ctx(),
+    );
+    assert_eq!((r.status, code(&r).as_str()), (404, "client_not_found"));
+}
+
+#[test]
+fn health_and_readiness() {
+    let mut req = Request::get("");
+    assert_eq!(health(&req, || unreachable!()).status, 200);
+    req.path = "/ready".into();
+    assert_eq!(health(&req, || Ok(())).status, 200);
+    let down = health(&req, || Err(StoreError::Other("disk gone".into())));
+    assert_eq!((down.status, code(&down).as_str()), (503, "not_ready"));
+    req.path = "/nope".into();
+    assert_eq!(health(&req, || Ok(())).status, 404);
+}

@@ -1,0 +1,221 @@
+//! Configuration the endpoints read. Values arrive as strings (Spin variables through
+//! `wasi:config`, Worker vars, environment) and are parsed and checked here, once, with an
+//! error that names the variable.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::ids::is_valid_id;
+
+/// Variable names, identical on every platform (Spin variables are lower snake case).
+pub mod keys {
+    pub const JWT_SECRET: &str = "jwt_secret";
+    pub const USERS: &str = "users";
+    pub const TOKEN_TTL_SECONDS: &str = "token_ttl_seconds";
+    pub const MAX_PAYLOAD_BYTES: &str = "max_payload_bytes";
+    pub const DOCS_ACCESS: &str = "docs_access";
+}
+
+pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A source of configuration values.
+pub trait ConfigSource {
+    /// The value of `key`, `Ok(None)` when unset, `Err` when the source itself failed.
+    fn get(&self, key: &str) -> Result<Option<String>, String>;
+}
+
+impl ConfigSource for HashMap<String, String> {
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        Ok(HashMap::get(self, key).cloned())
+    }
+}
+
+fn value(src: &dyn ConfigSource, key: &str) -> Result<Option<String>, ApiError> {
+    match src.get(key) {
+        Ok(v) => Ok(v.filter(|s| !s.trim().is_empty())),
+        Err(e) => Err(ApiError::misconfigured(format!(
+            "configuration variable {key} could not be read: {e}"
+        ))),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    src: &dyn ConfigSource,
+    key: &str,
+    default: T,
+) -> Result<T, ApiError> {
+    match value(src, key)? {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            ApiError::misconfigured(format!("configuration variable {key} must be a number"))
+        }),
+    }
+}
+
+/// The HMAC secret for tokens: required, at least 32 bytes.
+pub fn jwt_secret(src: &dyn ConfigSource) -> Result<Vec<u8>, ApiError> {
+    let secret = value(src, keys::JWT_SECRET)?.ok_or_else(|| {
+        ApiError::misconfigured(format!(
+            "configuration variable {} is not set",
+            keys::JWT_SECRET
+        ))
+    })?;
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ApiError::misconfigured(format!(
+            "configuration variable {} must be at least {MIN_SECRET_BYTES} bytes",
+            keys::JWT_SECRET
+        )));
+    }
+    Ok(secret.into_bytes())
+}
+
+pub fn token_ttl_seconds(src: &dyn ConfigSource) -> Result<u64, ApiError> {
+    let ttl = parse_number(src, keys::TOKEN_TTL_SECONDS, DEFAULT_TOKEN_TTL_SECONDS)?;
+    if ttl == 0 {
+        return Err(ApiError::misconfigured(format!(
+            "configuration variable {} must be positive",
+            keys::TOKEN_TTL_SECONDS
+        )));
+    }
+    Ok(ttl)
+}
+
+pub fn max_payload_bytes(src: &dyn ConfigSource) -> Result<usize, ApiError> {
+    parse_number(src, keys::MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)
+}
+
+/// Who may read the docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocsAccess {
+    /// Anyone; responses are CDN-cacheable.
+    Public,
+    /// A bearer token with at least the `reader` role.
+    Reader,
+}
+
+pub fn docs_access(src: &dyn ConfigSource) -> Result<DocsAccess, ApiError> {
+    match value(src, keys::DOCS_ACCESS)?.as_deref().map(str::trim) {
+        None | Some("public") => Ok(DocsAccess::Public),
+        Some("reader") => Ok(DocsAccess::Reader),
+        Some(_) => Err(ApiError::misconfigured(format!(
+            "configuration variable {} must be \"public\" or \"reader\"",
+            keys::DOCS_ACCESS
+        ))),
+    }
+}
+
+/// A configured user: the `users` variable is a JSON array of these.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub username: String,
+    pub role: Role,
+    /// An Argon2id PHC string (`mcp-edge hash-password` prints one).
+    pub password_hash: String,
+}
+
+pub fn users(src: &dyn ConfigSource) -> Result<Vec<UserEntry>, ApiError> {
+    let raw = value(src, keys::USERS)?.ok_or_else(|| {
+        ApiError::misconfigured(format!("configuration variable {} is not set", keys::USERS))
+    })?;
+    parse_users(&raw)
+}
+
+pub fn parse_users(raw: &str) -> Result<Vec<UserEntry>, ApiError> {
+    let users: Vec<UserEntry> = serde_json::from_str(raw).map_err(|e| {
+        ApiError::misconfigured(format!(
+            "configuration variable {} must be a JSON array of {{username, role, password_hash}}: {e}",
+            keys::USERS
+        ))
+    })?;
+    for user in &users {
+        if !is_valid_id(&user.username) {
+            return Err(ApiError::misconfigured(format!(
+                "configured user name {:?} is not a valid identifier",
+                user.username
+            )));
+        }
+        if !user.password_hash.starts_with("$argon2id$") {
+            return Err(ApiError::misconfigured(format!(
+                "password_hash of user {} must be an Argon2id PHC string",
+                user.username
+            )));
+        }
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn secret_is_required_and_long_enough() {
+        assert_eq!(jwt_secret(&src(&[])).unwrap_err().status, 500);
+        let short = src(&[(keys::JWT_SECRET, "short")]);
+        assert!(jwt_secret(&short).unwrap_err().message.contains("32 bytes"));
+        let ok = src(&[(keys::JWT_SECRET, &"s".repeat(32))]);
+        assert_eq!(jwt_secret(&ok).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn numbers_have_defaults_and_reject_garbage() {
+        assert_eq!(token_ttl_seconds(&src(&[])).unwrap(), 900);
+        assert_eq!(max_payload_bytes(&src(&[])).unwrap(), 65536);
+        let bad = src(&[(keys::TOKEN_TTL_SECONDS, "soon")]);
+        assert!(
+            token_ttl_seconds(&bad)
+                .unwrap_err()
+                .message
+                .contains("token_ttl_seconds")
+        );
+        assert_eq!(
+            token_ttl_seconds(&src(&[(keys::TOKEN_TTL_SECONDS, "0")]))
+                .unwrap_err()
+                .status,
+            500
+        );
+    }
+
+    #[test]
+    fn docs_access_values() {
+        assert_eq!(docs_access(&src(&[])).unwrap(), DocsAccess::Public);
+        assert_eq!(
+            docs_access(&src(&[(keys::DOCS_ACCESS, "reader")])).unwrap(),
+            DocsAccess::Reader
+        );
+        assert!(docs_access(&src(&[(keys::DOCS_ACCESS, "everyone")])).is_err());
+    }
+
+    #[test]
+    fn users_parse_and_validate() {
+        let ok = r#"[{"username":"alice","role":"writer","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"}]"#;
+        let users = parse_users(ok).unwrap();
+        assert_eq!(users[0].role, Role::Writer);
+        assert!(parse_users("alice:secret").is_err());
+        assert!(
+            parse_users(r#"[{"username":"a b","role":"reader","password_hash":"$argon2id$x"}]"#)
+                .is_err()
+        );
+        assert!(
+            parse_users(r#"[{"username":"a","role":"reader","password_hash":"plaintext"}]"#)
+                .is_err()
+        );
+        assert!(
+            parse_users(r#"[{"username":"a","role":"root","password_hash":"$argon2id$x"}]"#)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,249 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// A docs tree in memory: file paths to contents; directories are implied.
+struct Tree(BTreeMap<String, Vec<u8>>);
+
+impl Tree {
+    fn new(files: &[(&str, &str)]) -> Self {
+        Self(
+            files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+}
+
+impl DocsSource for Tree {
+    fn entry(&self, path: &str) -> Entry {
+        if let Some(bytes) = self.0.get(path) {
+            return Entry::File(bytes.clone());
+        }
+        let prefix = format!("{path}/");
+        if self.0.keys().any(|k| k.starts_with(&prefix)) {
+            Entry::Dir
+        } else {
+            Entry::Missing
+        }
+    }
+
+    fn list(&self, path: &str) -> Vec<String> {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut names: Vec<String> = self
+            .0
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        names.dedup();
+        names
+    }
+}
+
+fn tree() -> Tree {
+    Tree::new(&[
+        ("v0/index.md", "# Old\n"),
+        (
+            "v1/index.md",
+            "# API reference\n\nSee [quickstart](quickstart.md).\n",
+        ),
+        ("v1/page.html", "<p>hi</p>"),
+        ("v1/style.css", "body{}"),
+        ("v1/guide/index.html", "<h1>guide</h1>"),
+        ("v10/index.md", "# Ten\n"),
+        ("v2/readme.txt", "plain"),
+        ("notes/secret.md", "not a version"),
+    ])
+}
+
+fn get(path: &str) -> Request {
+    Request::get(path)
+}
+
+fn get_with(path: &str, header: &str, value: &str) -> Request {
+    let mut req = get(path);
+    req.headers.push((header.into(), value.as_bytes().to_vec()));
+    req
+}
+
+fn serve_public(req: &Request) -> Result<Response, ApiError> {
+    serve(req, &tree(), Visibility::Public)
+}
+
+#[test]
+fn versions_are_listed_newest_first_and_latest_resolves() {
+    assert_eq!(versions(&tree()), vec!["v10", "v2", "v1", "v0"]);
+    for path in ["", "/"] {
+        let resp = serve_public(&get(path)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["latest"], "v10");
+        assert_eq!(v["versions"][3], "v0");
+    }
+    let resp = serve_public(&get("/latest/")).unwrap();
+    assert!(
+        String::from_utf8(resp.body)
+            .unwrap()
+            .contains("<title>Ten</title>")
+    );
+    assert_eq!(
+        resp.headers
+            .iter()
+            .find(|h| h.0 == "cache-control")
+            .unwrap()
+            .1,
+        "public, max-age=60"
+    );
+}
+
+#[test]
+fn files_get_their_content_type() {
+    let cases = [
+        ("/v1/page.html", "text/html; charset=utf-8"),
+        ("/v1/style.css", "text/css; charset=utf-8"),
+        ("/v2/readme.txt", "text/plain; charset=utf-8"),
+    ];
+    for (path, ctype) in cases {
+        let resp = serve_public(&get(path)).unwrap();
+        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(resp.header("content-type"), Some(ctype), "{path}");
+        assert_eq!(resp.header("cache-control"), Some("public, max-age=300"));
+    }
+}
+
+#[test]
+fn directories_serve_their_index_and_redirect_without_slash() {
+    let resp = serve_public(&get("/v1/guide/")).unwrap();
+    assert_eq!(resp.body, b"<h1>guide</h1>");
+    let resp = serve_public(&get("/v1/guide")).unwrap();
+    assert_eq!(
+        (resp.status, resp.header("location")),
+        (301, Some("guide/"))
+    );
+    let resp = serve_public(&get("/v1")).unwrap();
+    assert_eq!(resp.header("location"), Some("v1/"));
+    let resp = serve_public(&get("/v1/")).unwrap();
+    assert!(
+        String::from_utf8(resp.body)
+            .unwrap()
+            .contains("<h1>API reference</h1>")
+    );
+    assert_eq!(serve_public(&get("/v2/")).unwrap_err().status, 404);
+}
+
+#[test]
+fn markdown_is_rendered_or_raw_by_accept() {
+    let html = serve_public(&get_with("/v1/index.md", "accept", "text/html,*/*;q=0.8")).unwrap();
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let body = String::from_utf8(html.body.clone()).unwrap();
+    assert!(
+        body.contains("<a href=\"quickstart.md\">quickstart</a>"),
+        "{body}"
+    );
+    assert!(html.header("content-security-policy").is_some());
+    assert_eq!(html.header("vary"), Some("Accept"));
+
+    let raw = serve_public(&get_with("/v1/index.md", "accept", "text/markdown")).unwrap();
+    assert_eq!(
+        raw.header("content-type"),
+        Some("text/markdown; charset=utf-8")
+    );
+    assert!(raw.body.starts_with(b"# API reference"));
+    assert_ne!(raw.header("etag"), html.header("etag"));
+
+    let raw = serve_public(&get_with("/v1/index.md", "accept", "text/markdown, */*")).unwrap();
+    assert!(raw.body.starts_with(b"# API"));
+    let no_accept = serve_public(&get("/v1/index.md")).unwrap();
+    assert!(no_accept.body.starts_with(b"<!doctype html>"));
+    let err = serve_public(&get_with("/v1/index.md", "accept", "application/json")).unwrap_err();
+    assert_eq!(err.status, 406);
+}
+
+#[test]
+fn etag_revalidation_gives_304() {
+    let first = serve_public(&get("/v1/page.html")).unwrap();
+    let tag = first.header("etag").unwrap().to_string();
+    assert!(tag.starts_with('"') && tag.ends_with('"'));
+    for header in [
+        tag.clone(),
+        format!("W/{tag}"),
+        format!("\"other\", {tag}"),
+        "*".into(),
+    ] {
+        let resp = serve_public(&get_with("/v1/page.html", "if-none-match", &header)).unwrap();
+        assert_eq!(resp.status, 304, "{header}");
+        assert!(resp.body.is_empty());
+        assert_eq!(resp.header("etag"), Some(tag.as_str()));
+    }
+    let resp = serve_public(&get_with("/v1/page.html", "if-none-match", "\"stale\"")).unwrap();
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn head_has_headers_but_no_body() {
+    let mut req = get("/v1/page.html");
+    req.method = "HEAD".into();
+    let resp = serve_public(&req).unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.is_empty());
+    assert!(resp.header("etag").is_some());
+    req.method = "POST".into();
+    assert_eq!(serve_public(&req).unwrap_err().status, 405);
+}
+
+#[test]
+fn private_docs_are_not_cached_publicly() {
+    let resp = serve(&get("/v1/page.html"), &tree(), Visibility::Private).unwrap();
+    assert_eq!(resp.header("cache-control"), Some("private, no-cache"));
+}
+
+#[test]
+fn traversal_and_odd_paths_are_404() {
+    let long = format!("/v1/{}", "a".repeat(MAX_PATH_LEN));
+    let cases = [
+        "/v1/../notes/secret.md",
+        "/../notes/secret.md",
+        "/notes/secret.md",
+        "/v1/%2e%2e/notes/secret.md",
+        "/v1/%2E%2E/notes/secret.md",
+        "/v1/..%2fnotes%2fsecret.md",
+        "/v1%2f..%2fnotes/secret.md",
+        "/v1/%252e%252e/notes/secret.md",
+        "/v1/..%5cnotes%5csecret.md",
+        "/v1/.%2e/notes/secret.md",
+        "//etc/passwd",
+        "/v1//page.html",
+        "/v1/page.html%00.md",
+        "/v1/page.html\0",
+        "/v1/.hidden",
+        "/v1/./page.html",
+        "/v1/%ff",
+        "/v1/a b",
+        "/v3/index.md",
+        "/latest/../../etc/passwd",
+        long.as_str(),
+    ];
+    for path in cases {
+        let err = serve_public(&get(path)).unwrap_err();
+        assert_eq!((err.status, err.code), (404, "doc_not_found"), "{path:?}");
+    }
+}
+
+#[test]
+fn safe_segment_decodes_once_and_filters() {
+    assert_eq!(safe_segment("api.md").as_deref(), Some("api.md"));
+    assert_eq!(safe_segment("a%2Db").as_deref(), Some("a-b"));
+    for bad in [
+        "", ".", "..", "%2e%2e", "%2f", "a%5cb", "%00", "%252e", ".git", "a%20b",
+    ] {
+        assert_eq!(safe_segment(bad), None, "{bad}");
+    }
+}

@@ -1,0 +1,21 @@
+//! Platform-neutral domain logic of mcp-edge.
+//!
+//! Everything a client can observe is decided here, once: request and response types
+//! ([`http`]), validation ([`ids`]), the error model ([`error`]), configuration ([`config`]),
+//! tokens, passwords and roles ([`auth`]), the client registry and message log over a
+//! key-value store ([`store`], [`messaging`]), versioned docs ([`docs`]) and the endpoint
+//! handlers that tie them together ([`api`]). Platform adapters (the WASI components, a native
+//! server, a Worker) supply storage, configuration, files, time and randomness through traits.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod docs;
+pub mod env;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod messaging;
+pub mod store;
+
+pub use error::ApiError;

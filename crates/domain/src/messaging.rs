@@ -1,0 +1,418 @@
+//! Client registry and group message log over a plain key-value store.
+//!
+//! # Key schema
+//! | key | value |
+//! |---|---|
+//! | `client/{client_id}` | [`ClientRecord`] (JSON): owner, group, join point, cursor, heartbeat |
+//! | `group/{group_id}/head` | atomic counter: the highest sequence number handed out |
+//! | `group/{group_id}/msg/{seq}` | [`Slot`] (JSON): the message with that number, or a tombstone |
+//!
+//! # The log algorithm
+//! A send takes the next number with one atomic increment, then writes its slot with
+//! create-if-absent (compare-and-swap against "absent"). Slots are immutable once written.
+//! Receivers read slots in order from their cursor and stop at the first unwritten slot below
+//! the head: that is a send still in flight, and skipping it would lose it. A slot stays
+//! unwritten forever only if its sender died between the two steps; once a *later* message is
+//! older than [`GAP_GRACE_MS`], the gap is sealed with a tombstone (again create-if-absent,
+//! so a late sender loses the race, takes a new number and still delivers). Every operation
+//! touches only the keys of the messages it moves: no key listing, O(messages moved).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::env::Env;
+use crate::error::ApiError;
+use crate::ids::validate_id;
+use crate::store::{KvStore, StoreError};
+
+/// How long an allocated but unwritten slot may hold up readers once later messages exist.
+pub const GAP_GRACE_MS: u64 = 10_000;
+/// Later slots a reader reads per batch, and at most in all, to decide whether a gap is
+/// abandoned.
+const GAP_LOOKAHEAD: u64 = 16;
+const GAP_LOOKAHEAD_MAX: u64 = 1024;
+/// Retries of a compare-and-swap loop before answering 503.
+const MAX_CAS_ATTEMPTS: usize = 16;
+
+pub const DEFAULT_RECEIVE_LIMIT: usize = 100;
+pub const MAX_RECEIVE_LIMIT: usize = 1000;
+
+pub fn client_key(client_id: &str) -> String {
+    format!("client/{client_id}")
+}
+
+pub fn head_key(group_id: &str) -> String {
+    format!("group/{group_id}/head")
+}
+
+pub fn message_key(group_id: &str, seq: u64) -> String {
+    format!("group/{group_id}/msg/{seq}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// The token subject that first registered this client; only it may use the client.
+    pub owner: String,
+    pub group_id: String,
+    /// The group's head when the client joined: it sees only messages after this.
+    pub joined_after: u64,
+    /// Everything up to here is acknowledged (or, for simple polls, delivered).
+    pub cursor: u64,
+    pub registered_at_ms: u64,
+    pub last_heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub message_id: String,
+    pub seq: u64,
+    pub sender_id: String,
+    pub group_id: String,
+    pub payload: Value,
+    pub timestamp_ms: u64,
+}
+
+/// What a log slot holds once written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "slot", rename_all = "lowercase")]
+pub enum Slot {
+    Message(StoredMessage),
+    /// The sender of this number never wrote it; readers skip it.
+    Tombstone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Created(ClientRecord),
+    Refreshed(ClientRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: String,
+    pub seq: u64,
+    pub timestamp_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub messages: Vec<StoredMessage>,
+    /// Pass as `after` to acknowledge this batch and get the next one.
+    pub next_after: u64,
+}
+
+fn corrupt(key: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        500,
+        "corrupt_record",
+        format!("stored value at {key} is unreadable: {err}"),
+    )
+}
+
+fn to_u64(value: i64, key: &str) -> Result<u64, ApiError> {
+    u64::try_from(value).map_err(|_| corrupt(key, "negative counter"))
+}
+
+pub struct Messaging<'a> {
+    store: &'a dyn KvStore,
+    env: &'a dyn Env,
+}
+
+impl<'a> Messaging<'a> {
+    pub fn new(store: &'a dyn KvStore, env: &'a dyn Env) -> Self {
+        Self { store, env }
+    }
+
+    fn head(&self, group_id: &str) -> Result<u64, ApiError> {
+        let key = head_key(group_id);
+        to_u64(self.store.increment(&key, 0)?, &key)
+    }
+
+    fn load_client(&self, client_id: &str) -> Result<Option<(Vec<u8>, ClientRecord)>, ApiError> {
+        let key = client_key(client_id);
+        match self.store.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+                Ok(Some((bytes, record)))
+            }
+        }
+    }
+
+    /// The client's record, checked to belong to `subject` and to be in `group_id`.
+    fn owned_member(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+    ) -> Result<(Vec<u8>, ClientRecord), ApiError> {
+        let (bytes, record) = self.load_client(client_id)?.ok_or_else(|| {
+            ApiError::not_found(
+                "client_not_found",
+                format!("client {client_id} is not registered"),
+            )
+        })?;
+        if record.owner != subject {
+            return Err(ApiError::forbidden(
+                "client_owned_by_other",
+                format!("client {client_id} belongs to another user"),
+            ));
+        }
+        if record.group_id != group_id {
+            return Err(ApiError::forbidden(
+                "not_in_group",
+                format!("client {client_id} is not a member of group {group_id}"),
+            ));
+        }
+        Ok((bytes, record))
+    }
+
+    /// Registers `client_id` in `group_id` for `subject`, or refreshes its heartbeat; a
+    /// registration into another group moves the client (it then sees only messages sent
+    /// after the move).
+    pub fn register(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+    ) -> Result<Registration, ApiError> {
+        validate_id("client_id", client_id)?;
+        validate_id("group_id", group_id)?;
+        let key = client_key(client_id);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let now = self.env.now_ms();
+            match self.load_client(client_id)? {
+                None => {
+                    let head = self.head(group_id)?;
+                    let record = ClientRecord {
+                        owner: subject.to_owned(),
+                        group_id: group_id.to_owned(),
+                        joined_after: head,
+                        cursor: head,
+                        registered_at_ms: now,
+                        last_heartbeat_ms: now,
+                    };
+                    if self.store.compare_and_swap(&key, None, &encode(&record))? {
+                        return Ok(Registration::Created(record));
+                    }
+                }
+                Some((bytes, mut record)) => {
+                    if record.owner != subject {
+                        return Err(ApiError::forbidden(
+                            "client_owned_by_other",
+                            format!("client {client_id} belongs to another user"),
+                        ));
+                    }
+                    if record.group_id != group_id {
+                        let head = self.head(group_id)?;
+                        record.group_id = group_id.to_owned();
+                        record.joined_after = head;
+                        record.cursor = head;
+                    }
+                    record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
+                    if self
+                        .store
+                        .compare_and_swap(&key, Some(&bytes), &encode(&record))?
+                    {
+                        return Ok(Registration::Refreshed(record));
+                    }
+                }
+            }
+        }
+        Err(ApiError::contention(&format!("client {client_id}")))
+    }
+
+    /// Appends `payload` from `sender_id` to `group_id`'s log.
+    pub fn send(
+        &self,
+        subject: &str,
+        sender_id: &str,
+        group_id: &str,
+        payload: Value,
+    ) -> Result<Sent, ApiError> {
+        validate_id("sender_id", sender_id)?;
+        validate_id("group_id", group_id)?;
+        self.owned_member(subject, sender_id, group_id)?;
+        let mut message = StoredMessage {
+            message_id: self.env.random_id(),
+            seq: 0,
+            sender_id: sender_id.to_owned(),
+            group_id: group_id.to_owned(),
+            payload,
+            timestamp_ms: 0,
+        };
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            message.seq = self.allocate(group_id)?;
+            message.timestamp_ms = self.env.now_ms();
+            if self.publish(&message)? {
+                return Ok(Sent {
+                    message_id: message.message_id,
+                    seq: message.seq,
+                    timestamp_ms: message.timestamp_ms,
+                });
+            }
+        }
+        Err(ApiError::contention(&format!("group {group_id}")))
+    }
+
+    /// Step one of a send: take the next sequence number.
+    pub(crate) fn allocate(&self, group_id: &str) -> Result<u64, ApiError> {
+        let key = head_key(group_id);
+        to_u64(self.store.increment(&key, 1)?, &key)
+    }
+
+    /// Step two: write the slot unless a reader has sealed it meanwhile.
+    pub(crate) fn publish(&self, message: &StoredMessage) -> Result<bool, StoreError> {
+        let slot = Slot::Message(message.clone());
+        self.store.compare_and_swap(
+            &message_key(&message.group_id, message.seq),
+            None,
+            &encode(&slot),
+        )
+    }
+
+    /// Messages for `client_id` after its cursor (or after `after`, which acknowledges
+    /// everything up to it), oldest first, leaving out the client's own. Counts as a heartbeat.
+    pub fn receive(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Received, ApiError> {
+        validate_id("client_id", client_id)?;
+        validate_id("group_id", group_id)?;
+        let (mut bytes, mut record) = self.owned_member(subject, client_id, group_id)?;
+        let head = self.head(group_id)?;
+        // An acknowledgement can never reach past what has been handed out.
+        let after = after.map(|a| a.min(head));
+        let start = after.unwrap_or(record.cursor).max(record.joined_after);
+        let (messages, last) = self.scan(group_id, client_id, start, head, limit)?;
+        let delivered_to = after.unwrap_or(last);
+
+        let key = client_key(client_id);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let mut updated = record.clone();
+            updated.cursor = updated.cursor.max(delivered_to);
+            updated.last_heartbeat_ms = self.env.now_ms().max(updated.last_heartbeat_ms);
+            if self
+                .store
+                .compare_and_swap(&key, Some(&bytes), &encode(&updated))?
+            {
+                break;
+            }
+            // Someone else updated the record: apply ours on top unless the client moved.
+            match self.load_client(client_id)? {
+                Some((b, r)) if r.owner == subject && r.group_id == group_id => {
+                    bytes = b;
+                    record = r;
+                }
+                _ => break,
+            }
+        }
+        Ok(Received {
+            messages,
+            next_after: last,
+        })
+    }
+
+    /// Reads slots `start+1 ..= head` in order until `limit` messages for `reader` are found
+    /// or an in-flight slot is reached. Returns the messages and the last slot passed.
+    fn scan(
+        &self,
+        group_id: &str,
+        reader: &str,
+        start: u64,
+        head: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, u64), ApiError> {
+        let mut out = Vec::new();
+        let mut last = start;
+        while last < head && out.len() < limit {
+            let batch_end = head.min(last + (limit - out.len()) as u64);
+            let keys: Vec<String> = (last + 1..=batch_end)
+                .map(|s| message_key(group_id, s))
+                .collect();
+            let values = self.store.get_many(&keys)?;
+            for (offset, value) in values.into_iter().enumerate() {
+                let seq = last + 1;
+                let slot = match value {
+                    Some(bytes) => decode_slot(&keys[offset], &bytes)?,
+                    None => match self.seal_if_abandoned(group_id, seq, head)? {
+                        Some(slot) => slot,
+                        None => return Ok((out, last)),
+                    },
+                };
+                last = seq;
+                if let Slot::Message(m) = slot
+                    && m.sender_id != reader
+                {
+                    out.push(m);
+                    if out.len() == limit {
+                        return Ok((out, last));
+                    }
+                }
+            }
+        }
+        Ok((out, last))
+    }
+
+    /// For an unwritten slot below the head: if the first written slot after it is a
+    /// tombstone, or a message older than the grace period, then this slot's number was handed
+    /// out before that and its sender is long gone; seal the slot and return what it now holds.
+    /// `None` while the slot may still be written.
+    fn seal_if_abandoned(
+        &self,
+        group_id: &str,
+        seq: u64,
+        head: u64,
+    ) -> Result<Option<Slot>, ApiError> {
+        let now = self.env.now_ms();
+        let horizon = head.min(seq + GAP_LOOKAHEAD_MAX);
+        let mut from = seq + 1;
+        let abandoned = 'search: loop {
+            if from > horizon {
+                break false;
+            }
+            let to = horizon.min(from + GAP_LOOKAHEAD - 1);
+            let keys: Vec<String> = (from..=to).map(|s| message_key(group_id, s)).collect();
+            for (key, value) in keys.iter().zip(self.store.get_many(&keys)?) {
+                if let Some(bytes) = value {
+                    break 'search match decode_slot(key, &bytes)? {
+                        Slot::Tombstone => true,
+                        Slot::Message(m) => m.timestamp_ms + GAP_GRACE_MS <= now,
+                    };
+                }
+            }
+            from = to + 1;
+        };
+        if !abandoned {
+            return Ok(None);
+        }
+        let key = message_key(group_id, seq);
+        if self
+            .store
+            .compare_and_swap(&key, None, &encode(&Slot::Tombstone))?
+        {
+            return Ok(Some(Slot::Tombstone));
+        }
+        // The sender (or another reader) won the race: use what it wrote.
+        match self.store.get(&key)? {
+            Some(bytes) => decode_slot(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: all keys are strings.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode_slot(key: &str, bytes: &[u8]) -> Result<Slot, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(key, e))
+}
+
+#[cfg(test)]
+mod tests;

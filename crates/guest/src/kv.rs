@@ -1,0 +1,94 @@
+//! The domain's store trait over `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch).
+
+use std::collections::HashMap;
+
+use mcp_edge_domain::store::{KvStore, StoreError};
+
+use crate::bindings::wasi::keyvalue::atomics::{self, Cas, CasError};
+use crate::bindings::wasi::keyvalue::batch;
+use crate::bindings::wasi::keyvalue::store::{self, Bucket, Error};
+
+fn convert(err: Error) -> StoreError {
+    match err {
+        Error::NoSuchStore => StoreError::AccessDenied("no such store".into()),
+        Error::AccessDenied => StoreError::AccessDenied("access denied".into()),
+        Error::Other(msg) => StoreError::Other(msg),
+    }
+}
+
+/// An opened key-value store (a "bucket" in WASI terms).
+pub struct WasiKv {
+    bucket: Bucket,
+}
+
+impl WasiKv {
+    /// Opens the store with this label; the host grants labels per component
+    /// (`key_value_stores` in spin.toml).
+    pub fn open(label: &str) -> Result<Self, StoreError> {
+        store::open(label)
+            .map(|bucket| Self { bucket })
+            .map_err(convert)
+    }
+}
+
+impl KvStore for WasiKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bucket.get(key).map_err(convert)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.bucket.set(key, value).map_err(convert)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.bucket.delete(key).map_err(convert)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Hosts may leave absent keys out or reorder: match results up by key.
+        let mut found: HashMap<String, Option<Vec<u8>>> = batch::get_many(&self.bucket, keys)
+            .map_err(convert)?
+            .into_iter()
+            .collect();
+        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(&self.bucket, key, delta).map_err(convert)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let cas = Cas::new(&self.bucket, key).map_err(convert)?;
+        if cas.current().map_err(convert)?.as_deref() != expected {
+            return Ok(false);
+        }
+        match atomics::swap(cas, new) {
+            Ok(()) => Ok(true),
+            Err(CasError::CasFailed(_)) => Ok(false),
+            Err(CasError::StoreError(e)) => Err(convert(e)),
+        }
+    }
+}
+
+/// The store every stateful component uses.
+pub const DEFAULT_STORE: &str = "default";
+
+/// Runs `f` with the default store open, or answers 503 when it cannot be opened.
+pub fn with_default_store(
+    f: impl FnOnce(&WasiKv) -> mcp_edge_domain::http::Response,
+) -> mcp_edge_domain::http::Response {
+    match WasiKv::open(DEFAULT_STORE) {
+        Ok(store) => f(&store),
+        Err(e) => {
+            mcp_edge_domain::http::respond(Err(mcp_edge_domain::ApiError::store_unavailable(&e)))
+        }
+    }
+}
