@@ -1,1 +1,237 @@
+//! The `mcp-edge` runtime: runs a Spin manifest's HTTP components on wasmtime, with the
+//! capabilities they import implemented by the host, one module per capability:
+//! `wasi:http` ([`server`], via `wasmtime-wasi-http`), `wasi:keyvalue` ([`kv`]),
+//! `wasi:config` ([`variables`]) and `wasi:filesystem` mounts ([`manifest`] `files`).
 
+mod bindings;
+pub mod builder;
+pub mod engine;
+pub mod first_run;
+pub mod kv;
+pub mod manifest;
+pub mod router;
+pub mod server;
+pub mod variables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::engine::EngineOptions;
+use crate::kv::SharedBackend;
+use crate::kv::wasi::KvGrant;
+use crate::manifest::Manifest;
+use crate::router::Router;
+use crate::server::{App, InstanceState, Limits, Prepared};
+
+/// Which key-value backend serves `wasi:keyvalue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvBackendKind {
+    /// SQLite in the data directory (durable; the default).
+    Sqlite,
+    /// Process memory (tests, throwaway runs).
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifest: PathBuf,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub kv: KvBackendKind,
+    pub limits: Limits,
+    pub max_instances: u32,
+    pub runtime_config: Option<PathBuf>,
+    pub build: bool,
+    pub cache_dir: Option<PathBuf>,
+    /// How long shutdown waits for in-flight requests.
+    pub drain: Duration,
+}
+
+fn manifest_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Loads the manifest and builds its stale components (`mcp-edge build`).
+pub fn build(manifest_path: &Path) -> Result<Manifest> {
+    let manifest = Manifest::load(manifest_path)?;
+    builder::build(&manifest, &manifest_dir(manifest_path))?;
+    Ok(manifest)
+}
+
+/// `[variables]` of the runtime-config file, if one was given.
+fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<String, String>> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    #[derive(serde::Deserialize)]
+    struct RuntimeConfig {
+        #[serde(default)]
+        variables: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read runtime config {}", path.display()))?;
+    let parsed: RuntimeConfig = toml::from_str(&text)
+        .with_context(|| format!("invalid runtime config {}", path.display()))?;
+    Ok(parsed.variables)
+}
+
+fn open_backend(kind: KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
+    Ok(match kind {
+        KvBackendKind::Memory => Arc::new(kv::memory::MemoryBackend::new()),
+        KvBackendKind::Sqlite => {
+            let path = data_dir.join("kv.sqlite3");
+            Arc::new(
+                kv::sqlite::SqliteBackend::open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// Everything `up` prepares before it listens.
+pub struct Prepared_ {
+    pub app: Arc<App>,
+    pub new_admin_password: Option<String>,
+}
+
+/// Prepares the application: variables, first-run bootstrap, store, engine, and every
+/// component compiled and pre-instantiated.
+pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Prepared_> {
+    let base = manifest_dir(&opts.manifest);
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
+
+    let file = runtime_config_variables(opts.runtime_config.as_deref())?;
+    let env_has = |name: &str| std::env::var_os(variables::env_name(name)).is_some();
+    let boot = first_run::prepare(
+        &opts.data_dir,
+        |name| manifest.variables.contains_key(name),
+        |name| env_has(name) || file.contains_key(name),
+    )?;
+    let sources = variables::Sources {
+        env: Some(Box::new(|name| std::env::var(name).ok())),
+        file,
+        generated: boot.generated,
+    };
+    let values = variables::resolve(&manifest, &sources)?;
+
+    let backend = open_backend(opts.kv, &opts.data_dir)?;
+    let engine = engine::new_engine(&EngineOptions {
+        memory_limit_bytes: opts.limits.memory_limit_bytes,
+        max_instances: opts.max_instances,
+    })?;
+    engine::start_epoch_ticker(&engine);
+
+    let mut linker: Linker<InstanceState> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    kv::wasi::add_to_linker(&mut linker, InstanceState::kv_view)?;
+    variables::add_to_linker(&mut linker, InstanceState::config_view)?;
+
+    let cache_dir = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| server::default_cache_dir(&opts.data_dir));
+    let mut components = HashMap::new();
+    for trigger in &manifest.trigger.http {
+        if components.contains_key(&trigger.component) {
+            continue;
+        }
+        let id = trigger.component.clone();
+        let decl = &manifest.component[&id];
+        let source = base.join(&decl.source);
+        if !source.is_file() {
+            bail!(
+                "component {id}: source {} does not exist (run `mcp-edge build`)",
+                source.display()
+            );
+        }
+        let component = engine::load_component(&engine, &source, &cache_dir)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {id} cannot be linked"))?;
+        let pre = ProxyPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("component {id} does not export wasi:http/incoming-handler")
+            })?;
+        let prepared = Prepared {
+            config: variables::component_config(&id, &decl.variables, &values)?,
+            kv: KvGrant {
+                backend: backend.clone(),
+                labels: decl.key_value_stores.clone().into(),
+            },
+            mounts: manifest.mounts(&base, decl)?,
+            pre,
+            id: id.clone(),
+        };
+        components.insert(id, Arc::new(prepared));
+    }
+    for other in manifest.trigger.other.keys() {
+        tracing::warn!(trigger = %other, "mcp-edge serves only HTTP triggers; ignoring [[trigger.{other}]]");
+    }
+    let router = Router::new(
+        manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| (t.route.clone(), t.component.clone())),
+    )?;
+    let app = App {
+        engine,
+        router,
+        components,
+        limits: opts.limits.clone(),
+        slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
+    };
+    Ok(Prepared_ {
+        app: Arc::new(app),
+        new_admin_password: boot.new_admin_password,
+    })
+}
+
+/// `mcp-edge up`: build, prepare, print the route table, serve until `shutdown`.
+pub async fn up(opts: UpOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let manifest = if opts.build {
+        let path = opts.manifest.clone();
+        tokio::task::spawn_blocking(move || build(&path)).await??
+    } else {
+        Manifest::load(&opts.manifest)?
+    };
+    let app_name = manifest.application.name.clone();
+    let prepared = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || prepare(&opts, manifest)).await??
+    };
+    if let Some(password) = &prepared.new_admin_password {
+        println!("Created user `admin` with password: {password}");
+        println!(
+            "  (shown only this once; its Argon2id hash is in {})",
+            opts.data_dir.join("users.json").display()
+        );
+    }
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Serving {app_name} on http://{addr}");
+    println!("Available routes:");
+    for route in prepared.app.router.routes() {
+        println!("  {}: http://{addr}{}", route.component, route.raw);
+    }
+    tracing::info!(%addr, kv = ?opts.kv, "listening");
+    server::serve(prepared.app, listener, shutdown, opts.drain).await
+}

@@ -1,0 +1,111 @@
+//! The wasmtime engine: pooling allocation, epoch-based deadlines, and components compiled
+//! once and cached on disk, keyed by the component's bytes and the engine's configuration.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; deadlines are measured in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub struct EngineOptions {
+    /// Largest linear memory one instance may grow to.
+    pub memory_limit_bytes: usize,
+    /// Instances alive at once (the pool's size).
+    pub max_instances: u32,
+}
+
+fn config(opts: &EngineOptions, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .parallel_compilation(true);
+    if pooling {
+        let n = opts.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(opts.memory_limit_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// An engine with the pooling allocator, or on-demand allocation where the platform refuses
+/// the pool's address-space reservation.
+pub fn new_engine(opts: &EngineOptions) -> Result<Engine> {
+    match Engine::new(&config(opts, true)) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+            Ok(Engine::new(&config(opts, false))?)
+        }
+    }
+}
+
+/// Advances the engine's epoch forever on a background thread.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .ok();
+}
+
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let mut hasher = Sha256::new();
+    hasher.update(wasm);
+    hasher.update(compat.finish().to_le_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Compiles the component at `path`, or loads its compiled form from `cache_dir`.
+pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
+    let wasm =
+        std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
+    let cached = cache_dir.join(format!("{}.cwasm", cache_key(engine, &wasm)));
+    if cached.is_file() {
+        // SAFETY: the cache directory is written only by this program, from components it
+        // compiled itself with an engine of the same configuration (part of the file name).
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compiled artifact")
+            }
+        }
+    }
+    let component = Component::new(engine, &wasm)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot compile {}", path.display()))?;
+    if let Err(e) = store_artifact(&component, &cached) {
+        tracing::warn!(path = %cached.display(), error = %e, "could not cache compiled component");
+    }
+    Ok(component)
+}
+
+fn store_artifact(component: &Component, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

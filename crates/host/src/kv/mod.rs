@@ -1,0 +1,79 @@
+//! The host's key-value capability: pluggable backends ([`sqlite`], [`memory`]) behind
+//! [`Backend`], and the `wasi:keyvalue` implementation over them ([`wasi`]).
+
+pub mod memory;
+pub mod sqlite;
+pub mod wasi;
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("key-value backend failed: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for KvError {
+    fn from(err: rusqlite::Error) -> Self {
+        KvError::Backend(err.to_string())
+    }
+}
+
+pub type KvResult<T> = Result<T, KvError>;
+
+/// A page of `list-keys`.
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub cursor: Option<String>,
+}
+
+/// Storage shared by every component instance. `store` is the label the component opened
+/// (spin.toml `key_value_stores`); labels are separate namespaces. Each call is atomic, and
+/// a call that writes returns only once the write is durable (for durable backends).
+pub trait Backend: Send + Sync + 'static {
+    fn get(&self, store: &str, key: &str) -> KvResult<Option<Vec<u8>>>;
+    fn set(&self, store: &str, key: &str, value: &[u8]) -> KvResult<()>;
+    fn delete(&self, store: &str, key: &str) -> KvResult<()>;
+    fn exists(&self, store: &str, key: &str) -> KvResult<bool>;
+    fn list_keys(&self, store: &str, cursor: Option<&str>) -> KvResult<KeyPage>;
+    /// Present keys only, with their values.
+    fn get_many(&self, store: &str, keys: &[String]) -> KvResult<Vec<(String, Vec<u8>)>>;
+    fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> KvResult<()>;
+    fn delete_many(&self, store: &str, keys: &[String]) -> KvResult<()>;
+    /// Adds `delta` to the decimal counter at `key` (absent: 0) and returns the new value.
+    fn increment(&self, store: &str, key: &str, delta: i64) -> KvResult<i64>;
+    /// Writes `new` if the value is still `expected` (`None`: absent); whether it did.
+    fn swap_if(
+        &self,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> KvResult<bool>;
+    /// Which backend this is, for logs.
+    fn name(&self) -> &'static str;
+}
+
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// How many keys one `list-keys` page holds.
+pub const LIST_PAGE: usize = 1000;
+
+fn parse_counter(value: Option<&[u8]>) -> KvResult<i64> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| KvError::Backend("value is not a counter".into())),
+    }
+}
+
+fn add(current: i64, delta: i64) -> KvResult<i64> {
+    current
+        .checked_add(delta)
+        .ok_or_else(|| KvError::Backend("counter overflow".into()))
+}
+
+#[cfg(test)]
+mod contract_tests;

@@ -1,0 +1,470 @@
+//! The HTTP trigger: HTTP/1.1 with keep-alive on hyper, Spin's routing and `spin-*`
+//! headers, and one fresh component instance per request with a deadline (epoch
+//! interruption), a memory cap (`StoreLimits`) and a request-body cap. A guest that traps,
+//! loops or runs out of memory costs its own request only.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::engine::EPOCH_TICK;
+use crate::kv::wasi::{KvGrant, KvView};
+use crate::manifest::Mount;
+use crate::router::{RouteMatch, Router};
+use crate::variables::ComponentConfig;
+
+/// Per-request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_limit_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+/// What one request's `Store` holds.
+pub struct InstanceState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    kv: KvGrant,
+    config: ComponentConfig,
+    limits: StoreLimits,
+    hooks: DenyOutbound,
+}
+
+/// No manifest component is granted outbound hosts (`allowed_outbound_hosts`), so outgoing
+/// HTTP is refused, as Spin refuses it.
+struct DenyOutbound;
+
+type OutgoingIo =
+    Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: OutgoingIo,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (http::Response<wasmtime_wasi_http::WasiBody>, OutgoingIo),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl InstanceState {
+    pub fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            grant: &self.kv,
+            table: &mut self.table,
+        }
+    }
+
+    pub fn config_view(&mut self) -> &ComponentConfig {
+        &self.config
+    }
+}
+
+/// A component ready to serve: pre-instantiated, with its grants resolved once.
+pub struct Prepared {
+    pub id: String,
+    pub pre: ProxyPre<InstanceState>,
+    pub config: ComponentConfig,
+    pub kv: KvGrant,
+    pub mounts: Vec<Mount>,
+}
+
+pub struct App {
+    pub engine: Engine,
+    pub router: Router,
+    pub components: std::collections::HashMap<String, Arc<Prepared>>,
+    pub limits: Limits,
+    /// Bounds the instances alive at once to what the allocation pool holds.
+    pub slots: Arc<Semaphore>,
+}
+
+type Body = HyperOutgoingBody;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn json_error(status: u16, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let mut id = [0u8; 8];
+            let _ = getrandom::fill(&mut id);
+            hex::encode(id)
+        })
+}
+
+/// How a guest ended without answering.
+fn classify_failure(error: &wasmtime::Error) -> (u16, &'static str, &'static str) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        (
+            504,
+            "timeout",
+            "the component did not answer within the deadline",
+        )
+    } else {
+        (
+            500,
+            "component_failed",
+            "the component failed while handling the request",
+        )
+    }
+}
+
+impl App {
+    /// Serves one HTTP request end to end; never fails (errors become JSON responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (mut resp, route, component) = match self.router.find(&path) {
+            None => (
+                json_error(404, "route_not_found", "no route matches this path"),
+                String::new(),
+                String::new(),
+            ),
+            Some(m) => {
+                let (route, component) = (m.raw_route.to_owned(), m.component.to_owned());
+                (self.dispatch(req, m, client).await, route, component)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", value);
+        }
+        tracing::info!(
+            request_id = %id,
+            method = %method,
+            path = %path,
+            route = %route,
+            component = %component,
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        Ok(resp)
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        route: RouteMatch<'_>,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let Some(component) = self.components.get(route.component).cloned() else {
+            return json_error(
+                500,
+                "component_missing",
+                "the route's component is not loaded",
+            );
+        };
+        let max = self.limits.max_body_bytes;
+        let too_large = || {
+            json_error(
+                413,
+                "payload_too_large",
+                &format!("request body exceeds {max} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            return too_large();
+        }
+        let (mut parts, body) = req.into_parts();
+        let body = match Limited::new(body, max).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large();
+            }
+            Err(_) => {
+                return json_error(400, "unreadable_body", "the request body could not be read");
+            }
+        };
+        set_spin_headers(&mut parts, &route, client);
+        let req = Request::from_parts(parts, Full::new(body));
+        self.run(component, req).await
+    }
+
+    async fn run(&self, component: Arc<Prepared>, req: Request<Full<Bytes>>) -> Response<Body> {
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            return json_error(503, "shutting_down", "the server is shutting down");
+        };
+        let mut store = match self.new_store(&component) {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(component = %component.id, error = %e, "cannot prepare instance");
+                return json_error(
+                    500,
+                    "instance_setup_failed",
+                    "the component could not be prepared",
+                );
+            }
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let handles = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let (req, out) = match handles {
+            Ok(handles) => handles,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot pass the request to the component");
+                return json_error(
+                    400,
+                    "bad_request",
+                    "the request could not be passed to the component",
+                );
+            }
+        };
+        let pre = component.pre.clone();
+        let id = component.id.clone();
+        let task = tokio::spawn(async move {
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            drop(permit);
+            result
+        });
+        // The epoch deadline ends runaway guest code; this backstop also covers a guest stuck
+        // in a host call.
+        let backstop = self.limits.timeout + Duration::from_secs(1);
+        match tokio::time::timeout(backstop, receiver).await {
+            Ok(Ok(Ok(resp))) => resp,
+            Ok(Ok(Err(code))) => {
+                tracing::warn!(component = %id, error = ?code, "component answered with an error code");
+                json_error(500, "component_error", "the component reported an error")
+            }
+            Ok(Err(_)) => {
+                let error = match task.await {
+                    Ok(Ok(())) => wasmtime::Error::msg("component returned without a response"),
+                    Ok(Err(e)) => e,
+                    Err(join) => wasmtime::Error::msg(join.to_string()),
+                };
+                let (status, code, message) = classify_failure(&error);
+                tracing::warn!(component = %id, error = ?error, status, "component failed");
+                json_error(status, code, message)
+            }
+            Err(_) => {
+                task.abort();
+                tracing::warn!(component = %id, "component timed out");
+                json_error(
+                    504,
+                    "timeout",
+                    "the component did not answer within the deadline",
+                )
+            }
+        }
+    }
+
+    fn new_store(&self, component: &Prepared) -> Result<Store<InstanceState>> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        for mount in &component.mounts {
+            wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)?;
+        }
+        let state = InstanceState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            kv: component.kv.clone(),
+            config: component.config.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_limit_bytes)
+                .trap_on_grow_failure(false)
+                .build(),
+            hooks: DenyOutbound,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+}
+
+/// Sets the headers Spin gives components, replacing any a client sent under those names.
+fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, client: SocketAddr) {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let spoofed: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        parts.headers.remove(name);
+    }
+    let values = [
+        ("spin-full-url", format!("http://{host}{path_and_query}")),
+        ("spin-path-info", route.path_info.clone()),
+        ("spin-matched-route", route.raw_route.to_owned()),
+        ("spin-raw-component-route", route.raw_route.to_owned()),
+        ("spin-component-route", route.component_route.to_owned()),
+        ("spin-base-path", "/".to_owned()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(name, value);
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish (up to `drain`), and returns.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) -> Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %client, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Where compiled components are cached by default.
+pub fn default_cache_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("cache")
+}
