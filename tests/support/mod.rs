@@ -1,0 +1,406 @@
+//! End-to-end harness: builds the components with `mcp-edge build`, starts the real
+//! `mcp-edge` binary on a loopback port, and talks to it over HTTP. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-0123456789";
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-edge"))
+}
+
+/// Compiled-component cache shared by all tests, so each component compiles once per run.
+fn cache_dir() -> PathBuf {
+    root().join("target").join("e2e-compile-cache")
+}
+
+/// Builds the manifest's components once per test binary, through `mcp-edge build`.
+pub fn ensure_built(manifest: &str) {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if built.iter().any(|m| m == manifest) {
+        return;
+    }
+    let status = Command::new(binary())
+        .args(["build", "--manifest", manifest])
+        .current_dir(root())
+        .status()
+        .expect("run mcp-edge build");
+    assert!(
+        status.success(),
+        "mcp-edge build --manifest {manifest} failed"
+    );
+    built.push(manifest.to_owned());
+}
+
+/// Users every test server knows: one per role, plus a second writer.
+pub fn users_json() -> String {
+    static USERS: OnceLock<String> = OnceLock::new();
+    USERS
+        .get_or_init(|| {
+            let hash = |pw: &str| mcp_edge_domain::auth::hash_password(pw).unwrap();
+            json!([
+                {"username": "admin", "role": "admin", "password_hash": hash("admin-pw")},
+                {"username": "wendy", "role": "writer", "password_hash": hash("wendy-pw")},
+                {"username": "will", "role": "writer", "password_hash": hash("will-pw")},
+                {"username": "rita", "role": "reader", "password_hash": hash("rita-pw")},
+            ])
+            .to_string()
+        })
+        .clone()
+}
+
+pub struct ServerBuilder {
+    manifest: String,
+    dir: Arc<tempfile::TempDir>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    configured: bool,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Start with no JWT secret and no users: the first-run bootstrap supplies them.
+    pub fn unconfigured(mut self) -> Self {
+        self.configured = false;
+        self
+    }
+
+    pub fn start(self) -> Server {
+        ensure_built(&self.manifest);
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(root())
+            .args([
+                "up",
+                "--no-build",
+                "--listen",
+                "127.0.0.1:0",
+                "--manifest",
+                &self.manifest,
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(&self.args)
+            .env_remove("SPIN_VARIABLE_JWT_SECRET")
+            .env_remove("SPIN_VARIABLE_USERS")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if self.configured {
+            cmd.env("SPIN_VARIABLE_JWT_SECRET", SECRET)
+                .env("SPIN_VARIABLE_USERS", users_json());
+        }
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn mcp-edge up");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr_log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr_log.clone();
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let mut reader = BufReader::new(stderr);
+            while reader.read_line(&mut buf).map(|n| n > 0).unwrap_or(false) {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&buf);
+                buf.clear();
+            }
+        });
+        let mut printed = Vec::new();
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        let base = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line
+                        .split("on http://")
+                        .nth(1)
+                        .filter(|_| line.starts_with("Serving "))
+                    {
+                        break format!("http://{}", addr.trim());
+                    }
+                    printed.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = stderr_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    panic!("mcp-edge did not start; stdout: {printed:?}\nstderr: {log}");
+                }
+            }
+        };
+        Server {
+            child,
+            base,
+            printed,
+            agent: agent(),
+            stderr: stderr_log,
+            dir: self.dir,
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    /// What the server printed before it started serving (e.g. a generated password).
+    pub printed: Vec<String>,
+    agent: ureq::Agent,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+/// A response, read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The error code of a JSON error body (asserting the documented shape).
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        assert!(
+            v["error"]["message"].is_string(),
+            "error body lacks a message: {v}"
+        );
+        v["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub fn server(manifest: &str) -> ServerBuilder {
+    server_in(manifest, Arc::new(tempfile::tempdir().expect("tempdir")))
+}
+
+/// A server on an existing data directory (to restart on the same state).
+pub fn server_in(manifest: &str, dir: Arc<tempfile::TempDir>) -> ServerBuilder {
+    ServerBuilder {
+        manifest: manifest.to_owned(),
+        dir,
+        args: Vec::new(),
+        envs: Vec::new(),
+        configured: true,
+    }
+}
+
+/// The project's own application on the in-memory store.
+pub fn app() -> Server {
+    server("spin.toml").arg("--kv").arg("memory").start()
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut builder = http::Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let result = match body {
+            Some(b) => self.agent.run(builder.body(b.to_vec()).expect("request")),
+            None => self.agent.run(builder.body(()).expect("request")),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .read_to_end(&mut body)
+            .expect("read body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", path, headers, None)
+    }
+
+    pub fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        self.request("POST", path, &headers, Some(body.to_string().as_bytes()))
+    }
+
+    pub fn login(&self, user: &str, password: &str) -> String {
+        let r = self.post_json(
+            "/login",
+            None,
+            &json!({"username": user, "password": password}),
+        );
+        assert_eq!(r.status, 200, "login {user}: {}", r.text());
+        r.json()["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.login(user, &format!("{user}-pw"))
+    }
+
+    pub fn register(&self, token: &str, client: &str, group: &str) -> Reply {
+        self.post_json(
+            "/mcp/register",
+            Some(token),
+            &json!({"client_id": client, "group_id": group}),
+        )
+    }
+
+    pub fn send(&self, token: &str, sender: &str, group: &str, payload: Value) -> Reply {
+        self.post_json(
+            "/mcp/send",
+            Some(token),
+            &json!({"sender_id": sender, "group_id": group, "payload": payload}),
+        )
+    }
+
+    pub fn receive(&self, token: &str, client: &str, group: &str, after: Option<u64>) -> Reply {
+        let mut path = format!("/mcp/receive?client_id={client}&group_id={group}");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let auth = format!("Bearer {token}");
+        self.get(&path, &[("authorization", &auth)])
+    }
+
+    /// Writes raw bytes on a fresh connection and returns what comes back until the server
+    /// closes it (bounded by a timeout; write errors after an early answer are ignored).
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        use std::io::Write;
+        let addr = self.base.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        conn.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = conn.write_all(bytes);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the server with a signal and waits (bounded) for it to exit.
+    pub fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("mcp-edge did not exit within 15 s of SIG{signal}");
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data directory, to start another server on it later.
+    pub fn dir(&self) -> Arc<tempfile::TempDir> {
+        self.dir.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,102 @@
+//! Least privilege, checked on the real artifacts: each component built for `wasm32-wasip2`
+//! imports only what its world in `wit/` declares, uses every capability its world grants, and
+//! exports `wasi:http/incoming-handler`.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use wit_parser::{Resolve, WorldId, WorldKey};
+
+fn names(resolve: &Resolve, world: WorldId, imports: bool) -> BTreeSet<String> {
+    let w = &resolve.worlds[world];
+    let items = if imports { &w.imports } else { &w.exports };
+    items
+        .keys()
+        .map(|key| match key {
+            WorldKey::Interface(id) => resolve.id_of(*id).unwrap_or_default(),
+            WorldKey::Name(name) => name.clone(),
+        })
+        .collect()
+}
+
+const CAPABILITIES: [&str; 5] = [
+    "wasi:keyvalue",
+    "wasi:config",
+    "wasi:filesystem",
+    "wasi:random/random",
+    "wasi:clocks/wall-clock",
+];
+
+#[test]
+fn every_component_imports_exactly_its_world() {
+    support::ensure_built("spin.toml");
+    let mut contract = Resolve::default();
+    let (package, _) = contract
+        .push_dir(support::root().join("wit"))
+        .expect("wit/ parses");
+    for name in ["login", "register", "send", "receive", "docs", "health"] {
+        let world = contract
+            .select_world(&[package], Some(name))
+            .expect("world exists");
+        let wasm = std::fs::read(support::root().join(format!(
+            "target/wasm32-wasip2/release/{name}_component.wasm"
+        )))
+        .expect("component built");
+        let wit_component::DecodedWasm::Component(actual, actual_world) =
+            wit_component::decode(&wasm).expect("decodes")
+        else {
+            panic!("{name} is not a component");
+        };
+        let (used, declared) = (
+            names(&actual, actual_world, true),
+            names(&contract, world, true),
+        );
+        let undeclared: Vec<_> = used.difference(&declared).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{name} imports what its world does not declare: {undeclared:?}"
+        );
+        // Capabilities are declared exactly: a world grants none its component does not use.
+        // (Interfaces that only lend types, such as clocks for `wasi:http`, may be elided.)
+        let capabilities = |set: &BTreeSet<String>| -> BTreeSet<String> {
+            set.iter()
+                .filter(|i| CAPABILITIES.iter().any(|c| i.starts_with(c)))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            capabilities(&used),
+            capabilities(&declared),
+            "{name}: capability imports differ from its world"
+        );
+        assert_eq!(
+            names(&actual, actual_world, false),
+            BTreeSet::from(["wasi:http/incoming-handler@0.2.12".to_string()]),
+            "{name}"
+        );
+    }
+    // the capabilities that make least privilege visible
+    let imports = |name: &str| {
+        names(
+            &contract,
+            contract.select_world(&[package], Some(name)).unwrap(),
+            true,
+        )
+    };
+    let has = |name: &str, prefix: &str| imports(name).iter().any(|i| i.starts_with(prefix));
+    assert!(!has("docs", "wasi:keyvalue") && has("docs", "wasi:filesystem"));
+    assert!(!has("login", "wasi:keyvalue") && has("login", "wasi:config"));
+    assert!(
+        has("health", "wasi:keyvalue")
+            && !has("health", "wasi:config")
+            && !has("health", "wasi:filesystem")
+    );
+    for stateful in ["register", "send", "receive"] {
+        assert!(
+            has(stateful, "wasi:keyvalue/atomics")
+                && has(stateful, "wasi:config")
+                && !has(stateful, "wasi:filesystem")
+        );
+    }
+}
