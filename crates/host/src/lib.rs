@@ -101,14 +101,14 @@ fn open_backend(kind: KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
 }
 
 /// Everything `up` prepares before it listens.
-pub struct Prepared_ {
+pub struct Startup {
     pub app: Arc<App>,
     pub new_admin_password: Option<String>,
 }
 
 /// Prepares the application: variables, first-run bootstrap, store, engine, and every
 /// component compiled and pre-instantiated.
-pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Prepared_> {
+pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Startup> {
     let base = manifest_dir(&opts.manifest);
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
@@ -197,7 +197,7 @@ pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Prepared_> {
         limits: opts.limits.clone(),
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
     };
-    Ok(Prepared_ {
+    Ok(Startup {
         app: Arc::new(app),
         new_admin_password: boot.new_admin_password,
     })

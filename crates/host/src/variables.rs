@@ -15,11 +15,13 @@ use wasmtime::component::{HasData, Linker};
 use crate::bindings::wasi::config::store;
 use crate::manifest::{Manifest, valid_variable_name};
 
+/// Looks up an environment variable (injected so tests need not touch the process env).
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Where variable values come from, besides the manifest's defaults.
 #[derive(Default)]
 pub struct Sources {
-    /// Looks up an environment variable (injected so tests need not touch the process env).
-    pub env: Option<Box<dyn Fn(&str) -> Option<String>>>,
+    pub env: Option<EnvLookup>,
     /// `[variables]` of the runtime-config file.
     pub file: BTreeMap<String, String>,
     /// Values generated on first run (JWT secret, bootstrap users).

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Backend, KeyPage, KvResult, LIST_PAGE, add, parse_counter};
+use super::{Backend, KeyPage, KvResult, LIST_PAGE, add, encode_counter, parse_counter};
 
 #[derive(Default)]
 pub struct MemoryBackend {
@@ -89,7 +89,7 @@ impl Backend for MemoryBackend {
             parse_counter(entries.get(&k(store, key)).map(Vec::as_slice))?,
             delta,
         )?;
-        entries.insert(k(store, key), next.to_string().into_bytes());
+        entries.insert(k(store, key), encode_counter(next).to_vec());
         Ok(next)
     }
 

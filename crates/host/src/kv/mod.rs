@@ -40,7 +40,7 @@ pub trait Backend: Send + Sync + 'static {
     fn get_many(&self, store: &str, keys: &[String]) -> KvResult<Vec<(String, Vec<u8>)>>;
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> KvResult<()>;
     fn delete_many(&self, store: &str, keys: &[String]) -> KvResult<()>;
-    /// Adds `delta` to the decimal counter at `key` (absent: 0) and returns the new value.
+    /// Adds `delta` to the counter at `key` (absent: 0) and returns the new value.
     fn increment(&self, store: &str, key: &str, delta: i64) -> KvResult<i64>;
     /// Writes `new` if the value is still `expected` (`None`: absent); whether it did.
     fn swap_if(
@@ -59,14 +59,18 @@ pub type SharedBackend = Arc<dyn Backend>;
 /// How many keys one `list-keys` page holds.
 pub const LIST_PAGE: usize = 1000;
 
+/// Counters are stored as 8 little-endian bytes, as Spin stores them.
 fn parse_counter(value: Option<&[u8]>) -> KvResult<i64> {
     match value {
         None => Ok(0),
-        Some(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| KvError::Backend("value is not a counter".into())),
+        Some(bytes) => <[u8; 8]>::try_from(bytes)
+            .map(i64::from_le_bytes)
+            .map_err(|_| KvError::Backend("value is not a counter".into())),
     }
+}
+
+fn encode_counter(value: i64) -> [u8; 8] {
+    value.to_le_bytes()
 }
 
 fn add(current: i64, delta: i64) -> KvResult<i64> {

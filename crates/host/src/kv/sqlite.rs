@@ -7,7 +7,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Backend, KeyPage, KvError, KvResult, LIST_PAGE, add, memory::page, parse_counter};
+use super::{
+    Backend, KeyPage, KvError, KvResult, LIST_PAGE, add, encode_counter, memory::page,
+    parse_counter,
+};
 
 pub struct SqliteBackend {
     conn: Mutex<Connection>,
@@ -137,7 +140,7 @@ impl Backend for SqliteBackend {
         }
         let next = add(current, delta)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        write(&tx, store, key, next.to_string().as_bytes())?;
+        write(&tx, store, key, &encode_counter(next))?;
         tx.commit()?;
         Ok(next)
     }
