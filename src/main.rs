@@ -82,6 +82,12 @@ struct UpArgs {
     /// Where compiled components are cached (default: <data-dir>/cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Append audit records (JSON lines) to this file instead of stderr.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address instead of the main listener.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -168,6 +174,8 @@ fn main() -> Result<()> {
                 build: !args.no_build,
                 cache_dir: args.cache_dir,
                 drain: Duration::from_secs(30),
+                audit_log: args.audit_log,
+                metrics_listen: args.metrics_listen,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1,7 +1,7 @@
 //! `GET /docs/{version}/{path}`: versioned documentation from the files the host mounts at
 //! `/`. Imports the file system and configuration (for `docs_access`); no store.
 
-use mcp_edge_domain::{api, env::SystemEnv};
+use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
 use mcp_edge_guest::{config::WasiConfig, files::MountedDocs};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -10,7 +10,13 @@ struct Docs;
 impl wasi::exports::http::incoming_handler::Guest for Docs {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve(request, out, |req| {
-            api::docs(&req, &MountedDocs::at("/"), &WasiConfig, &SystemEnv)
+            api::docs(
+                &req,
+                &MountedDocs::at("/"),
+                &WasiConfig,
+                &SystemEnv,
+                &StdoutAudit,
+            )
         });
     }
 }

@@ -1,7 +1,7 @@
 //! `POST /mcp/register`: joins a client to a group, or refreshes its heartbeat.
 //! Imports the key-value store and configuration.
 
-use mcp_edge_domain::{api, env::SystemEnv};
+use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
 use mcp_edge_guest::{config::WasiConfig, kv};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -17,6 +17,7 @@ impl wasi::exports::http::incoming_handler::Guest for Register {
                         store,
                         config: &WasiConfig,
                         env: &SystemEnv,
+                        audit: &StdoutAudit,
                     },
                 )
             })

@@ -1,7 +1,7 @@
 //! `POST /mcp/send`: appends a message to the sender's group.
 //! Imports the key-value store and configuration.
 
-use mcp_edge_domain::{api, env::SystemEnv};
+use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
 use mcp_edge_guest::{config::WasiConfig, kv};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -17,6 +17,7 @@ impl wasi::exports::http::incoming_handler::Guest for Send {
                         store,
                         config: &WasiConfig,
                         env: &SystemEnv,
+                        audit: &StdoutAudit,
                     },
                 )
             })

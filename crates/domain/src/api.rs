@@ -5,6 +5,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use crate::audit::{AuditRecord, AuditSink};
 use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
 use crate::config::{self, ConfigSource, DocsAccess};
 use crate::docs::{self, DocsSource, Visibility};
@@ -26,6 +27,20 @@ pub struct Ctx<'a> {
     pub store: &'a dyn KvStore,
     pub config: &'a dyn ConfigSource,
     pub env: &'a dyn Env,
+    pub audit: &'a dyn AuditSink,
+}
+
+/// Runs a handler, then records its audit entry with the status it ended with.
+fn audited(
+    audit: &dyn AuditSink,
+    action: &'static str,
+    handler: impl FnOnce(&mut AuditRecord) -> Result<Response, ApiError>,
+) -> Response {
+    let mut record = AuditRecord::new(action);
+    let resp = respond(handler(&mut record));
+    record.status = resp.status;
+    audit.record(record);
+    resp
 }
 
 fn principal(
@@ -44,11 +59,18 @@ struct LoginBody {
 }
 
 /// `POST /login`
-pub fn login(req: &Request, config: &dyn ConfigSource, env: &dyn Env) -> Response {
-    respond((|| {
+pub fn login(
+    req: &Request,
+    config: &dyn ConfigSource,
+    env: &dyn Env,
+    audit: &dyn AuditSink,
+) -> Response {
+    audited(audit, "login", |rec| {
+        rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
         req.expect_method(&["POST"])?;
         let body: LoginBody = req.json()?;
         validate_id("username", &body.username)?;
+        rec.user = Some(body.username.clone());
         if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
             return Err(ApiError::bad_request(
                 "invalid_password",
@@ -75,7 +97,7 @@ pub fn login(req: &Request, config: &dyn ConfigSource, env: &dyn Env) -> Respons
                 "role": user.role.as_str(),
             }),
         ))
-    })())
+    })
 }
 
 #[derive(Deserialize)]
@@ -86,11 +108,14 @@ struct RegisterBody {
 
 /// `POST /mcp/register`
 pub fn register(req: &Request, ctx: &Ctx) -> Response {
-    respond((|| {
+    audited(ctx.audit, "register", |rec| {
         req.expect_method(&["POST"])?;
         let who = principal(req, ctx.config, ctx.env)?;
+        rec.subject = Some(who.subject.clone());
         who.authorize(Action::Register)?;
         let body: RegisterBody = req.json()?;
+        rec.client_id = Some(body.client_id.clone());
+        rec.group_id = Some(body.group_id.clone());
         let (status, record) = match Messaging::new(ctx.store, ctx.env).register(
             &who.subject,
             &body.client_id,
@@ -108,7 +133,7 @@ pub fn register(req: &Request, ctx: &Ctx) -> Response {
                 "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
             }),
         ))
-    })())
+    })
 }
 
 /// Distinguishes an absent field from an explicit `null` (a valid payload).
@@ -126,11 +151,14 @@ struct SendBody {
 
 /// `POST /mcp/send`
 pub fn send(req: &Request, ctx: &Ctx) -> Response {
-    respond((|| {
+    audited(ctx.audit, "send", |rec| {
         req.expect_method(&["POST"])?;
         let who = principal(req, ctx.config, ctx.env)?;
+        rec.subject = Some(who.subject.clone());
         who.authorize(Action::Send)?;
         let body: SendBody = req.json()?;
+        rec.client_id = Some(body.sender_id.clone());
+        rec.group_id = Some(body.group_id.clone());
         let payload = body
             .payload
             .ok_or_else(|| ApiError::bad_request("invalid_request", "missing field `payload`"))?;
@@ -149,6 +177,7 @@ pub fn send(req: &Request, ctx: &Ctx) -> Response {
             &body.group_id,
             payload,
         )?;
+        rec.message_id = Some(sent.message_id.clone());
         Ok(Response::json(
             202,
             &json!({
@@ -157,7 +186,7 @@ pub fn send(req: &Request, ctx: &Ctx) -> Response {
                 "timestamp": rfc3339_ms(sent.timestamp_ms),
             }),
         ))
-    })())
+    })
 }
 
 fn message_json(m: &StoredMessage) -> Value {
@@ -182,9 +211,10 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
 
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
 pub fn receive(req: &Request, ctx: &Ctx) -> Response {
-    respond((|| {
+    audited(ctx.audit, "receive", |rec| {
         req.expect_method(&["GET"])?;
         let who = principal(req, ctx.config, ctx.env)?;
+        rec.subject = Some(who.subject.clone());
         who.authorize(Action::Receive)?;
         let (mut client_id, mut group_id, mut after, mut limit) =
             (None, None, None, DEFAULT_RECEIVE_LIMIT);
@@ -216,6 +246,8 @@ pub fn receive(req: &Request, ctx: &Ctx) -> Response {
         };
         let client_id = client_id.ok_or_else(|| missing("client_id"))?;
         let group_id = group_id.ok_or_else(|| missing("group_id"))?;
+        rec.client_id = Some(client_id.clone());
+        rec.group_id = Some(group_id.clone());
         let got = Messaging::new(ctx.store, ctx.env).receive(
             &who.subject,
             &client_id,
@@ -223,6 +255,7 @@ pub fn receive(req: &Request, ctx: &Ctx) -> Response {
             after,
             limit,
         )?;
+        rec.message_count = Some(got.messages.len());
         Ok(Response::json(
             200,
             &json!({
@@ -230,7 +263,7 @@ pub fn receive(req: &Request, ctx: &Ctx) -> Response {
                 "next_after": got.next_after,
             }),
         ))
-    })())
+    })
 }
 
 /// `GET /docs/{version}/{path}` (and `GET /docs` for the version list).
@@ -239,17 +272,21 @@ pub fn docs(
     src: &dyn DocsSource,
     config: &dyn ConfigSource,
     env: &dyn Env,
+    audit: &dyn AuditSink,
 ) -> Response {
-    respond((|| {
+    audited(audit, "docs", |rec| {
+        rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
         let visibility = match config::docs_access(config)? {
             DocsAccess::Public => Visibility::Public,
             DocsAccess::Reader => {
-                principal(req, config, env)?.authorize(Action::ReadDocs)?;
+                let who = principal(req, config, env)?;
+                rec.subject = Some(who.subject.clone());
+                who.authorize(Action::ReadDocs)?;
                 Visibility::Private
             }
         };
         docs::serve(req, src, visibility)
-    })())
+    })
 }
 
 /// A store round trip for readiness: a read of a key nothing else uses.

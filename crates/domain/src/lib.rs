@@ -4,10 +4,11 @@
 //! ([`http`]), validation ([`ids`]), the error model ([`error`]), configuration ([`config`]),
 //! tokens, passwords and roles ([`auth`]), the client registry and message log over a
 //! key-value store ([`store`], [`messaging`]), versioned docs ([`docs`]) and the endpoint
-//! handlers that tie them together ([`api`]). Platform adapters (the WASI components, a native
+//! handlers that tie them together ([`api`]), and the audit trail they leave ([`audit`]). Platform adapters (the WASI components, a native
 //! server, a Worker) supply storage, configuration, files, time and randomness through traits.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod docs;

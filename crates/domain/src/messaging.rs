@@ -6,6 +6,7 @@
 //! | `client/{client_id}` | [`ClientRecord`] (JSON): owner, group, join point, cursor, heartbeat |
 //! | `group/{group_id}/head` | atomic counter: the highest sequence number handed out |
 //! | `group/{group_id}/msg/{seq}` | [`Slot`] (JSON): the message with that number, or a tombstone |
+//! | `stats/registered_clients` | atomic counter: clients registered and not yet expired |
 //!
 //! # The log algorithm
 //! A send takes the next number with one atomic increment, then writes its slot with
@@ -36,6 +37,9 @@ const MAX_CAS_ATTEMPTS: usize = 16;
 
 pub const DEFAULT_RECEIVE_LIMIT: usize = 100;
 pub const MAX_RECEIVE_LIMIT: usize = 1000;
+
+/// Counter of registered clients (for the `mcp_edge_registered_clients` gauge).
+pub const REGISTERED_CLIENTS_KEY: &str = "stats/registered_clients";
 
 pub fn client_key(client_id: &str) -> String {
     format!("client/{client_id}")
@@ -193,6 +197,7 @@ impl<'a> Messaging<'a> {
                         last_heartbeat_ms: now,
                     };
                     if self.store.compare_and_swap(&key, None, &encode(&record))? {
+                        self.store.increment(REGISTERED_CLIENTS_KEY, 1)?;
                         return Ok(Registration::Created(record));
                     }
                 }

@@ -3,12 +3,14 @@
 //! `wasi:http` ([`server`], via `wasmtime-wasi-http`), `wasi:keyvalue` ([`kv`]),
 //! `wasi:config` ([`variables`]) and `wasi:filesystem` mounts ([`manifest`] `files`).
 
+pub mod audit;
 mod bindings;
 pub mod builder;
 pub mod engine;
 pub mod first_run;
 pub mod kv;
 pub mod manifest;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod variables;
@@ -54,6 +56,10 @@ pub struct UpOptions {
     pub cache_dir: Option<PathBuf>,
     /// How long shutdown waits for in-flight requests.
     pub drain: Duration,
+    /// Audit log file (default: stderr).
+    pub audit_log: Option<PathBuf>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn manifest_dir(path: &Path) -> PathBuf {
@@ -108,7 +114,11 @@ pub struct Startup {
 
 /// Prepares the application: variables, first-run bootstrap, store, engine, and every
 /// component compiled and pre-instantiated.
-pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Startup> {
+pub fn prepare(
+    opts: &UpOptions,
+    manifest: Manifest,
+    metrics_handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<Startup> {
     let base = manifest_dir(&opts.manifest);
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
@@ -190,12 +200,22 @@ pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Startup> {
             .iter()
             .map(|t| (t.route.clone(), t.component.clone())),
     )?;
+    let audit = match &opts.audit_log {
+        Some(path) => audit::AuditLog::file(path)?,
+        None => audit::AuditLog::stderr(),
+    };
     let app = App {
         engine,
         router,
         components,
         limits: opts.limits.clone(),
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
+        audit: Arc::new(audit),
+        metrics: Arc::new(server::MetricsEndpoint {
+            handle: metrics_handle,
+            backend,
+        }),
+        metrics_on_main: opts.metrics_listen.is_none(),
     };
     Ok(Startup {
         app: Arc::new(app),
@@ -204,7 +224,10 @@ pub fn prepare(opts: &UpOptions, manifest: Manifest) -> Result<Startup> {
 }
 
 /// `mcp-edge up`: build, prepare, print the route table, serve until `shutdown`.
-pub async fn up(opts: UpOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn up(
+    opts: UpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let manifest = if opts.build {
         let path = opts.manifest.clone();
         tokio::task::spawn_blocking(move || build(&path)).await??
@@ -212,9 +235,10 @@ pub async fn up(opts: UpOptions, shutdown: impl std::future::Future<Output = ()>
         Manifest::load(&opts.manifest)?
     };
     let app_name = manifest.application.name.clone();
+    let metrics_handle = metrics::install()?;
     let prepared = {
         let opts = opts.clone();
-        tokio::task::spawn_blocking(move || prepare(&opts, manifest)).await??
+        tokio::task::spawn_blocking(move || prepare(&opts, manifest, metrics_handle)).await??
     };
     if let Some(password) = &prepared.new_admin_password {
         println!("Created user `admin` with password: {password}");
@@ -223,15 +247,43 @@ pub async fn up(opts: UpOptions, shutdown: impl std::future::Future<Output = ()>
             opts.data_dir.join("users.json").display()
         );
     }
+    // One shutdown signal, fanned out to every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    println!("Serving {app_name} on http://{addr}");
+    match opts.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+            println!(
+                "Metrics on http://{}/metrics",
+                metrics_listener.local_addr()?
+            );
+            let endpoint = prepared.app.metrics.clone();
+            tokio::spawn(server::serve_metrics(
+                endpoint,
+                metrics_listener,
+                wait(stopped.clone()),
+            ));
+        }
+        None => println!("Metrics on http://{addr}/metrics"),
+    }
+    // Printed last: "Serving" means every listener is up.
     println!("Available routes:");
     for route in prepared.app.router.routes() {
         println!("  {}: http://{addr}{}", route.component, route.raw);
     }
+    println!("Serving {app_name} on http://{addr}");
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
     tracing::info!(%addr, kv = ?opts.kv, "listening");
-    server::serve(prepared.app, listener, shutdown, opts.drain).await
+    server::serve(prepared.app, listener, wait(stopped), opts.drain).await
 }

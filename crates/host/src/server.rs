@@ -19,17 +19,24 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::audit::AuditLog;
 use crate::engine::EPOCH_TICK;
+use crate::kv::SharedBackend;
 use crate::kv::wasi::{KvGrant, KvView};
 use crate::manifest::Mount;
+use crate::metrics;
 use crate::router::{RouteMatch, Router};
 use crate::variables::ComponentConfig;
+
+/// How much standard output (audit records) one instance may write.
+const GUEST_STDOUT_LIMIT: usize = 64 * 1024;
 
 /// Per-request limits.
 #[derive(Debug, Clone)]
@@ -123,6 +130,39 @@ pub struct App {
     pub limits: Limits,
     /// Bounds the instances alive at once to what the allocation pool holds.
     pub slots: Arc<Semaphore>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<MetricsEndpoint>,
+    /// Whether `/metrics` is answered on the main listener (not with `--metrics-listen`).
+    pub metrics_on_main: bool,
+}
+
+/// Renders `/metrics`, refreshing the gauges read from the store first.
+pub struct MetricsEndpoint {
+    pub handle: metrics_exporter_prometheus::PrometheusHandle,
+    pub backend: SharedBackend,
+}
+
+impl MetricsEndpoint {
+    pub async fn render(&self) -> Response<Body> {
+        let backend = self.backend.clone();
+        let clients = tokio::task::spawn_blocking(move || {
+            backend.increment(
+                crate::kv::DEFAULT_STORE,
+                mcp_edge_domain::messaging::REGISTERED_CLIENTS_KEY,
+                0,
+            )
+        })
+        .await;
+        if let Ok(Ok(count)) = clients {
+            metrics::registered_clients(count);
+        }
+        let mut resp = Response::new(full(self.handle.render()));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
+    }
 }
 
 type Body = HyperOutgoingBody;
@@ -194,6 +234,9 @@ impl App {
         let id = request_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        if self.metrics_on_main && path == "/metrics" {
+            return Ok(self.metrics.render().await);
+        }
         let (mut resp, route, component) = match self.router.find(&path) {
             None => (
                 json_error(404, "route_not_found", "no route matches this path"),
@@ -202,12 +245,18 @@ impl App {
             ),
             Some(m) => {
                 let (route, component) = (m.raw_route.to_owned(), m.component.to_owned());
-                (self.dispatch(req, m, client).await, route, component)
+                (self.dispatch(req, m, client, &id).await, route, component)
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-request-id", value);
         }
+        metrics::request(
+            &route,
+            &component,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
         tracing::info!(
             request_id = %id,
             method = %method,
@@ -226,6 +275,7 @@ impl App {
         req: Request<Incoming>,
         route: RouteMatch<'_>,
         client: SocketAddr,
+        request_id: &str,
     ) -> Response<Body> {
         let Some(component) = self.components.get(route.component).cloned() else {
             return json_error(
@@ -265,14 +315,20 @@ impl App {
         };
         set_spin_headers(&mut parts, &route, client);
         let req = Request::from_parts(parts, Full::new(body));
-        self.run(component, req).await
+        self.run(component, req, request_id).await
     }
 
-    async fn run(&self, component: Arc<Prepared>, req: Request<Full<Bytes>>) -> Response<Body> {
+    async fn run(
+        &self,
+        component: Arc<Prepared>,
+        req: Request<Full<Bytes>>,
+        request_id: &str,
+    ) -> Response<Body> {
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
             return json_error(503, "shutting_down", "the server is shutting down");
         };
-        let mut store = match self.new_store(&component) {
+        let stdout = MemoryOutputPipe::new(GUEST_STDOUT_LIMIT);
+        let mut store = match self.new_store(&component, stdout.clone()) {
             Ok(store) => store,
             Err(e) => {
                 tracing::error!(component = %component.id, error = %e, "cannot prepare instance");
@@ -305,16 +361,25 @@ impl App {
         };
         let pre = component.pre.clone();
         let id = component.id.clone();
+        let audit = self.audit.clone();
+        let (request_id, component_id) = (request_id.to_owned(), id.clone());
         let task = tokio::spawn(async move {
             let result = async {
+                let started = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                metrics::instantiation(&component_id, started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
             }
             .await;
+            drop(store);
             drop(permit);
+            // The instance is done: route what it wrote (audit records) to the audit log.
+            for record in audit.ingest(&request_id, &component_id, &stdout.contents()) {
+                metrics::from_audit(&record);
+            }
             result
         });
         // The epoch deadline ends runaway guest code; this backstop also covers a guest stuck
@@ -348,9 +413,13 @@ impl App {
         }
     }
 
-    fn new_store(&self, component: &Prepared) -> Result<Store<InstanceState>> {
+    fn new_store(
+        &self,
+        component: &Prepared,
+        stdout: MemoryOutputPipe,
+    ) -> Result<Store<InstanceState>> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr();
+        wasi.inherit_stderr().stdout(stdout);
         for mount in &component.mounts {
             wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)?;
         }
@@ -462,6 +531,35 @@ pub async fn serve(
         tracing::warn!("drain timed out; closing remaining connections");
     }
     Ok(())
+}
+
+/// Serves only `GET /metrics` (for `--metrics-listen`), until `shutdown` resolves.
+pub async fn serve_metrics(
+    endpoint: Arc<MetricsEndpoint>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let endpoint = endpoint.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let endpoint = endpoint.clone();
+                    async move {
+                        Ok::<_, Infallible>(if req.uri().path() == "/metrics" {
+                            endpoint.render().await
+                        } else {
+                            json_error(404, "route_not_found", "this listener serves only /metrics")
+                        })
+                    }
+                });
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+            () = &mut shutdown => break,
+        }
+    }
 }
 
 /// Where compiled components are cached by default.

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::*;
+use crate::audit::MemoryAudit;
 use crate::auth::{Role, hash_password};
 use crate::config::keys;
 use crate::env::testing::FakeEnv;
@@ -15,6 +16,7 @@ struct World {
     store: MemoryStore,
     config: HashMap<String, String>,
     env: FakeEnv,
+    audit: MemoryAudit,
 }
 
 impl World {
@@ -33,6 +35,7 @@ impl World {
             store: MemoryStore::new(),
             config,
             env: FakeEnv::at(T0),
+            audit: MemoryAudit::default(),
         }
     }
 
@@ -41,6 +44,7 @@ impl World {
             store: &self.store,
             config: &self.config,
             env: &self.env,
+            audit: &self.audit,
         }
     }
 
@@ -104,6 +108,7 @@ fn login_issues_a_bearer_token_with_the_role() {
         ),
         &w.config,
         &w.env,
+        &w.audit,
     );
     assert_eq!(resp.status, 200);
     let b = body(&resp);
@@ -132,6 +137,7 @@ fn login_failures() {
         ),
         &w.config,
         &w.env,
+        &w.audit,
     );
     let unknown = login(
         &post(
@@ -141,6 +147,7 @@ fn login_failures() {
         ),
         &w.config,
         &w.env,
+        &w.audit,
     );
     assert_eq!(
         (wrong.status, wrong.body.clone()),
@@ -151,12 +158,14 @@ fn login_failures() {
         &post("/login", None, json!({"username": "a/b", "password": "x"})),
         &w.config,
         &w.env,
+        &w.audit,
     );
     assert_eq!(bad_name.status, 400);
     let missing = login(
         &post("/login", None, json!({"username": "rita"})),
         &w.config,
         &w.env,
+        &w.audit,
     );
     assert_eq!(
         (missing.status, code(&missing).as_str()),
@@ -164,7 +173,7 @@ fn login_failures() {
     );
     let mut get_req = post("/login", None, json!({}));
     get_req.method = "GET".into();
-    assert_eq!(login(&get_req, &w.config, &w.env).status, 405);
+    assert_eq!(login(&get_req, &w.config, &w.env, &w.audit).status, 405);
     let mut no_secret = w.config.clone();
     no_secret.remove(keys::JWT_SECRET);
     let resp = login(
@@ -175,6 +184,7 @@ fn login_failures() {
         ),
         &no_secret,
         &w.env,
+        &w.audit,
     );
     assert_eq!(
         (resp.status, code(&resp).as_str()),
@@ -311,6 +321,7 @@ fn auth_table_for_messaging() {
         store: &w.store,
         config: &w.config,
         env: &expired_env,
+        audit: &w.audit,
     };
     assert_eq!(
         receive(
@@ -385,4 +396,92 @@ fn health_and_readiness() {
     assert_eq!((down.status, code(&down).as_str()), (503, "not_ready"));
     req.path = "/nope".into();
     assert_eq!(health(&req, || Ok(())).status, 404);
+}
+
+#[test]
+fn every_action_leaves_an_audit_record_without_secrets() {
+    let w = World::new();
+    let mut req = post(
+        "/login",
+        None,
+        json!({"username": "wendy", "password": "wendy-pw"}),
+    );
+    req.headers
+        .push(("spin-client-addr".into(), b"127.0.0.1:5555".to_vec()));
+    let token = body(&login(&req, &w.config, &w.env, &w.audit))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    login(
+        &post(
+            "/login",
+            None,
+            json!({"username": "wendy", "password": "guess"}),
+        ),
+        &w.config,
+        &w.env,
+        &w.audit,
+    );
+    register(
+        &post(
+            "/mcp/register",
+            Some(&token),
+            json!({"client_id": "a", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    register(
+        &post(
+            "/mcp/register",
+            Some(&w.token("will")),
+            json!({"client_id": "b", "group_id": "g"}),
+        ),
+        &w.ctx(),
+    );
+    send(
+        &post(
+            "/mcp/send",
+            Some(&token),
+            json!({"sender_id": "a", "group_id": "g", "payload": "top secret payload"}),
+        ),
+        &w.ctx(),
+    );
+    receive(
+        &get(
+            "/mcp/receive",
+            "client_id=b&group_id=g",
+            Some(&w.token("will")),
+        ),
+        &w.ctx(),
+    );
+    receive(
+        &get("/mcp/receive", "client_id=b&group_id=g", None),
+        &w.ctx(),
+    );
+    let records = w.audit.records();
+    let kinds: Vec<(&str, u16)> = records.iter().map(|r| (r.audit, r.status)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("login", 200),
+            ("login", 401),
+            ("register", 201),
+            ("register", 201),
+            ("send", 202),
+            ("receive", 200),
+            ("receive", 401)
+        ]
+    );
+    assert_eq!(records[0].client_addr.as_deref(), Some("127.0.0.1:5555"));
+    assert_eq!(records[0].user.as_deref(), Some("wendy"));
+    assert_eq!(records[1].outcome(), "failure");
+    assert_eq!(records[4].message_id.as_deref().map(str::len), Some(32));
+    assert_eq!(
+        (records[5].subject.as_deref(), records[5].message_count),
+        (Some("will"), Some(1))
+    );
+    let all = serde_json::to_string(&records).unwrap();
+    for secret in ["wendy-pw", "guess", "top secret payload", &token, SECRET] {
+        assert!(!all.contains(secret), "audit trail leaked {secret}");
+    }
 }

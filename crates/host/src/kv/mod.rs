@@ -56,6 +56,9 @@ pub trait Backend: Send + Sync + 'static {
 
 pub type SharedBackend = Arc<dyn Backend>;
 
+/// The store label components use (Spin's default store).
+pub const DEFAULT_STORE: &str = "default";
+
 /// How many keys one `list-keys` page holds.
 pub const LIST_PAGE: usize = 1000;
 

@@ -55,9 +55,13 @@ type Outcome<T> = wasmtime::Result<Result<T, store::Error>>;
 /// Runs a backend call off the executor; backend failures become the WIT `other` error.
 async fn run<T: Send + 'static>(
     backend: SharedBackend,
+    op: &'static str,
     call: impl FnOnce(&dyn super::Backend) -> Result<T, KvError> + Send + 'static,
 ) -> Outcome<T> {
+    let name = backend.name();
+    let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || call(backend.as_ref())).await?;
+    crate::metrics::kv_operation(name, op, result.is_ok(), started.elapsed());
     Ok(result.map_err(|e| {
         tracing::warn!(error = %e, "key-value call failed");
         store::Error::Other(e.to_string())
@@ -90,7 +94,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.get(&label, &key)).await
+        run(backend, "get", move |b| b.get(&label, &key)).await
     }
 
     async fn set(
@@ -100,17 +104,17 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.set(&label, &key, &value)).await
+        run(backend, "set", move |b| b.set(&label, &key, &value)).await
     }
 
     async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.delete(&label, &key)).await
+        run(backend, "delete", move |b| b.delete(&label, &key)).await
     }
 
     async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> Outcome<bool> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.exists(&label, &key)).await
+        run(backend, "exists", move |b| b.exists(&label, &key)).await
     }
 
     async fn list_keys(
@@ -119,7 +123,7 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<String>,
     ) -> Outcome<store::KeyResponse> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| {
+        run(backend, "list_keys", move |b| {
             b.list_keys(&label, cursor.as_deref())
                 .map(|page| store::KeyResponse {
                     keys: page.keys,
@@ -143,7 +147,10 @@ impl atomics::Host for KvView<'_> {
         delta: i64,
     ) -> Outcome<i64> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.increment(&label, &key, delta)).await
+        run(backend, "increment", move |b| {
+            b.increment(&label, &key, delta)
+        })
+        .await
     }
 
     async fn swap(
@@ -154,7 +161,7 @@ impl atomics::Host for KvView<'_> {
         let handle = self.table.delete(cas)?;
         let (label, key, seen) = (handle.label.clone(), handle.key.clone(), handle.seen);
         let backend = self.grant.backend.clone();
-        let swapped = run(backend, move |b| {
+        let swapped = run(backend, "swap", move |b| {
             if b.swap_if(&label, &key, seen.as_deref(), &value)? {
                 Ok(None)
             } else {
@@ -186,7 +193,7 @@ impl atomics::HostCas for KvView<'_> {
     ) -> Outcome<Resource<CasHandle>> {
         let (label, backend) = self.target(&bucket)?;
         let (l, k) = (label.clone(), key.clone());
-        match run(backend, move |b| b.get(&l, &k)).await? {
+        match run(backend, "cas_new", move |b| b.get(&l, &k)).await? {
             Ok(seen) => Ok(Ok(self.table.push(CasHandle { label, key, seen })?)),
             Err(e) => Ok(Err(e)),
         }
@@ -209,7 +216,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Outcome<Vec<(String, Option<Vec<u8>>)>> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| {
+        run(backend, "get_many", move |b| {
             let found = b.get_many(&label, &keys)?;
             Ok(found.into_iter().map(|(k, v)| (k, Some(v))).collect())
         })
@@ -222,7 +229,7 @@ impl batch::Host for KvView<'_> {
         entries: Vec<(String, Vec<u8>)>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.set_many(&label, &entries)).await
+        run(backend, "set_many", move |b| b.set_many(&label, &entries)).await
     }
 
     async fn delete_many(
@@ -231,6 +238,9 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, move |b| b.delete_many(&label, &keys)).await
+        run(backend, "delete_many", move |b| {
+            b.delete_many(&label, &keys)
+        })
+        .await
     }
 }

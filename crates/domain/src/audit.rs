@@ -1,0 +1,89 @@
+//! The audit trail: one structured record per security-relevant action (every login attempt,
+//! register, send, receive and docs access), with its outcome. Records name who did what to
+//! which client and group; they never carry passwords, tokens or payloads.
+//!
+//! Components write each record as one JSON line on standard output (`wasi:cli/stdout`),
+//! which every runtime captures: `mcp-edge` routes the lines to its audit log with the
+//! request id added; Spin writes them to the component's log.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// The action: `login`, `register`, `send`, `receive`, `docs`.
+    pub audit: &'static str,
+    /// The HTTP status the action ended with.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(audit: &'static str) -> Self {
+        Self {
+            audit,
+            ..Default::default()
+        }
+    }
+
+    pub fn outcome(&self) -> &'static str {
+        if self.status < 400 {
+            "success"
+        } else {
+            "failure"
+        }
+    }
+}
+
+pub trait AuditSink {
+    fn record(&self, record: AuditRecord);
+}
+
+/// Writes each record as one JSON line on standard output.
+pub struct StdoutAudit;
+
+impl AuditSink for StdoutAudit {
+    fn record(&self, record: AuditRecord) {
+        use std::io::Write;
+        if let Ok(line) = serde_json::to_string(&record) {
+            let mut out = std::io::stdout().lock();
+            // A lost audit line must not fail the request it describes.
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+    }
+}
+
+/// Keeps records in memory (tests).
+#[derive(Default)]
+pub struct MemoryAudit(Mutex<Vec<AuditRecord>>);
+
+impl MemoryAudit {
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl AuditSink for MemoryAudit {
+    fn record(&self, record: AuditRecord) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+}

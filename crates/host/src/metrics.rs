@@ -1,0 +1,61 @@
+//! Prometheus metrics (`GET /metrics`), recorded with the `metrics` crate and rendered by
+//! `metrics-exporter-prometheus`. Names follow Prometheus conventions: a unit suffix, `_total`
+//! on counters.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::Value;
+
+/// Latency buckets in seconds, from sub-millisecond guest calls to the default deadline.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// Installs the process-wide recorder; the handle renders the exposition text.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)?
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    gauge!("mcp_edge_build_info", "version" => env!("CARGO_PKG_VERSION"), "wasmtime" => "48")
+        .set(1.0);
+    Ok(handle)
+}
+
+pub fn request(route: &str, component: &str, status: u16, elapsed: Duration) {
+    let class = format!("{}xx", status / 100);
+    counter!("mcp_edge_http_requests_total", "route" => route.to_owned(), "component" => component.to_owned(), "status_class" => class).increment(1);
+    histogram!("mcp_edge_http_request_duration_seconds", "route" => route.to_owned(), "component" => component.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn instantiation(component: &str, elapsed: Duration) {
+    histogram!("mcp_edge_instantiation_duration_seconds", "component" => component.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn kv_operation(backend: &'static str, op: &'static str, ok: bool, elapsed: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!("mcp_edge_kv_operations_total", "backend" => backend, "op" => op, "outcome" => outcome).increment(1);
+    histogram!("mcp_edge_kv_operation_duration_seconds", "backend" => backend, "op" => op)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Message counters, from the components' audit records.
+pub fn from_audit(record: &Value) {
+    let status = record["status"].as_u64().unwrap_or(0);
+    match record["audit"].as_str() {
+        Some("send") if status == 202 => counter!("mcp_edge_messages_sent_total").increment(1),
+        Some("receive") if status == 200 => {
+            counter!("mcp_edge_messages_delivered_total")
+                .increment(record["message_count"].as_u64().unwrap_or(0));
+        }
+        _ => {}
+    }
+}
+
+pub fn registered_clients(count: i64) {
+    gauge!("mcp_edge_registered_clients").set(count as f64);
+}
