@@ -47,6 +47,8 @@ enum Command {
     },
     /// Print an Argon2id hash of a password read from stdin, for the `users` variable.
     HashPassword,
+    /// Run one cleanup pass (the cleanup component's cron handler) and print what it removed.
+    Cleanup(UpArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +90,37 @@ struct UpArgs {
     /// Serve Prometheus metrics on this address instead of the main listener.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// When to run the cleanup component (cron, with seconds: `0 * * * * *` is every minute;
+    /// five-field expressions work too), or `off`.
+    #[arg(long, default_value = "0 * * * * *")]
+    cleanup_schedule: String,
+}
+
+impl UpArgs {
+    fn into_options(self) -> UpOptions {
+        UpOptions {
+            manifest: self.manifest,
+            listen: self.listen,
+            data_dir: self.data_dir,
+            kv: match self.kv {
+                Kv::Sqlite => KvBackendKind::Sqlite,
+                Kv::Memory => KvBackendKind::Memory,
+            },
+            limits: Limits {
+                timeout: Duration::from_secs(self.timeout_secs.max(1)),
+                memory_limit_bytes: self.memory_limit_mib.max(1) * 1024 * 1024,
+                max_body_bytes: self.max_body_bytes,
+            },
+            max_instances: self.max_instances.max(1),
+            runtime_config: self.runtime_config_file,
+            build: !self.no_build,
+            cache_dir: self.cache_dir,
+            drain: Duration::from_secs(30),
+            audit_log: self.audit_log,
+            metrics_listen: self.metrics_listen,
+            cleanup_schedule: Some(self.cleanup_schedule).filter(|s| s != "off"),
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -156,31 +189,25 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Up(args) => {
-            let opts = UpOptions {
-                manifest: args.manifest,
-                listen: args.listen,
-                data_dir: args.data_dir,
-                kv: match args.kv {
-                    Kv::Sqlite => KvBackendKind::Sqlite,
-                    Kv::Memory => KvBackendKind::Memory,
-                },
-                limits: Limits {
-                    timeout: Duration::from_secs(args.timeout_secs.max(1)),
-                    memory_limit_bytes: args.memory_limit_mib.max(1) * 1024 * 1024,
-                    max_body_bytes: args.max_body_bytes,
-                },
-                max_instances: args.max_instances.max(1),
-                runtime_config: args.runtime_config_file,
-                build: !args.no_build,
-                cache_dir: args.cache_dir,
-                drain: Duration::from_secs(30),
-                audit_log: args.audit_log,
-                metrics_listen: args.metrics_listen,
-            };
+            let opts = args.into_options();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(mcp_edge_host::up(opts, shutdown_signal()))
+        }
+        Command::Cleanup(args) => {
+            let mut opts = args.into_options();
+            if opts.build {
+                mcp_edge_host::build(&opts.manifest)?;
+                opts.build = false;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            for record in runtime.block_on(mcp_edge_host::cleanup_once(opts))? {
+                println!("{record}");
+            }
+            Ok(())
         }
     }
 }

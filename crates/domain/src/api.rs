@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditRecord, AuditSink};
 use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
+use crate::cleanup::{self, Cleanup};
 use crate::config::{self, ConfigSource, DocsAccess};
 use crate::docs::{self, DocsSource, Visibility};
 use crate::env::{Env, rfc3339_ms};
@@ -28,6 +29,12 @@ pub struct Ctx<'a> {
     pub config: &'a dyn ConfigSource,
     pub env: &'a dyn Env,
     pub audit: &'a dyn AuditSink,
+}
+
+/// The message log with the cleanup index configured for this deployment.
+fn messaging<'a>(ctx: &'a Ctx) -> Result<Messaging<'a>, ApiError> {
+    let cap = config::number(ctx.config, config::keys::MAX_MESSAGES_PER_GROUP, 10_000)?;
+    Ok(Messaging::new(ctx.store, ctx.env).with_cleanup_index(cleanup::bucket_ms(ctx.config)?, cap))
 }
 
 /// Runs a handler, then records its audit entry with the status it ended with.
@@ -116,14 +123,11 @@ pub fn register(req: &Request, ctx: &Ctx) -> Response {
         let body: RegisterBody = req.json()?;
         rec.client_id = Some(body.client_id.clone());
         rec.group_id = Some(body.group_id.clone());
-        let (status, record) = match Messaging::new(ctx.store, ctx.env).register(
-            &who.subject,
-            &body.client_id,
-            &body.group_id,
-        )? {
-            Registration::Created(r) => (201, r),
-            Registration::Refreshed(r) => (200, r),
-        };
+        let (status, record) =
+            match messaging(ctx)?.register(&who.subject, &body.client_id, &body.group_id)? {
+                Registration::Created(r) => (201, r),
+                Registration::Refreshed(r) => (200, r),
+            };
         Ok(Response::json(
             status,
             &json!({
@@ -171,12 +175,7 @@ pub fn send(req: &Request, ctx: &Ctx) -> Response {
                 "payload is {size} bytes serialized; the limit is {limit}"
             )));
         }
-        let sent = Messaging::new(ctx.store, ctx.env).send(
-            &who.subject,
-            &body.sender_id,
-            &body.group_id,
-            payload,
-        )?;
+        let sent = messaging(ctx)?.send(&who.subject, &body.sender_id, &body.group_id, payload)?;
         rec.message_id = Some(sent.message_id.clone());
         Ok(Response::json(
             202,
@@ -248,13 +247,7 @@ pub fn receive(req: &Request, ctx: &Ctx) -> Response {
         let group_id = group_id.ok_or_else(|| missing("group_id"))?;
         rec.client_id = Some(client_id.clone());
         rec.group_id = Some(group_id.clone());
-        let got = Messaging::new(ctx.store, ctx.env).receive(
-            &who.subject,
-            &client_id,
-            &group_id,
-            after,
-            limit,
-        )?;
+        let got = messaging(ctx)?.receive(&who.subject, &client_id, &group_id, after, limit)?;
         rec.message_count = Some(got.messages.len());
         Ok(Response::json(
             200,
@@ -287,6 +280,33 @@ pub fn docs(
         };
         docs::serve(req, src, visibility)
     })
+}
+
+/// One cleanup pass, recorded in the audit trail (the scheduled entry point).
+pub fn run_cleanup(ctx: &Ctx) -> Result<cleanup::Report, ApiError> {
+    let mut record = AuditRecord::new("cleanup");
+    let result = cleanup::Settings::from_config(ctx.config)
+        .and_then(|settings| Cleanup::new(ctx.store, ctx.env, settings).run());
+    record.status = match &result {
+        Ok(report) => {
+            record.clients_removed = Some(report.clients_removed);
+            record.messages_removed = Some(report.messages_removed);
+            200
+        }
+        Err(e) => e.status,
+    };
+    ctx.audit.record(record);
+    result
+}
+
+/// `POST /admin/cleanup`: one cleanup pass on demand (admin only), for external schedulers.
+pub fn cleanup(req: &Request, ctx: &Ctx) -> Response {
+    respond((|| {
+        req.expect_method(&["POST"])?;
+        principal(req, ctx.config, ctx.env)?.authorize(Action::Cleanup)?;
+        let report = run_cleanup(ctx)?;
+        Ok(Response::json(200, &report))
+    })())
 }
 
 /// A store round trip for readiness: a read of a key nothing else uses.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
-    /// The action: `login`, `register`, `send`, `receive`, `docs`.
+    /// The action: `login`, `register`, `send`, `receive`, `docs`, `cleanup`.
     pub audit: &'static str,
     /// The HTTP status the action ended with.
     pub status: u16,
@@ -32,6 +32,10 @@ pub struct AuditRecord {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients_removed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_removed: Option<u64>,
 }
 
 impl AuditRecord {

@@ -35,6 +35,7 @@ pub enum Action {
     ReadDocs,
     Register,
     Send,
+    Cleanup,
 }
 
 impl Action {
@@ -42,6 +43,7 @@ impl Action {
         match self {
             Action::Receive | Action::ReadDocs => Role::Reader,
             Action::Register | Action::Send => Role::Writer,
+            Action::Cleanup => Role::Admin,
         }
     }
 }
@@ -68,6 +70,7 @@ impl Principal {
                         Action::ReadDocs => "read docs",
                         Action::Register => "register",
                         Action::Send => "send",
+                        Action::Cleanup => "run cleanup",
                     },
                     action.least_role().as_str()
                 ),

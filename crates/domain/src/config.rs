@@ -17,6 +17,11 @@ pub mod keys {
     pub const TOKEN_TTL_SECONDS: &str = "token_ttl_seconds";
     pub const MAX_PAYLOAD_BYTES: &str = "max_payload_bytes";
     pub const DOCS_ACCESS: &str = "docs_access";
+    pub const CLIENT_TIMEOUT_SECONDS: &str = "client_timeout_seconds";
+    pub const MESSAGE_RETENTION_SECONDS: &str = "message_retention_seconds";
+    pub const MAX_MESSAGES_PER_GROUP: &str = "max_messages_per_group";
+    pub const CLEANUP_BATCH: &str = "cleanup_batch";
+    pub const CLEANUP_BUCKET_SECONDS: &str = "cleanup_bucket_seconds";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
@@ -42,6 +47,11 @@ fn value(src: &dyn ConfigSource, key: &str) -> Result<Option<String>, ApiError> 
             "configuration variable {key} could not be read: {e}"
         ))),
     }
+}
+
+/// A numeric variable, or `default` when unset.
+pub fn number(src: &dyn ConfigSource, key: &str, default: u64) -> Result<u64, ApiError> {
+    parse_number(src, key, default)
 }
 
 fn parse_number<T: std::str::FromStr>(

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cleanup;
 pub mod config;
 pub mod docs;
 pub mod env;

@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cleanup;
 use crate::env::Env;
 use crate::error::ApiError;
 use crate::ids::validate_id;
@@ -64,6 +65,9 @@ pub struct ClientRecord {
     pub cursor: u64,
     pub registered_at_ms: u64,
     pub last_heartbeat_ms: u64,
+    /// The heartbeat index bucket this client is listed in (see [`crate::cleanup`]).
+    #[serde(default)]
+    pub hb_bucket: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,11 +124,69 @@ fn to_u64(value: i64, key: &str) -> Result<u64, ApiError> {
 pub struct Messaging<'a> {
     store: &'a dyn KvStore,
     env: &'a dyn Env,
+    bucket_ms: u64,
+    cap: u64,
 }
 
 impl<'a> Messaging<'a> {
     pub fn new(store: &'a dyn KvStore, env: &'a dyn Env) -> Self {
-        Self { store, env }
+        Self {
+            store,
+            env,
+            bucket_ms: 60_000,
+            cap: 10_000,
+        }
+    }
+
+    /// The cleanup index's bucket width and the per-group message cap to flag groups by.
+    pub fn with_cleanup_index(mut self, bucket_ms: u64, cap: u64) -> Self {
+        self.bucket_ms = bucket_ms.max(1);
+        self.cap = cap.max(1);
+        self
+    }
+
+    /// Lists the client in the heartbeat bucket of `now` unless it already is there;
+    /// returns the bucket to record.
+    fn index_heartbeat(
+        &self,
+        client_id: &str,
+        listed_in: Option<u64>,
+        now: u64,
+    ) -> Result<u64, ApiError> {
+        let bucket = now / self.bucket_ms;
+        if listed_in != Some(bucket) {
+            cleanup::add_to_index(
+                self.store,
+                &cleanup::heartbeat_bucket_key(bucket),
+                Some((cleanup::HEARTBEAT_CURSOR, bucket)),
+                client_id,
+            )?;
+        }
+        Ok(bucket)
+    }
+
+    /// After a send: list the group in this bucket's message index (once per bucket), and
+    /// flag it for the cap check every tenth of the cap beyond it.
+    fn index_message(&self, group_id: &str, seq: u64, timestamp_ms: u64) -> Result<(), ApiError> {
+        let bucket = timestamp_ms / self.bucket_ms;
+        let indexed = cleanup::indexed_key(group_id);
+        let listed = self
+            .store
+            .get(&indexed)?
+            .and_then(|b| serde_json::from_slice::<u64>(&b).ok());
+        if listed != Some(bucket) {
+            cleanup::add_to_index(
+                self.store,
+                &cleanup::messages_bucket_key(bucket),
+                Some((cleanup::MESSAGES_CURSOR, bucket)),
+                group_id,
+            )?;
+            self.store.set(&indexed, &encode(&bucket))?;
+        }
+        if seq > self.cap && seq.is_multiple_of((self.cap / 10).max(1)) {
+            cleanup::add_to_index(self.store, cleanup::CAPCHECK, None, group_id)?;
+        }
+        Ok(())
     }
 
     fn head(&self, group_id: &str) -> Result<u64, ApiError> {
@@ -187,7 +249,9 @@ impl<'a> Messaging<'a> {
             let now = self.env.now_ms();
             match self.load_client(client_id)? {
                 None => {
-                    let head = self.head(group_id)?;
+                    let head = self
+                        .head(group_id)?
+                        .max(cleanup::tail(self.store, group_id)?);
                     let record = ClientRecord {
                         owner: subject.to_owned(),
                         group_id: group_id.to_owned(),
@@ -195,6 +259,7 @@ impl<'a> Messaging<'a> {
                         cursor: head,
                         registered_at_ms: now,
                         last_heartbeat_ms: now,
+                        hb_bucket: self.index_heartbeat(client_id, None, now)?,
                     };
                     if self.store.compare_and_swap(&key, None, &encode(&record))? {
                         self.store.increment(REGISTERED_CLIENTS_KEY, 1)?;
@@ -215,6 +280,8 @@ impl<'a> Messaging<'a> {
                         record.cursor = head;
                     }
                     record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
+                    record.hb_bucket =
+                        self.index_heartbeat(client_id, Some(record.hb_bucket), now)?;
                     if self
                         .store
                         .compare_and_swap(&key, Some(&bytes), &encode(&record))?
@@ -250,6 +317,7 @@ impl<'a> Messaging<'a> {
             message.seq = self.allocate(group_id)?;
             message.timestamp_ms = self.env.now_ms();
             if self.publish(&message)? {
+                self.index_message(group_id, message.seq, message.timestamp_ms)?;
                 return Ok(Sent {
                     message_id: message.message_id,
                     seq: message.seq,
@@ -292,7 +360,10 @@ impl<'a> Messaging<'a> {
         let head = self.head(group_id)?;
         // An acknowledgement can never reach past what has been handed out.
         let after = after.map(|a| a.min(head));
-        let start = after.unwrap_or(record.cursor).max(record.joined_after);
+        let start = after
+            .unwrap_or(record.cursor)
+            .max(record.joined_after)
+            .max(cleanup::tail(self.store, group_id)?);
         let (messages, last) = self.scan(group_id, client_id, start, head, limit)?;
         let delivered_to = after.unwrap_or(last);
 
@@ -300,7 +371,9 @@ impl<'a> Messaging<'a> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let mut updated = record.clone();
             updated.cursor = updated.cursor.max(delivered_to);
-            updated.last_heartbeat_ms = self.env.now_ms().max(updated.last_heartbeat_ms);
+            let now = self.env.now_ms();
+            updated.last_heartbeat_ms = now.max(updated.last_heartbeat_ms);
+            updated.hb_bucket = self.index_heartbeat(client_id, Some(updated.hb_bucket), now)?;
             if self
                 .store
                 .compare_and_swap(&key, Some(&bytes), &encode(&updated))?

@@ -11,3 +11,12 @@ wasmtime::component::bindgen!({
         "wasi:keyvalue/atomics.cas": crate::kv::wasi::CasHandle,
     },
 });
+
+/// The cron handler of Spin's `trigger-cron` plugin, which scheduled components export.
+pub mod cron {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "fermyon:spin-cron/spin-cron@2.0.0",
+        exports: { default: async },
+    });
+}

@@ -4,7 +4,7 @@
 //! `wasi:config` ([`variables`]) and `wasi:filesystem` mounts ([`manifest`] `files`).
 
 pub mod audit;
-mod bindings;
+pub(crate) mod bindings;
 pub mod builder;
 pub mod engine;
 pub mod first_run;
@@ -12,6 +12,7 @@ pub mod kv;
 pub mod manifest;
 pub mod metrics;
 pub mod router;
+pub mod scheduler;
 pub mod server;
 pub mod variables;
 
@@ -60,7 +61,12 @@ pub struct UpOptions {
     pub audit_log: Option<PathBuf>,
     /// Serve `/metrics` on this address instead of the main listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// Cron expression on which to run the cleanup component's cron handler (`None`: never).
+    pub cleanup_schedule: Option<String>,
 }
+
+/// The component `mcp-edge` schedules for cleanup.
+pub const CLEANUP_COMPONENT: &str = "cleanup";
 
 fn manifest_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -149,6 +155,8 @@ pub fn prepare(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     kv::wasi::add_to_linker(&mut linker, InstanceState::kv_view)?;
     variables::add_to_linker(&mut linker, InstanceState::config_view)?;
+    // Types-only interface of the cron plugin's world: nothing to provide but its name.
+    linker.instance("fermyon:spin-cron/cron-types@2.0.0")?;
 
     let cache_dir = opts
         .cache_dir
@@ -169,11 +177,12 @@ pub fn prepare(
             );
         }
         let component = engine::load_component(&engine, &source, &cache_dir)?;
-        let pre = linker
+        let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component {id} cannot be linked"))?;
-        let pre = ProxyPre::new(pre)
+        let cron = bindings::cron::SpinCronPre::new(instance_pre.clone()).ok();
+        let pre = ProxyPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!("component {id} does not export wasi:http/incoming-handler")
@@ -186,6 +195,7 @@ pub fn prepare(
             },
             mounts: manifest.mounts(&base, decl)?,
             pre,
+            cron,
             id: id.clone(),
         };
         components.insert(id, Arc::new(prepared));
@@ -274,6 +284,24 @@ pub async fn up(
         }
         None => println!("Metrics on http://{addr}/metrics"),
     }
+    if let Some(expr) = &opts.cleanup_schedule {
+        let schedule = scheduler::parse_schedule(expr)?;
+        match prepared.app.components.get(CLEANUP_COMPONENT) {
+            Some(c) if c.cron.is_some() => {
+                println!("Cleanup scheduled: {expr}");
+                let app = prepared.app.clone();
+                tokio::spawn(scheduler::run_schedule(
+                    app,
+                    CLEANUP_COMPONENT.to_owned(),
+                    schedule,
+                    wait(stopped.clone()),
+                ));
+            }
+            _ => tracing::warn!(
+                "no `{CLEANUP_COMPONENT}` component with a cron handler; cleanup is not scheduled"
+            ),
+        }
+    }
     // Printed last: "Serving" means every listener is up.
     println!("Available routes:");
     for route in prepared.app.router.routes() {
@@ -286,4 +314,15 @@ pub async fn up(
     });
     tracing::info!(%addr, kv = ?opts.kv, "listening");
     server::serve(prepared.app, listener, wait(stopped), opts.drain).await
+}
+
+/// `mcp-edge cleanup`: one cleanup pass over the data directory; returns its audit records.
+pub async fn cleanup_once(opts: UpOptions) -> Result<Vec<serde_json::Value>> {
+    let manifest = Manifest::load(&opts.manifest)?;
+    let metrics_handle = metrics::install()?;
+    let prepared = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || prepare(&opts, manifest, metrics_handle)).await??
+    };
+    scheduler::run_once(&prepared.app, CLEANUP_COMPONENT).await
 }

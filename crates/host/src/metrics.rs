@@ -59,3 +59,15 @@ pub fn from_audit(record: &Value) {
 pub fn registered_clients(count: i64) {
     gauge!("mcp_edge_registered_clients").set(count as f64);
 }
+
+/// A scheduled cleanup run and what it removed (from its audit record).
+pub fn cleanup_run(ok: bool, records: &[Value]) {
+    counter!("mcp_edge_cleanup_runs_total", "outcome" => if ok { "ok" } else { "error" })
+        .increment(1);
+    for record in records.iter().filter(|r| r["audit"] == "cleanup") {
+        counter!("mcp_edge_cleanup_removed_total", "kind" => "clients")
+            .increment(record["clients_removed"].as_u64().unwrap_or(0));
+        counter!("mcp_edge_cleanup_removed_total", "kind" => "messages")
+            .increment(record["messages_removed"].as_u64().unwrap_or(0));
+    }
+}

@@ -118,6 +118,8 @@ impl InstanceState {
 pub struct Prepared {
     pub id: String,
     pub pre: ProxyPre<InstanceState>,
+    /// The cron handler, for components that export one.
+    pub cron: Option<crate::bindings::cron::SpinCronPre<InstanceState>>,
     pub config: ComponentConfig,
     pub kv: KvGrant,
     pub mounts: Vec<Mount>,
@@ -413,7 +415,7 @@ impl App {
         }
     }
 
-    fn new_store(
+    pub(crate) fn new_store(
         &self,
         component: &Prepared,
         stdout: MemoryOutputPipe,

@@ -1,0 +1,55 @@
+//! Cleanup: expires stale clients and old messages. Runs on a schedule through the cron
+//! handler (Spin's `trigger-cron` plugin, or `mcp-edge`'s scheduler), and on demand through
+//! `POST /admin/cleanup` (admin only) for external schedulers.
+
+use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
+use mcp_edge_guest::{config::WasiConfig, kv};
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+#[allow(clippy::all, unsafe_op_in_unsafe_fn)]
+mod cron {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "fermyon:spin-cron/spin-cron@2.0.0",
+    });
+}
+
+use cron::fermyon::spin_cron::cron_types::{Error, Metadata};
+
+struct Cleanup;
+
+impl wasi::exports::http::incoming_handler::Guest for Cleanup {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        mcp_edge_guest::serve(request, out, |req| {
+            kv::with_default_store(|store| {
+                api::cleanup(
+                    &req,
+                    &api::Ctx {
+                        store,
+                        config: &WasiConfig,
+                        env: &SystemEnv,
+                        audit: &StdoutAudit,
+                    },
+                )
+            })
+        });
+    }
+}
+
+impl cron::Guest for Cleanup {
+    fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
+        let store = kv::WasiKv::open(kv::DEFAULT_STORE).map_err(|e| Error::Other(e.to_string()))?;
+        let ctx = api::Ctx {
+            store: &store,
+            config: &WasiConfig,
+            env: &SystemEnv,
+            audit: &StdoutAudit,
+        };
+        api::run_cleanup(&ctx)
+            .map(|_| ())
+            .map_err(|e| Error::Other(e.message))
+    }
+}
+
+wasi::http::proxy::export!(Cleanup);
+cron::export!(Cleanup with_types_in cron);

@@ -1,0 +1,216 @@
+use serde_json::json;
+
+use super::*;
+use crate::env::testing::FakeEnv;
+use crate::messaging::Messaging;
+use crate::store::MemoryStore;
+
+const T0: u64 = 1_800_000_000_000;
+const BUCKET: u64 = 1_000;
+
+fn settings() -> Settings {
+    Settings {
+        client_timeout_ms: 5_000,
+        retention_ms: 20_000,
+        max_messages_per_group: 1_000,
+        bucket_ms: BUCKET,
+        budget: 1_000,
+    }
+}
+
+fn messaging<'a>(store: &'a MemoryStore, env: &'a FakeEnv, cap: u64) -> Messaging<'a> {
+    Messaging::new(store, env).with_cleanup_index(BUCKET, cap)
+}
+
+fn registered(store: &MemoryStore) -> i64 {
+    store.increment(REGISTERED_CLIENTS_KEY, 0).unwrap()
+}
+
+#[test]
+fn stale_clients_are_removed_and_live_ones_kept() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    m.register("w", "stale", "g").unwrap();
+    m.register("w", "live", "g").unwrap();
+    assert_eq!(registered(&store), 2);
+    for _ in 0..10 {
+        env.advance(1_000);
+        m.receive("w", "live", "g", None, 10).unwrap(); // heartbeats
+    }
+    let report = Cleanup::new(&store, &env, settings()).run().unwrap();
+    assert_eq!(report.clients_removed, 1);
+    assert!(report.complete);
+    assert!(store.get(&client_key("stale")).unwrap().is_none());
+    assert!(store.get(&client_key("live")).unwrap().is_some());
+    assert_eq!(registered(&store), 1);
+    // idempotent: a second run finds nothing more
+    assert_eq!(
+        Cleanup::new(&store, &env, settings()).run().unwrap(),
+        Report {
+            complete: true,
+            ..Report::default()
+        }
+    );
+    // the expired client can register again, fresh
+    assert!(matches!(
+        m.register("w", "stale", "g"),
+        Ok(crate::messaging::Registration::Created(_))
+    ));
+}
+
+#[test]
+fn work_is_bounded_and_resumes() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    for i in 0..25 {
+        m.register("w", &format!("c{i}"), "g").unwrap();
+    }
+    env.advance(10_000);
+    let small = Settings {
+        budget: 10,
+        ..settings()
+    };
+    let mut removed = 0;
+    let mut runs = 0;
+    loop {
+        let report = Cleanup::new(&store, &env, small).run().unwrap();
+        removed += report.clients_removed;
+        runs += 1;
+        if report.complete {
+            break;
+        }
+        assert!(runs < 10, "cleanup must make progress");
+    }
+    assert_eq!((removed, runs), (25, 3));
+    assert_eq!(registered(&store), 0);
+}
+
+#[test]
+fn overlapping_runs_remove_each_client_once() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    for i in 0..40 {
+        m.register("w", &format!("c{i}"), "g").unwrap();
+    }
+    env.advance(10_000);
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    Cleanup::new(
+                        &store,
+                        &env,
+                        Settings {
+                            budget: 7,
+                            ..settings()
+                        },
+                    )
+                    .run()
+                    .unwrap()
+                    .clients_removed
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let rest: u64 = (0..10)
+        .map(|_| {
+            Cleanup::new(&store, &env, settings())
+                .run()
+                .unwrap()
+                .clients_removed
+        })
+        .sum();
+    assert_eq!(total + rest, 40);
+    assert_eq!(registered(&store), 0);
+}
+
+#[test]
+fn retention_deletes_old_messages_and_readers_skip_them() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    m.register("w", "s", "g").unwrap();
+    m.register("w", "r", "g").unwrap();
+    for i in 0..5 {
+        m.send("w", "s", "g", json!(i)).unwrap();
+    }
+    env.advance(25_000);
+    m.register("w", "s", "g").unwrap();
+    m.register("w", "r", "g").unwrap();
+    m.send("w", "s", "g", json!("fresh")).unwrap();
+    let report = Cleanup::new(&store, &env, settings()).run().unwrap();
+    assert_eq!(report.messages_removed, 5);
+    assert_eq!(tail(&store, "g").unwrap(), 5);
+    for seq in 1..=5 {
+        assert!(store.get(&message_key("g", seq)).unwrap().is_none());
+    }
+    let got = m.receive("w", "r", "g", Some(0), 100).unwrap();
+    assert_eq!(
+        got.messages
+            .iter()
+            .map(|x| x.payload.clone())
+            .collect::<Vec<_>>(),
+        vec![json!("fresh")]
+    );
+    // nothing was resurrected as a tombstone below the tail
+    for seq in 1..=5 {
+        assert!(store.get(&message_key("g", seq)).unwrap().is_none());
+    }
+}
+
+#[test]
+fn the_cap_keeps_only_the_newest_messages() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 10);
+    m.register("w", "s", "g").unwrap();
+    m.register("w", "r", "g").unwrap();
+    for i in 0..25 {
+        m.send("w", "s", "g", json!(i)).unwrap();
+    }
+    let report = Cleanup::new(
+        &store,
+        &env,
+        Settings {
+            max_messages_per_group: 10,
+            ..settings()
+        },
+    )
+    .run()
+    .unwrap();
+    assert_eq!(report.messages_removed, 15);
+    let got = m.receive("w", "r", "g", Some(0), 100).unwrap();
+    assert_eq!(
+        got.messages.first().map(|x| x.payload.clone()),
+        Some(json!(15))
+    );
+    assert_eq!(got.messages.len(), 10);
+}
+
+#[test]
+fn settings_come_from_configuration() {
+    let src = std::collections::HashMap::from([
+        (
+            config::keys::CLIENT_TIMEOUT_SECONDS.to_string(),
+            "2".to_string(),
+        ),
+        (
+            config::keys::CLEANUP_BUCKET_SECONDS.to_string(),
+            "1".to_string(),
+        ),
+    ]);
+    let s = Settings::from_config(&src).unwrap();
+    assert_eq!(
+        (
+            s.client_timeout_ms,
+            s.bucket_ms,
+            s.retention_ms,
+            s.max_messages_per_group
+        ),
+        (2_000, 1_000, 86_400_000, 10_000)
+    );
+    let bad = std::collections::HashMap::from([(
+        config::keys::CLEANUP_BATCH.to_string(),
+        "0".to_string(),
+    )]);
+    assert_eq!(Settings::from_config(&bad).unwrap_err().status, 500);
+}
