@@ -30,10 +30,25 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Kv {
-    Sqlite,
-    Memory,
+/// `--kv`: `sqlite`, `memory`, or a `redis://` URL.
+fn parse_kv(value: &str) -> Result<KvBackendKind, String> {
+    match value {
+        "sqlite" => Ok(KvBackendKind::Sqlite),
+        "memory" => Ok(KvBackendKind::Memory),
+        url if url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("valkey://") =>
+        {
+            Ok(KvBackendKind::Redis(url.replacen(
+                "valkey://",
+                "redis://",
+                1,
+            )))
+        }
+        other => Err(format!(
+            "expected sqlite, memory or a redis:// URL, got {other:?}"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,9 +75,10 @@ struct UpArgs {
     /// Where the store, generated secrets and the compile cache live.
     #[arg(long, default_value = ".mcp-edge")]
     data_dir: PathBuf,
-    /// Key-value backend.
-    #[arg(long, value_enum, default_value_t = Kv::Sqlite)]
-    kv: Kv,
+    /// Key-value backend: `sqlite` (durable, in the data directory), `memory`, or a
+    /// `redis://host:port` URL (Redis or Valkey, shared by several runtimes).
+    #[arg(long, value_parser = parse_kv, default_value = "sqlite")]
+    kv: KvBackendKind,
     /// Per-request deadline in seconds; a component past it is stopped and answered 504.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -102,10 +118,7 @@ impl UpArgs {
             manifest: self.manifest,
             listen: self.listen,
             data_dir: self.data_dir,
-            kv: match self.kv {
-                Kv::Sqlite => KvBackendKind::Sqlite,
-                Kv::Memory => KvBackendKind::Memory,
-            },
+            kv: self.kv,
             limits: Limits {
                 timeout: Duration::from_secs(self.timeout_secs.max(1)),
                 memory_limit_bytes: self.memory_limit_mib.max(1) * 1024 * 1024,

@@ -36,12 +36,14 @@ use crate::router::Router;
 use crate::server::{App, InstanceState, Limits, Prepared};
 
 /// Which key-value backend serves `wasi:keyvalue`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvBackendKind {
     /// SQLite in the data directory (durable; the default).
     Sqlite,
     /// Process memory (tests, throwaway runs).
     Memory,
+    /// A Redis or Valkey server (`redis://host:port`), shared by several runtimes.
+    Redis(String),
 }
 
 #[derive(Debug, Clone)]
@@ -99,8 +101,9 @@ fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<String, Stri
     Ok(parsed.variables)
 }
 
-fn open_backend(kind: KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
+fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
     Ok(match kind {
+        KvBackendKind::Redis(url) => Arc::new(kv::redis::RedisBackend::new(url)?),
         KvBackendKind::Memory => Arc::new(kv::memory::MemoryBackend::new()),
         KvBackendKind::Sqlite => {
             let path = data_dir.join("kv.sqlite3");
@@ -143,7 +146,7 @@ pub fn prepare(
     };
     let values = variables::resolve(&manifest, &sources)?;
 
-    let backend = open_backend(opts.kv, &opts.data_dir)?;
+    let backend = open_backend(&opts.kv, &opts.data_dir)?;
     let engine = engine::new_engine(&EngineOptions {
         memory_limit_bytes: opts.limits.memory_limit_bytes,
         max_instances: opts.max_instances,

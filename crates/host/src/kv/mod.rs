@@ -1,7 +1,8 @@
-//! The host's key-value capability: pluggable backends ([`sqlite`], [`memory`]) behind
+//! The host's key-value capability: pluggable backends ([`sqlite`], [`memory`], [`redis`]) behind
 //! [`Backend`], and the `wasi:keyvalue` implementation over them ([`wasi`]).
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 pub mod wasi;
 
