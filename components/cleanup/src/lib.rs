@@ -2,8 +2,7 @@
 //! handler (Spin's `trigger-cron` plugin, or `mcp-edge`'s scheduler), and on demand through
 //! `POST /admin/cleanup` (admin only) for external schedulers.
 
-use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
-use mcp_edge_guest::{config::WasiConfig, kv};
+use mcp_edge_domain::api;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn)]
@@ -20,34 +19,20 @@ struct Cleanup;
 
 impl wasi::exports::http::incoming_handler::Guest for Cleanup {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        mcp_edge_guest::serve(request, out, |req| {
-            kv::with_default_store(|store| {
-                api::cleanup(
-                    &req,
-                    &api::Ctx {
-                        store,
-                        config: &WasiConfig,
-                        env: &SystemEnv,
-                        audit: &StdoutAudit,
-                    },
-                )
-            })
-        });
+        mcp_edge_guest::serve_with_store(request, out, api::cleanup);
     }
 }
 
 impl cron::Guest for Cleanup {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
-        let store = kv::WasiKv::open(kv::DEFAULT_STORE).map_err(|e| Error::Other(e.to_string()))?;
-        let ctx = api::Ctx {
-            store: &store,
-            config: &WasiConfig,
-            env: &SystemEnv,
-            audit: &StdoutAudit,
-        };
-        api::run_cleanup(&ctx)
-            .map(|_| ())
-            .map_err(|e| Error::Other(e.message))
+        mcp_edge_guest::with_context(
+            |ctx| {
+                api::run_cleanup(ctx)
+                    .map(|_| ())
+                    .map_err(|e| Error::Other(e.message))
+            },
+            |e| Err(Error::Other(e.to_string())),
+        )
     }
 }
 

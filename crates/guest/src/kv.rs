@@ -80,15 +80,3 @@ impl KvStore for WasiKv {
 
 /// The store every stateful component uses.
 pub const DEFAULT_STORE: &str = "default";
-
-/// Runs `f` with the default store open, or answers 503 when it cannot be opened.
-pub fn with_default_store(
-    f: impl FnOnce(&WasiKv) -> mcp_edge_domain::http::Response,
-) -> mcp_edge_domain::http::Response {
-    match WasiKv::open(DEFAULT_STORE) {
-        Ok(store) => f(&store),
-        Err(e) => {
-            mcp_edge_domain::http::respond(Err(mcp_edge_domain::ApiError::store_unavailable(&e)))
-        }
-    }
-}

@@ -22,3 +22,45 @@ mod bindings {
 }
 
 pub use http::serve;
+
+use mcp_edge_domain::api::Ctx;
+use mcp_edge_domain::audit::StdoutAudit;
+use mcp_edge_domain::env::SystemEnv;
+use mcp_edge_domain::http::{Request, Response};
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+/// Runs `f` with what a stateful endpoint is given: the default store, its configuration, the
+/// system clock and randomness, and the audit trail on standard output.
+pub fn with_context<T>(
+    f: impl FnOnce(&Ctx) -> T,
+    unavailable: impl FnOnce(mcp_edge_domain::store::StoreError) -> T,
+) -> T {
+    match kv::WasiKv::open(kv::DEFAULT_STORE) {
+        Ok(store) => f(&Ctx {
+            store: &store,
+            config: &config::WasiConfig,
+            env: &SystemEnv,
+            audit: &StdoutAudit,
+        }),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Serves a stateful endpoint's request with `handler` (see [`with_context`]); a store that
+/// cannot be opened is answered 503.
+pub fn serve_with_store(
+    request: IncomingRequest,
+    out: ResponseOutparam,
+    handler: fn(&Request, &Ctx) -> Response,
+) {
+    serve(request, out, |req| {
+        with_context(
+            |ctx| handler(&req, ctx),
+            |e| {
+                mcp_edge_domain::http::respond(Err(mcp_edge_domain::ApiError::store_unavailable(
+                    &e,
+                )))
+            },
+        )
+    });
+}
