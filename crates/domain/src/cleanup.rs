@@ -34,7 +34,7 @@ pub const MESSAGES_CURSOR: &str = "index/messages/cursor";
 pub const CAPCHECK: &str = "index/capcheck";
 const MAX_CAS_ATTEMPTS: usize = 16;
 /// Marks a client record claimed for removal by one cleanup run.
-const EXPIRED_MARKER: &[u8] = b"{\"expired\":true}";
+pub(crate) const EXPIRED_MARKER: &[u8] = b"{\"expired\":true}";
 
 pub fn heartbeat_bucket_key(bucket: u64) -> String {
     format!("index/heartbeat/{bucket}")

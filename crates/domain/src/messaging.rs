@@ -198,6 +198,8 @@ impl<'a> Messaging<'a> {
         let key = client_key(client_id);
         match self.store.get(&key)? {
             None => Ok(None),
+            // Claimed by a cleanup run that has not deleted it (yet): no longer registered.
+            Some(bytes) if bytes == cleanup::EXPIRED_MARKER => Ok(None),
             Some(bytes) => {
                 let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
                 Ok(Some((bytes, record)))
@@ -261,7 +263,14 @@ impl<'a> Messaging<'a> {
                         last_heartbeat_ms: now,
                         hb_bucket: self.index_heartbeat(client_id, None, now)?,
                     };
-                    if self.store.compare_and_swap(&key, None, &encode(&record))? {
+                    let leftover = self.store.get(&key)?;
+                    let expected = leftover
+                        .as_deref()
+                        .filter(|b| *b == cleanup::EXPIRED_MARKER);
+                    if self
+                        .store
+                        .compare_and_swap(&key, expected, &encode(&record))?
+                    {
                         self.store.increment(REGISTERED_CLIENTS_KEY, 1)?;
                         return Ok(Registration::Created(record));
                     }

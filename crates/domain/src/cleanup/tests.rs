@@ -214,3 +214,21 @@ fn settings_come_from_configuration() {
     )]);
     assert_eq!(Settings::from_config(&bad).unwrap_err().status, 500);
 }
+
+#[test]
+fn a_record_claimed_by_an_interrupted_run_reads_as_unregistered() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    m.register("w", "c", "g").unwrap();
+    // a run claimed the record and died before deleting it
+    store.set(&client_key("c"), EXPIRED_MARKER).unwrap();
+    assert_eq!(
+        m.receive("w", "c", "g", None, 10).unwrap_err().code,
+        "client_not_found"
+    );
+    assert!(matches!(
+        m.register("w", "c", "g"),
+        Ok(crate::messaging::Registration::Created(_))
+    ));
+    assert!(m.receive("w", "c", "g", None, 10).is_ok());
+}
