@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -386,10 +386,6 @@ impl Server {
         }
         let _ = self.child.kill();
         panic!("mcp-edge did not exit within 15 s of SIG{signal}");
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The data directory, to start another server on it later.

@@ -76,6 +76,11 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
+/// Where compiled components are cached by default.
+pub fn default_cache_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("cache")
+}
+
 /// Compiles the component at `path`, or loads its compiled form from `cache_dir`.
 pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
     let wasm =

@@ -164,7 +164,7 @@ pub fn prepare(
     let cache_dir = opts
         .cache_dir
         .clone()
-        .unwrap_or_else(|| server::default_cache_dir(&opts.data_dir));
+        .unwrap_or_else(|| engine::default_cache_dir(&opts.data_dir));
     let mut components = HashMap::new();
     for trigger in &manifest.trigger.http {
         if components.contains_key(&trigger.component) {

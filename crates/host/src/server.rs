@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use mcp_edge_domain::ApiError;
+use mcp_edge_domain::http::respond;
 
 use crate::audit::AuditLog;
 use crate::engine::EPOCH_TICK;
@@ -175,23 +177,18 @@ fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-fn json_error(status: u16, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+/// A runtime-level error, in the same JSON shape and with the same headers the components
+/// use (the domain's error model), so clients cannot tell who answered.
+fn json_error(status: u16, code: &'static str, message: &str) -> Response<Body> {
+    let domain = respond(Err(ApiError::new(status, code, message)));
+    let mut resp = Response::new(full(domain.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(domain.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in domain.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            resp.headers_mut().append(name, value);
+        }
+    }
     resp
 }
 
@@ -562,9 +559,4 @@ pub async fn serve_metrics(
             () = &mut shutdown => break,
         }
     }
-}
-
-/// Where compiled components are cached by default.
-pub fn default_cache_dir(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("cache")
 }
