@@ -93,7 +93,12 @@ fn every_component_imports_exactly_its_world() {
     };
     let has = |name: &str, prefix: &str| imports(name).iter().any(|i| i.starts_with(prefix));
     assert!(!has("docs", "wasi:keyvalue") && has("docs", "wasi:filesystem"));
-    assert!(!has("login", "wasi:keyvalue") && has("login", "wasi:config"));
+    // login keeps rate limits and failed-login counts, but reads no files
+    assert!(
+        has("login", "wasi:keyvalue/atomics")
+            && has("login", "wasi:config")
+            && !has("login", "wasi:filesystem")
+    );
     assert!(
         has("health", "wasi:keyvalue")
             && !has("health", "wasi:config")

@@ -9,14 +9,16 @@ use crate::audit::{AuditRecord, AuditSink};
 use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
 use crate::cleanup::{self, Cleanup};
 use crate::config::{self, ConfigSource, DocsAccess};
+use crate::cors::Cors;
 use crate::docs::{self, DocsSource, Visibility};
 use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
-use crate::http::{Request, Response, respond};
+use crate::http::{Request, Response, respond, with_common_headers};
 use crate::ids::validate_id;
 use crate::messaging::{
     DEFAULT_RECEIVE_LIMIT, MAX_RECEIVE_LIMIT, Messaging, Registration, StoredMessage,
 };
+use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
 /// Longest password accepted at login (Argon2 would take any length; a bound keeps the
@@ -31,10 +33,102 @@ pub struct Ctx<'a> {
     pub audit: &'a dyn AuditSink,
 }
 
-/// The message log with the cleanup index configured for this deployment.
+/// The message log with the cleanup index and limits configured for this deployment.
 fn messaging<'a>(ctx: &'a Ctx) -> Result<Messaging<'a>, ApiError> {
-    let cap = config::number(ctx.config, config::keys::MAX_MESSAGES_PER_GROUP, 10_000)?;
-    Ok(Messaging::new(ctx.store, ctx.env).with_cleanup_index(cleanup::bucket_ms(ctx.config)?, cap))
+    let cap = config::number(
+        ctx.config,
+        config::keys::MAX_MESSAGES_PER_GROUP,
+        config::DEFAULT_MAX_MESSAGES_PER_GROUP,
+    )?;
+    let max_clients = config::number(
+        ctx.config,
+        config::keys::MAX_CLIENTS_PER_GROUP,
+        config::DEFAULT_MAX_CLIENTS_PER_GROUP,
+    )?;
+    Ok(Messaging::new(ctx.store, ctx.env)
+        .with_cleanup_index(cleanup::bucket_ms(ctx.config)?, cap)
+        .with_max_clients(max_clients))
+}
+
+/// The frame of every endpoint: CORS preflights are answered here, and CORS headers added to
+/// whatever `handler` answers (nothing changes while CORS is off).
+fn endpoint(
+    req: &Request,
+    config: &dyn ConfigSource,
+    methods: &[&str],
+    handler: impl FnOnce() -> Response,
+) -> Response {
+    let cors = match Cors::from_config(config) {
+        Ok(cors) => cors,
+        Err(e) => return respond(Err(e)),
+    };
+    if let Some(preflight) = cors.preflight(req, methods) {
+        return with_common_headers(preflight);
+    }
+    cors.decorate(req, handler())
+}
+
+/// The rate limiter and its policies, for one request.
+struct Guard<'a> {
+    limiter: Limiter<'a>,
+    limits: Limits,
+    /// The caller's IP, when the platform tells it.
+    addr: Option<String>,
+}
+
+impl<'a> Guard<'a> {
+    fn new(req: &Request, ctx: &'a Ctx) -> Result<Self, ApiError> {
+        Ok(Self {
+            limiter: Limiter::new(ctx.store, ctx.env.now_ms(), cleanup::bucket_ms(ctx.config)?),
+            limits: Limits::from_config(ctx.config)?,
+            addr: req.header("spin-client-addr").and_then(client_ip),
+        })
+    }
+
+    /// One request from this address.
+    fn address(&self) -> Result<(), ApiError> {
+        match &self.addr {
+            Some(ip) => self.limiter.take(Scope::Address, ip, self.limits.requests),
+            None => Ok(()),
+        }
+    }
+
+    /// One request under this subject.
+    fn subject(&self, who: &Principal) -> Result<(), ApiError> {
+        self.limiter
+            .take(Scope::Subject, &who.subject, self.limits.requests)
+    }
+
+    /// Refuses a login while the address or the user name has no failures left.
+    fn login_allowed(&self, username: &str) -> Result<(), ApiError> {
+        let policy = self.limits.login_failures;
+        if let Some(ip) = &self.addr {
+            self.limiter.check(Scope::LoginFailureAddress, ip, policy)?;
+        }
+        self.limiter
+            .check(Scope::LoginFailureUser, username, policy)
+    }
+
+    /// Counts a failed login against the address and the user name.
+    fn login_failed(&self, username: &str) {
+        let policy = self.limits.login_failures;
+        if let Some(ip) = &self.addr {
+            // Already refused above when empty; a race to zero only shortens the next wait.
+            let _ = self.limiter.take(Scope::LoginFailureAddress, ip, policy);
+        }
+        let _ = self.limiter.take(Scope::LoginFailureUser, username, policy);
+    }
+}
+
+/// Authenticates and rate-limits a messaging request: per address first (so floods of bad
+/// tokens are limited too), then per subject.
+fn admit(req: &Request, ctx: &Ctx, action: Action) -> Result<Principal, ApiError> {
+    let guard = Guard::new(req, ctx)?;
+    guard.address()?;
+    let who = principal(req, ctx.config, ctx.env)?;
+    guard.subject(&who)?;
+    who.authorize(action)?;
+    Ok(who)
 }
 
 /// Runs a handler, then records its audit entry with the status it ended with.
@@ -66,44 +160,50 @@ struct LoginBody {
 }
 
 /// `POST /login`
-pub fn login(
-    req: &Request,
-    config: &dyn ConfigSource,
-    env: &dyn Env,
-    audit: &dyn AuditSink,
-) -> Response {
-    audited(audit, "login", |rec| {
-        rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
-        req.expect_method(&["POST"])?;
-        let body: LoginBody = req.json()?;
-        validate_id("username", &body.username)?;
-        rec.user = Some(body.username.clone());
-        if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
-            return Err(ApiError::bad_request(
-                "invalid_password",
-                format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
-            ));
-        }
-        let secret = config::jwt_secret(config)?;
-        let ttl = config::token_ttl_seconds(config)?;
-        let users = config::users(config)?;
-        let user = check_credentials(&users, &body.username, &body.password)?;
-        let issued = Tokens::new(&secret).issue(
-            &user.username,
-            user.role,
-            ttl,
-            env.now_ms(),
-            env.random_id(),
-        )?;
-        Ok(Response::json(
-            200,
-            &json!({
-                "access_token": issued.token,
-                "token_type": "Bearer",
-                "expires_in": issued.expires_in,
-                "role": user.role.as_str(),
-            }),
-        ))
+pub fn login(req: &Request, ctx: &Ctx) -> Response {
+    endpoint(req, ctx.config, &["POST"], || {
+        audited(ctx.audit, "login", |rec| {
+            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+            req.expect_method(&["POST"])?;
+            let guard = Guard::new(req, ctx)?;
+            guard.address()?;
+            let body: LoginBody = req.json()?;
+            validate_id("username", &body.username)?;
+            rec.user = Some(body.username.clone());
+            if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
+                return Err(ApiError::bad_request(
+                    "invalid_password",
+                    format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
+                ));
+            }
+            guard.login_allowed(&body.username)?;
+            let secret = config::jwt_secret(ctx.config)?;
+            let ttl = config::token_ttl_seconds(ctx.config)?;
+            let users = config::users(ctx.config)?;
+            let user = match check_credentials(&users, &body.username, &body.password) {
+                Ok(user) => user,
+                Err(e) => {
+                    guard.login_failed(&body.username);
+                    return Err(e);
+                }
+            };
+            let issued = Tokens::new(&secret).issue(
+                &user.username,
+                user.role,
+                ttl,
+                ctx.env.now_ms(),
+                ctx.env.random_id(),
+            )?;
+            Ok(Response::json(
+                200,
+                &json!({
+                    "access_token": issued.token,
+                    "token_type": "Bearer",
+                    "expires_in": issued.expires_in,
+                    "role": user.role.as_str(),
+                }),
+            ))
+        })
     })
 }
 
@@ -115,11 +215,14 @@ struct RegisterBody {
 
 /// `POST /mcp/register`
 pub fn register(req: &Request, ctx: &Ctx) -> Response {
+    endpoint(req, ctx.config, &["POST"], || register_inner(req, ctx))
+}
+
+fn register_inner(req: &Request, ctx: &Ctx) -> Response {
     audited(ctx.audit, "register", |rec| {
         req.expect_method(&["POST"])?;
-        let who = principal(req, ctx.config, ctx.env)?;
+        let who = admit(req, ctx, Action::Register)?;
         rec.subject = Some(who.subject.clone());
-        who.authorize(Action::Register)?;
         let body: RegisterBody = req.json()?;
         rec.client_id = Some(body.client_id.clone());
         rec.group_id = Some(body.group_id.clone());
@@ -155,11 +258,14 @@ struct SendBody {
 
 /// `POST /mcp/send`
 pub fn send(req: &Request, ctx: &Ctx) -> Response {
+    endpoint(req, ctx.config, &["POST"], || send_inner(req, ctx))
+}
+
+fn send_inner(req: &Request, ctx: &Ctx) -> Response {
     audited(ctx.audit, "send", |rec| {
         req.expect_method(&["POST"])?;
-        let who = principal(req, ctx.config, ctx.env)?;
+        let who = admit(req, ctx, Action::Send)?;
         rec.subject = Some(who.subject.clone());
-        who.authorize(Action::Send)?;
         let body: SendBody = req.json()?;
         rec.client_id = Some(body.sender_id.clone());
         rec.group_id = Some(body.group_id.clone());
@@ -210,11 +316,14 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
 
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
 pub fn receive(req: &Request, ctx: &Ctx) -> Response {
+    endpoint(req, ctx.config, &["GET"], || receive_inner(req, ctx))
+}
+
+fn receive_inner(req: &Request, ctx: &Ctx) -> Response {
     audited(ctx.audit, "receive", |rec| {
         req.expect_method(&["GET"])?;
-        let who = principal(req, ctx.config, ctx.env)?;
+        let who = admit(req, ctx, Action::Receive)?;
         rec.subject = Some(who.subject.clone());
-        who.authorize(Action::Receive)?;
         let (mut client_id, mut group_id, mut after, mut limit) =
             (None, None, None, DEFAULT_RECEIVE_LIMIT);
         for (key, value) in req.query_params()? {
@@ -267,6 +376,18 @@ pub fn docs(
     env: &dyn Env,
     audit: &dyn AuditSink,
 ) -> Response {
+    endpoint(req, config, &["GET", "HEAD"], || {
+        docs_inner(req, src, config, env, audit)
+    })
+}
+
+fn docs_inner(
+    req: &Request,
+    src: &dyn DocsSource,
+    config: &dyn ConfigSource,
+    env: &dyn Env,
+    audit: &dyn AuditSink,
+) -> Response {
     audited(audit, "docs", |rec| {
         rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
         let visibility = match config::docs_access(config)? {
@@ -301,12 +422,14 @@ pub fn run_cleanup(ctx: &Ctx) -> Result<cleanup::Report, ApiError> {
 
 /// `POST /admin/cleanup`: one cleanup pass on demand (admin only), for external schedulers.
 pub fn cleanup(req: &Request, ctx: &Ctx) -> Response {
-    respond((|| {
-        req.expect_method(&["POST"])?;
-        principal(req, ctx.config, ctx.env)?.authorize(Action::Cleanup)?;
-        let report = run_cleanup(ctx)?;
-        Ok(Response::json(200, &report))
-    })())
+    endpoint(req, ctx.config, &["POST"], || {
+        respond((|| {
+            req.expect_method(&["POST"])?;
+            admit(req, ctx, Action::Cleanup)?;
+            let report = run_cleanup(ctx)?;
+            Ok(Response::json(200, &report))
+        })())
+    })
 }
 
 /// A store round trip for readiness: a read of a key nothing else uses.

@@ -1,5 +1,6 @@
-//! Scheduled cleanup: expires clients whose heartbeat is older than the timeout and deletes
-//! messages older than the retention or beyond the per-group cap.
+//! Scheduled cleanup: expires clients whose heartbeat is older than the timeout, deletes
+//! messages older than the retention or beyond the per-group cap, and deletes rate-limit
+//! buckets that have refilled (see [`crate::ratelimit`]).
 //!
 //! The store has no TTL and no prefix listing, so cleanup keeps its own time-bucketed index
 //! keys, written on the hot path at most once per client (or group) per bucket:
@@ -25,8 +26,9 @@ use crate::config::{self, ConfigSource};
 use crate::env::Env;
 use crate::error::ApiError;
 use crate::messaging::{
-    ClientRecord, REGISTERED_CLIENTS_KEY, Slot, client_key, head_key, message_key,
+    ClientRecord, REGISTERED_CLIENTS_KEY, Slot, client_key, head_key, leave_group, message_key,
 };
+use crate::ratelimit::{self, Limiter, Limits};
 use crate::store::KvStore;
 
 pub const HEARTBEAT_CURSOR: &str = "index/heartbeat/cursor";
@@ -61,6 +63,8 @@ pub struct Settings {
     pub bucket_ms: u64,
     /// Items one run may touch.
     pub budget: usize,
+    /// The rate-limit policies, to tell when a bucket is full again.
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -77,9 +81,13 @@ impl Settings {
         Ok(Self {
             client_timeout_ms: secs(config::keys::CLIENT_TIMEOUT_SECONDS, 300)? * 1000,
             retention_ms: secs(config::keys::MESSAGE_RETENTION_SECONDS, 86_400)? * 1000,
-            max_messages_per_group: secs(config::keys::MAX_MESSAGES_PER_GROUP, 10_000)?,
+            max_messages_per_group: secs(
+                config::keys::MAX_MESSAGES_PER_GROUP,
+                config::DEFAULT_MAX_MESSAGES_PER_GROUP,
+            )?,
             bucket_ms: bucket_ms(src)?,
             budget: secs(config::keys::CLEANUP_BATCH, 1000)? as usize,
+            limits: Limits::from_config(src)?,
         })
     }
 }
@@ -99,6 +107,7 @@ pub fn bucket_ms(src: &dyn ConfigSource) -> Result<u64, ApiError> {
 pub struct Report {
     pub clients_removed: u64,
     pub messages_removed: u64,
+    pub rate_limits_removed: u64,
     /// False when the budget ran out; the next run continues.
     pub complete: bool,
 }
@@ -201,7 +210,8 @@ impl<'a> Cleanup<'a> {
         let clients_done = self.expire_clients(&mut budget, &mut report)?;
         let cap_done = self.enforce_caps(&mut budget, &mut report)?;
         let retention_done = self.enforce_retention(&mut budget, &mut report)?;
-        report.complete = clients_done && cap_done && retention_done;
+        let limits_done = self.expire_rate_limits(&mut budget, &mut report)?;
+        report.complete = clients_done && cap_done && retention_done && limits_done;
         Ok(report)
     }
 
@@ -276,7 +286,30 @@ impl<'a> Cleanup<'a> {
                 {
                     self.store.delete(&key)?;
                     self.store.increment(REGISTERED_CLIENTS_KEY, -1)?;
+                    leave_group(self.store, &record.group_id, client_id)?;
                     report.clients_removed += 1;
+                }
+                Ok(true)
+            },
+        )
+    }
+
+    /// Deletes the rate-limit buckets listed as full by now; lists the others again.
+    fn expire_rate_limits(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let limiter = Limiter::new(self.store, self.env.now_ms(), self.settings.bucket_ms);
+        self.walk(
+            ratelimit::CURSOR,
+            ratelimit::index_bucket_key,
+            self.last_expired_bucket(0),
+            budget,
+            |key, budget| {
+                *budget -= 1;
+                if limiter.expire(key, &self.settings.limits)? {
+                    report.rate_limits_removed += 1;
                 }
                 Ok(true)
             },

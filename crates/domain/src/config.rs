@@ -22,11 +22,19 @@ pub mod keys {
     pub const MAX_MESSAGES_PER_GROUP: &str = "max_messages_per_group";
     pub const CLEANUP_BATCH: &str = "cleanup_batch";
     pub const CLEANUP_BUCKET_SECONDS: &str = "cleanup_bucket_seconds";
+    pub const MAX_CLIENTS_PER_GROUP: &str = "max_clients_per_group";
+    pub const RATE_LIMIT_BURST: &str = "rate_limit_burst";
+    pub const RATE_LIMIT_REFILL_MS: &str = "rate_limit_refill_ms";
+    pub const LOGIN_FAILURE_BURST: &str = "login_failure_burst";
+    pub const LOGIN_FAILURE_REFILL_MS: &str = "login_failure_refill_ms";
+    pub const CORS_ALLOWED_ORIGINS: &str = "cors_allowed_origins";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const MIN_SECRET_BYTES: usize = 32;
+pub const DEFAULT_MAX_CLIENTS_PER_GROUP: u64 = 1000;
+pub const DEFAULT_MAX_MESSAGES_PER_GROUP: u64 = 10_000;
 
 /// A source of configuration values.
 pub trait ConfigSource {

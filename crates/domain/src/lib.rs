@@ -12,12 +12,14 @@ pub mod audit;
 pub mod auth;
 pub mod cleanup;
 pub mod config;
+pub mod cors;
 pub mod docs;
 pub mod env;
 pub mod error;
 pub mod http;
 pub mod ids;
 pub mod messaging;
+pub mod ratelimit;
 pub mod store;
 
 pub use error::ApiError;

@@ -6,6 +6,7 @@
 //! | `client/{client_id}` | [`ClientRecord`] (JSON): owner, group, join point, cursor, heartbeat |
 //! | `group/{group_id}/head` | atomic counter: the highest sequence number handed out |
 //! | `group/{group_id}/msg/{seq}` | [`Slot`] (JSON): the message with that number, or a tombstone |
+//! | `group/{group_id}/members` | JSON list of the client IDs in the group (bounds its size) |
 //! | `stats/registered_clients` | atomic counter: clients registered and not yet expired |
 //!
 //! # The log algorithm
@@ -17,6 +18,14 @@
 //! older than [`GAP_GRACE_MS`], the gap is sealed with a tombstone (again create-if-absent,
 //! so a late sender loses the race, takes a new number and still delivers). Every operation
 //! touches only the keys of the messages it moves: no key listing, O(messages moved).
+//!
+//! # Limits
+//! A group holds at most `max_clients` members: a client joins the member list (one
+//! compare-and-swap) before its record names the group. Members whose record has gone or
+//! moved (a crash between the steps, an expiry) are dropped from the list when it is full.
+//! A group holds at most `cap` messages after each cleanup pass and refuses sends once it
+//! holds a tenth more than that (senders outpacing cleanup), so its storage stays bounded
+//! even where no cleanup is scheduled.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,6 +57,10 @@ pub fn client_key(client_id: &str) -> String {
 
 pub fn head_key(group_id: &str) -> String {
     format!("group/{group_id}/head")
+}
+
+pub fn members_key(group_id: &str) -> String {
+    format!("group/{group_id}/members")
 }
 
 pub fn message_key(group_id: &str, seq: u64) -> String {
@@ -126,6 +139,7 @@ pub struct Messaging<'a> {
     env: &'a dyn Env,
     bucket_ms: u64,
     cap: u64,
+    max_clients: u64,
 }
 
 impl<'a> Messaging<'a> {
@@ -134,8 +148,93 @@ impl<'a> Messaging<'a> {
             store,
             env,
             bucket_ms: 60_000,
-            cap: 10_000,
+            cap: crate::config::DEFAULT_MAX_MESSAGES_PER_GROUP,
+            max_clients: crate::config::DEFAULT_MAX_CLIENTS_PER_GROUP,
         }
+    }
+
+    /// The most clients one group may hold.
+    pub fn with_max_clients(mut self, max_clients: u64) -> Self {
+        self.max_clients = max_clients.max(1);
+        self
+    }
+
+    /// Messages a group may hold before sends are refused: the cap plus the tenth beyond it
+    /// at which cleanup is asked to trim.
+    fn backlog_limit(&self) -> u64 {
+        self.cap.saturating_add((self.cap / 10).max(1))
+    }
+
+    fn backlog_full(&self, group_id: &str) -> ApiError {
+        ApiError::new(
+            429,
+            "group_backlog_full",
+            format!(
+                "group {group_id} holds {} messages, its limit; retry after the next cleanup",
+                self.backlog_limit()
+            ),
+        )
+        .with_header("retry-after", (self.bucket_ms.div_ceil(1000)).to_string())
+    }
+
+    /// Adds `client_id` to `group_id`'s member list, refusing with 409 when the group is
+    /// full of live members.
+    fn join(&self, group_id: &str, client_id: &str) -> Result<(), ApiError> {
+        let key = members_key(group_id);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let raw = self.store.get(&key)?;
+            let mut members: Vec<String> = match &raw {
+                Some(bytes) => serde_json::from_slice(bytes).map_err(|e| corrupt(&key, e))?,
+                None => Vec::new(),
+            };
+            if members.iter().any(|m| m == client_id) {
+                return Ok(());
+            }
+            if members.len() as u64 >= self.max_clients {
+                members = self.live_members(group_id, members)?;
+                if members.len() as u64 >= self.max_clients {
+                    return Err(ApiError::new(
+                        409,
+                        "group_full",
+                        format!(
+                            "group {group_id} has {} clients, its limit",
+                            self.max_clients
+                        ),
+                    ));
+                }
+            }
+            members.push(client_id.to_owned());
+            if self
+                .store
+                .compare_and_swap(&key, raw.as_deref(), &encode(&members))?
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::contention(&format!("group {group_id}")))
+    }
+
+    /// The listed members whose record still places them in the group.
+    fn live_members(&self, group_id: &str, members: Vec<String>) -> Result<Vec<String>, ApiError> {
+        let keys: Vec<String> = members.iter().map(|m| client_key(m)).collect();
+        let records = self.store.get_many(&keys)?;
+        Ok(members
+            .into_iter()
+            .zip(records)
+            .filter(|(_, record)| {
+                record
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<ClientRecord>(b).ok())
+                    .is_some_and(|r| r.group_id == group_id)
+            })
+            .map(|(m, _)| m)
+            .collect())
+    }
+
+    /// Removes `client_id` from `group_id`'s member list (best effort: a leftover entry is
+    /// dropped when the list fills up).
+    pub(crate) fn leave(&self, group_id: &str, client_id: &str) -> Result<(), ApiError> {
+        leave_group(self.store, group_id, client_id)
     }
 
     /// The cleanup index's bucket width and the per-group message cap to flag groups by.
@@ -263,6 +362,7 @@ impl<'a> Messaging<'a> {
                         last_heartbeat_ms: now,
                         hb_bucket: self.index_heartbeat(client_id, None, now)?,
                     };
+                    self.join(group_id, client_id)?;
                     let leftover = self.store.get(&key)?;
                     let expected = leftover
                         .as_deref()
@@ -282,7 +382,9 @@ impl<'a> Messaging<'a> {
                             format!("client {client_id} belongs to another user"),
                         ));
                     }
-                    if record.group_id != group_id {
+                    let left = (record.group_id != group_id).then(|| record.group_id.clone());
+                    if left.is_some() {
+                        self.join(group_id, client_id)?;
                         let head = self.head(group_id)?;
                         record.group_id = group_id.to_owned();
                         record.joined_after = head;
@@ -295,6 +397,9 @@ impl<'a> Messaging<'a> {
                         .store
                         .compare_and_swap(&key, Some(&bytes), &encode(&record))?
                     {
+                        if let Some(old) = left {
+                            self.leave(&old, client_id)?;
+                        }
                         return Ok(Registration::Refreshed(record));
                     }
                 }
@@ -322,8 +427,23 @@ impl<'a> Messaging<'a> {
             payload,
             timestamp_ms: 0,
         };
+        let tail = cleanup::tail(self.store, group_id)?;
+        let limit = tail.saturating_add(self.backlog_limit());
+        if self.head(group_id)? >= limit {
+            return Err(self.backlog_full(group_id));
+        }
         for _ in 0..MAX_CAS_ATTEMPTS {
             message.seq = self.allocate(group_id)?;
+            if message.seq > limit {
+                // Lost a race for the last places: give the number back as a tombstone so
+                // readers need not wait for it.
+                self.store.compare_and_swap(
+                    &message_key(group_id, message.seq),
+                    None,
+                    &encode(&Slot::Tombstone),
+                )?;
+                return Err(self.backlog_full(group_id));
+            }
             message.timestamp_ms = self.env.now_ms();
             if self.publish(&message)? {
                 self.index_message(group_id, message.seq, message.timestamp_ms)?;
@@ -490,6 +610,31 @@ impl<'a> Messaging<'a> {
             None => Ok(None),
         }
     }
+}
+
+/// Removes `client_id` from the member list of `group_id`.
+pub(crate) fn leave_group(
+    store: &dyn KvStore,
+    group_id: &str,
+    client_id: &str,
+) -> Result<(), ApiError> {
+    let key = members_key(group_id);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(raw) = store.get(&key)? else {
+            return Ok(());
+        };
+        let mut members: Vec<String> =
+            serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
+        let before = members.len();
+        members.retain(|m| m != client_id);
+        if members.len() == before {
+            return Ok(());
+        }
+        if store.compare_and_swap(&key, Some(&raw), &encode(&members))? {
+            return Ok(());
+        }
+    }
+    Err(ApiError::contention(&format!("group {group_id}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -106,9 +106,7 @@ fn login_issues_a_bearer_token_with_the_role() {
             None,
             json!({"username": "rita", "password": "rita-pw"}),
         ),
-        &w.config,
-        &w.env,
-        &w.audit,
+        &w.ctx(),
     );
     assert_eq!(resp.status, 200);
     let b = body(&resp);
@@ -135,9 +133,7 @@ fn login_failures() {
             None,
             json!({"username": "rita", "password": "nope"}),
         ),
-        &w.config,
-        &w.env,
-        &w.audit,
+        &w.ctx(),
     );
     let unknown = login(
         &post(
@@ -145,9 +141,7 @@ fn login_failures() {
             None,
             json!({"username": "nobody", "password": "rita-pw"}),
         ),
-        &w.config,
-        &w.env,
-        &w.audit,
+        &w.ctx(),
     );
     assert_eq!(
         (wrong.status, wrong.body.clone()),
@@ -156,24 +150,17 @@ fn login_failures() {
     assert_eq!(wrong.status, 401);
     let bad_name = login(
         &post("/login", None, json!({"username": "a/b", "password": "x"})),
-        &w.config,
-        &w.env,
-        &w.audit,
+        &w.ctx(),
     );
     assert_eq!(bad_name.status, 400);
-    let missing = login(
-        &post("/login", None, json!({"username": "rita"})),
-        &w.config,
-        &w.env,
-        &w.audit,
-    );
+    let missing = login(&post("/login", None, json!({"username": "rita"})), &w.ctx());
     assert_eq!(
         (missing.status, code(&missing).as_str()),
         (400, "invalid_request")
     );
     let mut get_req = post("/login", None, json!({}));
     get_req.method = "GET".into();
-    assert_eq!(login(&get_req, &w.config, &w.env, &w.audit).status, 405);
+    assert_eq!(login(&get_req, &w.ctx()).status, 405);
     let mut no_secret = w.config.clone();
     no_secret.remove(keys::JWT_SECRET);
     let resp = login(
@@ -182,9 +169,10 @@ fn login_failures() {
             None,
             json!({"username": "rita", "password": "rita-pw"}),
         ),
-        &no_secret,
-        &w.env,
-        &w.audit,
+        &Ctx {
+            config: &no_secret,
+            ..w.ctx()
+        },
     );
     assert_eq!(
         (resp.status, code(&resp).as_str()),
@@ -408,7 +396,7 @@ fn every_action_leaves_an_audit_record_without_secrets() {
     );
     req.headers
         .push(("spin-client-addr".into(), b"127.0.0.1:5555".to_vec()));
-    let token = body(&login(&req, &w.config, &w.env, &w.audit))["access_token"]
+    let token = body(&login(&req, &w.ctx()))["access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -418,9 +406,7 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             None,
             json!({"username": "wendy", "password": "guess"}),
         ),
-        &w.config,
-        &w.env,
-        &w.audit,
+        &w.ctx(),
     );
     register(
         &post(

@@ -15,6 +15,10 @@ fn settings() -> Settings {
         max_messages_per_group: 1_000,
         bucket_ms: BUCKET,
         budget: 1_000,
+        limits: crate::ratelimit::Limits {
+            requests: crate::ratelimit::DEFAULT_REQUESTS,
+            login_failures: crate::ratelimit::DEFAULT_LOGIN_FAILURES,
+        },
     }
 }
 
@@ -159,14 +163,20 @@ fn retention_deletes_old_messages_and_readers_skip_them() {
 }
 
 #[test]
-fn the_cap_keeps_only_the_newest_messages() {
+fn a_full_backlog_refuses_sends_until_cleanup_trims_to_the_cap() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 10);
     m.register("w", "s", "g").unwrap();
     m.register("w", "r", "g").unwrap();
-    for i in 0..25 {
+    // The cap plus a tenth of it are accepted...
+    for i in 0..11 {
         m.send("w", "s", "g", json!(i)).unwrap();
     }
+    // ...then sends are refused without taking a sequence number.
+    let refused = m.send("w", "s", "g", json!("over")).unwrap_err();
+    assert_eq!((refused.status, refused.code), (429, "group_backlog_full"));
+    assert!(refused.headers.iter().any(|(h, _)| *h == "retry-after"));
+    assert_eq!(store.increment(&head_key("g"), 0).unwrap(), 11);
     let report = Cleanup::new(
         &store,
         &env,
@@ -177,13 +187,20 @@ fn the_cap_keeps_only_the_newest_messages() {
     )
     .run()
     .unwrap();
-    assert_eq!(report.messages_removed, 15);
+    assert_eq!(report.messages_removed, 1);
     let got = m.receive("w", "r", "g", Some(0), 100).unwrap();
     assert_eq!(
         got.messages.first().map(|x| x.payload.clone()),
-        Some(json!(15))
+        Some(json!(1))
     );
     assert_eq!(got.messages.len(), 10);
+    // Room again: the next send is accepted and delivered.
+    m.send("w", "s", "g", json!("next")).unwrap();
+    let got = m.receive("w", "r", "g", None, 100).unwrap();
+    assert_eq!(
+        got.messages.last().map(|x| x.payload.clone()),
+        Some(json!("next"))
+    );
 }
 
 #[test]

@@ -142,6 +142,49 @@ fn moving_to_another_group_starts_fresh_there() {
     assert_eq!(payloads(&got), vec![json!("after move")]);
 }
 
+fn members(store: &MemoryStore, group: &str) -> Vec<String> {
+    store
+        .get(&members_key(group))
+        .unwrap()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_group_refuses_new_members_but_not_its_own() {
+    let (store, env) = setup();
+    let m = Messaging::new(&store, &env).with_max_clients(2);
+    m.register("alice", "a", "g").unwrap();
+    m.register("alice", "b", "g").unwrap();
+    let full = m.register("alice", "c", "g").unwrap_err();
+    assert_eq!((full.status, full.code), (409, "group_full"));
+    assert!(store.get(&client_key("c")).unwrap().is_none());
+    // Members still refresh, and other groups are unaffected.
+    assert!(matches!(
+        m.register("alice", "a", "g"),
+        Ok(Registration::Refreshed(_))
+    ));
+    m.register("alice", "c", "other").unwrap();
+    // Moving out makes room; the list follows the move.
+    m.register("alice", "b", "other").unwrap();
+    assert_eq!(members(&store, "g"), vec!["a"]);
+    assert_eq!(members(&store, "other"), vec!["c", "b"]);
+    m.register("alice", "d", "g").unwrap();
+    assert_eq!(members(&store, "g"), vec!["a", "d"]);
+}
+
+#[test]
+fn a_full_member_list_drops_members_whose_record_is_gone() {
+    let (store, env) = setup();
+    let m = Messaging::new(&store, &env).with_max_clients(2);
+    m.register("alice", "a", "g").unwrap();
+    m.register("alice", "b", "g").unwrap();
+    // As if a register died after joining the list, or an expiry after deleting the record.
+    store.delete(&client_key("a")).unwrap();
+    m.register("alice", "c", "g").unwrap();
+    assert_eq!(members(&store, "g"), vec!["b", "c"]);
+}
+
 #[test]
 fn after_acknowledges_and_survives_a_lost_response() {
     let (store, env) = setup();

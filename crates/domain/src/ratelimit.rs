@@ -1,0 +1,400 @@
+//! Abuse limits: token buckets per client address and per subject, and a harsher bucket for
+//! failed logins. Buckets live in the key-value store (not in process memory), so every
+//! instance of every component, on every platform, shares them.
+//!
+//! | key | value |
+//! |---|---|
+//! | `ratelimit/{scope}/{id}` | [`Bucket`] (JSON): milli-tokens left and when that was computed |
+//! | `index/ratelimit/{bucket}` | JSON list of bucket keys that will be full again in that time bucket |
+//! | `index/ratelimit/cursor` | the oldest index bucket not yet processed |
+//!
+//! A bucket that has refilled completely is indistinguishable from an absent one, so the
+//! scheduled cleanup deletes it. The hot path writes the index only when it creates a bucket;
+//! cleanup re-lists buckets that are not full yet under the time they will be.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cleanup;
+use crate::config::{self, ConfigSource};
+use crate::error::ApiError;
+use crate::store::KvStore;
+
+pub const CURSOR: &str = "index/ratelimit/cursor";
+const MAX_CAS_ATTEMPTS: usize = 8;
+const MILLI: u64 = 1000;
+
+pub fn index_bucket_key(bucket: u64) -> String {
+    format!("index/ratelimit/{bucket}")
+}
+
+/// A token bucket's shape: `burst` tokens, one more every `refill_ms`. `burst == 0` turns the
+/// limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub burst: u64,
+    pub refill_ms: u64,
+}
+
+impl Policy {
+    pub const OFF: Policy = Policy {
+        burst: 0,
+        refill_ms: 1,
+    };
+
+    fn capacity(&self) -> u64 {
+        self.burst.saturating_mul(MILLI)
+    }
+
+    /// Milli-tokens in a bucket last seen at `at_ms` holding `tokens`, at `now_ms`.
+    fn refilled(&self, tokens: u64, at_ms: u64, now_ms: u64) -> u64 {
+        let gained = now_ms.saturating_sub(at_ms).saturating_mul(MILLI) / self.refill_ms;
+        tokens.saturating_add(gained).min(self.capacity())
+    }
+
+    /// When a bucket holding `tokens` at `now_ms` is full again.
+    fn full_at(&self, tokens: u64, now_ms: u64) -> u64 {
+        let missing = self.capacity().saturating_sub(tokens);
+        now_ms.saturating_add(missing.saturating_mul(self.refill_ms).div_ceil(MILLI))
+    }
+
+    /// Whole seconds until a bucket holding `tokens` has one token.
+    fn retry_after_seconds(&self, tokens: u64) -> u64 {
+        let missing = MILLI.saturating_sub(tokens);
+        missing
+            .saturating_mul(self.refill_ms)
+            .div_ceil(MILLI)
+            .div_ceil(1000)
+            .max(1)
+    }
+}
+
+/// The configured policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Every API request, per client address and again per token subject.
+    pub requests: Policy,
+    /// Failed logins, per client address and per user name.
+    pub login_failures: Policy,
+}
+
+pub const DEFAULT_REQUESTS: Policy = Policy {
+    burst: 60,
+    refill_ms: 100,
+};
+pub const DEFAULT_LOGIN_FAILURES: Policy = Policy {
+    burst: 5,
+    refill_ms: 60_000,
+};
+
+impl Limits {
+    pub fn from_config(src: &dyn ConfigSource) -> Result<Self, ApiError> {
+        let policy = |burst_key: &str, refill_key: &str, default: Policy| {
+            let burst = config::number(src, burst_key, default.burst)?;
+            let refill_ms = config::number(src, refill_key, default.refill_ms)?;
+            if refill_ms == 0 {
+                return Err(ApiError::misconfigured(format!(
+                    "configuration variable {refill_key} must be positive"
+                )));
+            }
+            Ok(Policy { burst, refill_ms })
+        };
+        Ok(Self {
+            requests: policy(
+                config::keys::RATE_LIMIT_BURST,
+                config::keys::RATE_LIMIT_REFILL_MS,
+                DEFAULT_REQUESTS,
+            )?,
+            login_failures: policy(
+                config::keys::LOGIN_FAILURE_BURST,
+                config::keys::LOGIN_FAILURE_REFILL_MS,
+                DEFAULT_LOGIN_FAILURES,
+            )?,
+        })
+    }
+}
+
+/// What a bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Requests from one client address.
+    Address,
+    /// Requests under one token subject.
+    Subject,
+    /// Failed logins from one client address.
+    LoginFailureAddress,
+    /// Failed logins for one user name.
+    LoginFailureUser,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Address => "addr",
+            Scope::Subject => "sub",
+            Scope::LoginFailureAddress => "login-addr",
+            Scope::LoginFailureUser => "login-user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Milli-tokens left at `at`.
+    pub t: u64,
+    /// Milliseconds since the epoch when `t` was computed.
+    pub at: u64,
+}
+
+/// The client address to limit by: the IP of `spin-client-addr` (`ip:port` or `[ip]:port`),
+/// without the port, which changes with every connection.
+pub fn client_ip(addr: &str) -> Option<String> {
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip().to_string());
+    }
+    addr.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+pub struct Limiter<'a> {
+    store: &'a dyn KvStore,
+    now_ms: u64,
+    index_bucket_ms: u64,
+}
+
+fn parse(bytes: &[u8]) -> Option<Bucket> {
+    serde_json::from_slice(bytes).ok()
+}
+
+fn bucket_key(scope: Scope, id: &str) -> String {
+    format!("ratelimit/{}/{id}", scope.name())
+}
+
+fn too_many(scope: Scope, retry_after: u64) -> ApiError {
+    let (code, what) = match scope {
+        Scope::Address => ("rate_limited", "too many requests from this address"),
+        Scope::Subject => ("rate_limited", "too many requests for this user"),
+        Scope::LoginFailureAddress => (
+            "too_many_login_failures",
+            "too many failed logins from this address",
+        ),
+        Scope::LoginFailureUser => (
+            "too_many_login_failures",
+            "too many failed logins for this user",
+        ),
+    };
+    ApiError::new(429, code, format!("{what}; retry in {retry_after} s"))
+        .with_header("retry-after", retry_after.to_string())
+}
+
+impl<'a> Limiter<'a> {
+    pub fn new(store: &'a dyn KvStore, now_ms: u64, index_bucket_ms: u64) -> Self {
+        Self {
+            store,
+            now_ms,
+            index_bucket_ms: index_bucket_ms.max(1),
+        }
+    }
+
+    fn load(&self, key: &str) -> Result<Option<Bucket>, ApiError> {
+        Ok(self.store.get(key)?.as_deref().and_then(parse))
+    }
+
+    /// Takes one token for `id` in `scope`, or answers 429 with `Retry-After`.
+    pub fn take(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
+        if policy.burst == 0 {
+            return Ok(());
+        }
+        let key = bucket_key(scope, id);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let raw = self.store.get(&key)?;
+            // An unreadable bucket counts as full (and is replaced): limits must never lock
+            // anyone out for good.
+            let tokens = match raw.as_deref().and_then(parse) {
+                Some(b) => policy.refilled(b.t, b.at, self.now_ms),
+                None => policy.capacity(),
+            };
+            if tokens < MILLI {
+                return Err(too_many(scope, policy.retry_after_seconds(tokens)));
+            }
+            let next = Bucket {
+                t: tokens - MILLI,
+                at: self.now_ms,
+            };
+            let bytes = serde_json::to_vec(&next).unwrap_or_default();
+            if self.store.compare_and_swap(&key, raw.as_deref(), &bytes)? {
+                if raw.is_none() {
+                    self.list(&key, policy.full_at(next.t, self.now_ms))?;
+                }
+                return Ok(());
+            }
+        }
+        // Many concurrent requests on one bucket: that is itself a burst.
+        Err(too_many(scope, 1))
+    }
+
+    /// Whether `id` has a token left in `scope`, without taking it.
+    pub fn check(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
+        if policy.burst == 0 {
+            return Ok(());
+        }
+        if let Some(b) = self.load(&bucket_key(scope, id))? {
+            let tokens = policy.refilled(b.t, b.at, self.now_ms);
+            if tokens < MILLI {
+                return Err(too_many(scope, policy.retry_after_seconds(tokens)));
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self, key: &str, full_at: u64) -> Result<(), ApiError> {
+        let bucket = full_at / self.index_bucket_ms;
+        cleanup::add_to_index(
+            self.store,
+            &index_bucket_key(bucket),
+            Some((CURSOR, bucket)),
+            key,
+        )
+    }
+
+    /// For cleanup: deletes the bucket at `key` if it is full again by now (whatever its
+    /// policy: a bucket is full when refilling could add nothing, which the stored time says),
+    /// or lists it again under the time it will be. Returns whether it was deleted.
+    pub(crate) fn expire(&self, key: &str, policies: &Limits) -> Result<bool, ApiError> {
+        let Some(b) = self.load(key)? else {
+            self.store.delete(key)?;
+            return Ok(true);
+        };
+        let policy = if key.starts_with("ratelimit/login-") {
+            policies.login_failures
+        } else {
+            policies.requests
+        };
+        let full_at = if policy.burst == 0 {
+            self.now_ms
+        } else {
+            policy.full_at(policy.refilled(b.t, b.at, self.now_ms), self.now_ms)
+        };
+        if full_at <= self.now_ms {
+            self.store.delete(key)?;
+            Ok(true)
+        } else {
+            self.list(key, full_at)?;
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const P: Policy = Policy {
+        burst: 3,
+        refill_ms: 1000,
+    };
+
+    #[test]
+    fn burst_then_refill_then_429_with_retry_after() {
+        let store = MemoryStore::new();
+        let at = |ms| Limiter::new(&store, ms, 60_000);
+        for _ in 0..3 {
+            at(0).take(Scope::Address, "1.2.3.4", P).unwrap();
+        }
+        let err = at(0).take(Scope::Address, "1.2.3.4", P).unwrap_err();
+        assert_eq!((err.status, err.code), (429, "rate_limited"));
+        assert!(err.headers.contains(&("retry-after", "1".into())));
+        // Another address and another scope have their own buckets.
+        at(0).take(Scope::Address, "5.6.7.8", P).unwrap();
+        at(0).take(Scope::Subject, "1.2.3.4", P).unwrap();
+        // Half a token later: still limited, told to wait the rest.
+        assert_eq!(
+            at(500)
+                .take(Scope::Address, "1.2.3.4", P)
+                .unwrap_err()
+                .status,
+            429
+        );
+        at(1000).take(Scope::Address, "1.2.3.4", P).unwrap();
+        assert_eq!(
+            at(1000)
+                .take(Scope::Address, "1.2.3.4", P)
+                .unwrap_err()
+                .status,
+            429
+        );
+        // A long pause refills to the burst, never beyond.
+        for _ in 0..3 {
+            at(100_000).take(Scope::Address, "1.2.3.4", P).unwrap();
+        }
+        assert!(at(100_000).take(Scope::Address, "1.2.3.4", P).is_err());
+    }
+
+    #[test]
+    fn check_does_not_spend_and_off_means_off() {
+        let store = MemoryStore::new();
+        let limiter = Limiter::new(&store, 0, 60_000);
+        let one = Policy {
+            burst: 1,
+            refill_ms: 60_000,
+        };
+        limiter
+            .check(Scope::LoginFailureUser, "alice", one)
+            .unwrap();
+        limiter
+            .check(Scope::LoginFailureUser, "alice", one)
+            .unwrap();
+        limiter.take(Scope::LoginFailureUser, "alice", one).unwrap();
+        let err = limiter
+            .check(Scope::LoginFailureUser, "alice", one)
+            .unwrap_err();
+        assert_eq!(err.code, "too_many_login_failures");
+        assert!(err.headers.contains(&("retry-after", "60".into())));
+        for _ in 0..1000 {
+            limiter.take(Scope::Address, "x", Policy::OFF).unwrap();
+        }
+        assert!(store.get("ratelimit/addr/x").unwrap().is_none());
+    }
+
+    #[test]
+    fn client_ip_drops_the_port() {
+        assert_eq!(client_ip("127.0.0.1:5000").as_deref(), Some("127.0.0.1"));
+        assert_eq!(client_ip("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(client_ip("10.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(client_ip("not an address"), None);
+    }
+
+    #[test]
+    fn buckets_are_indexed_once_and_expire_when_full() {
+        let store = MemoryStore::new();
+        let limits = Limits {
+            requests: P,
+            login_failures: DEFAULT_LOGIN_FAILURES,
+        };
+        Limiter::new(&store, 0, 1000)
+            .take(Scope::Address, "a", P)
+            .unwrap();
+        Limiter::new(&store, 10, 1000)
+            .take(Scope::Address, "a", P)
+            .unwrap();
+        // Created at 0 with 2 of 3 left: full at 1000 -> listed in bucket 1 only.
+        assert_eq!(
+            store.get(&index_bucket_key(1)).unwrap().unwrap(),
+            br#"["ratelimit/addr/a"]"#
+        );
+        // At 1000 it is not full (the second take happened at 10): listed again.
+        assert!(
+            !Limiter::new(&store, 1000, 1000)
+                .expire("ratelimit/addr/a", &limits)
+                .unwrap()
+        );
+        assert!(store.get(&index_bucket_key(2)).unwrap().is_some());
+        assert!(
+            Limiter::new(&store, 2010, 1000)
+                .expire("ratelimit/addr/a", &limits)
+                .unwrap()
+        );
+        assert!(store.get("ratelimit/addr/a").unwrap().is_none());
+    }
+}
