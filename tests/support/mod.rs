@@ -368,6 +368,22 @@ impl Server {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Sends one raw request on a fresh connection and parses the answer.
+    pub fn exchange(&self, bytes: &[u8]) -> RawReply {
+        RawReply::parse(&self.raw(bytes))
+    }
+
+    /// The server process's resident memory, from `/proc`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr
             .lock()
@@ -405,6 +421,70 @@ impl Drop for Server {
 }
 
 /// A throwaway `redis-server` on a free loopback port (no persistence), killed on drop.
+/// An HTTP/1.1 answer read off a raw connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub raw: String,
+}
+
+impl RawReply {
+    pub fn parse(raw: &str) -> RawReply {
+        let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        let body = if chunked {
+            let mut body = String::new();
+            let mut rest = rest;
+            while let Some((size, after)) = rest.split_once("\r\n") {
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if n == 0 || after.len() < n {
+                    break;
+                }
+                body.push_str(&after[..n]);
+                rest = after[n..].trim_start_matches("\r\n");
+            }
+            body
+        } else {
+            rest.to_owned()
+        };
+        RawReply {
+            status,
+            headers,
+            body,
+            raw: raw.to_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error.code` of a JSON error body, if the body is one.
+    pub fn error_code(&self) -> Option<String> {
+        let v: Value = serde_json::from_str(&self.body).ok()?;
+        let err = v.get("error")?;
+        err.get("message")?.as_str()?;
+        err.get("code")?.as_str().map(str::to_owned)
+    }
+}
+
 pub struct RedisServer {
     child: Child,
     pub port: u16,

@@ -78,8 +78,19 @@ impl Cors {
 
     /// Adds the CORS headers an allowed origin's response needs.
     pub fn decorate(&self, req: &Request, mut resp: Response) -> Response {
-        if *self != Cors::Off && resp.header("vary").is_none() {
-            resp = resp.with_header("vary", "origin");
+        if *self != Cors::Off {
+            // Caches must keep answers for different origins apart.
+            match resp
+                .headers
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case("vary"))
+            {
+                Some((_, v)) if !v.to_ascii_lowercase().contains("origin") => {
+                    v.push_str(", origin")
+                }
+                Some(_) => {}
+                None => resp = resp.with_header("vary", "origin"),
+            }
         }
         match self.allowed(req) {
             Some(origin) => resp

@@ -164,8 +164,7 @@ pub fn render_markdown(markdown: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>body{{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
-         pre{{background:#f4f4f4;padding:1rem;overflow:auto}}code{{font-size:.95em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem}}</style>\n\
+         <title>{}</title>\n<style>{PAGE_STYLE}</style>\n\
          </head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
         escape_html(title)
     )
@@ -188,7 +187,24 @@ fn none_match(header: Option<&str>, tag: &str) -> bool {
     })
 }
 
-const HTML_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The one inline style rendered pages carry; the CSP allows exactly it, by hash.
+const PAGE_STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;line-height:1.5}\
+pre{background:#f4f4f4;padding:1rem;overflow:auto}code{font-size:.95em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}";
+
+/// No scripts, no inline code, nothing from elsewhere; only the page style (by hash) and
+/// images from the docs themselves.
+fn html_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use jwt_simple::reexports::ct_codecs::{Base64, Encoder};
+        let digest = Sha256::digest(PAGE_STYLE.as_bytes());
+        let hash = Base64::encode_to_string(digest).unwrap_or_default();
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+    })
+}
 
 /// Answers a docs request. `req.path` is the part after the `/docs` route prefix.
 pub fn serve(
@@ -279,7 +295,7 @@ pub fn serve(
     };
     resp = resp.with_header("etag", tag);
     if ctype.starts_with("text/html") {
-        resp = resp.with_header("content-security-policy", HTML_CSP);
+        resp = resp.with_header("content-security-policy", html_csp());
     }
     if is_markdown(&name) {
         resp = resp.with_header("vary", "Accept");

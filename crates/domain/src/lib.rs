@@ -16,6 +16,8 @@ pub mod cors;
 pub mod docs;
 pub mod env;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod messaging;

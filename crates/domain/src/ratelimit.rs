@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::store::KvStore;
 
 pub const CURSOR: &str = "index/ratelimit/cursor";
-const MAX_CAS_ATTEMPTS: usize = 8;
+const MAX_CAS_ATTEMPTS: usize = 16;
 const MILLI: u64 = 1000;
 
 pub fn index_bucket_key(bucket: u64) -> String {
@@ -229,8 +229,10 @@ impl<'a> Limiter<'a> {
                 return Ok(());
             }
         }
-        // Many concurrent requests on one bucket: that is itself a burst.
-        Err(too_many(scope, 1))
+        // Every failed swap means another request took a token meanwhile, and an empty bucket
+        // refuses without writing, so contention only happens while tokens are left: letting
+        // this one through overdraws the bucket by at most the requests in flight.
+        Ok(())
     }
 
     /// Whether `id` has a token left in `scope`, without taking it.
@@ -355,6 +357,56 @@ mod tests {
             limiter.take(Scope::Address, "x", Policy::OFF).unwrap();
         }
         assert!(store.get("ratelimit/addr/x").unwrap().is_none());
+    }
+
+    /// A store on which some other request always wins the swap.
+    struct AlwaysRaced(MemoryStore);
+
+    impl KvStore for AlwaysRaced {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+            self.0.delete(key)
+        }
+        fn get_many(
+            &self,
+            keys: &[String],
+        ) -> Result<Vec<Option<Vec<u8>>>, crate::store::StoreError> {
+            self.0.get_many(keys)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+            self.0.increment(key, delta)
+        }
+        fn compare_and_swap(
+            &self,
+            _: &str,
+            _: Option<&[u8]>,
+            _: &[u8],
+        ) -> Result<bool, crate::store::StoreError> {
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn contention_while_tokens_are_left_is_not_a_refusal() {
+        let store = AlwaysRaced(MemoryStore::new());
+        Limiter::new(&store, 0, 60_000)
+            .take(Scope::Subject, "busy", P)
+            .unwrap();
+        // An empty bucket refuses without trying to write.
+        let empty = serde_json::to_vec(&Bucket { t: 0, at: 0 }).unwrap();
+        store.0.set("ratelimit/sub/busy", &empty).unwrap();
+        assert_eq!(
+            Limiter::new(&store, 0, 60_000)
+                .take(Scope::Subject, "busy", P)
+                .unwrap_err()
+                .status,
+            429
+        );
     }
 
     #[test]

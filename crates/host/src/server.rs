@@ -250,6 +250,13 @@ impl App {
         if let Ok(value) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-request-id", value);
         }
+        // Whatever a component forgets, browsers must not sniff content types; and the
+        // runtime names no software or version.
+        resp.headers_mut()
+            .entry("x-content-type-options")
+            .or_insert(HeaderValue::from_static("nosniff"));
+        resp.headers_mut().remove("server");
+        resp.headers_mut().remove("x-powered-by");
         metrics::request(
             &route,
             &component,

@@ -471,3 +471,86 @@ fn every_action_leaves_an_audit_record_without_secrets() {
         assert!(!all.contains(secret), "audit trail leaked {secret}");
     }
 }
+
+fn from_addr(mut req: Request, addr: &str) -> Request {
+    req.headers
+        .push(("spin-client-addr".into(), addr.as_bytes().to_vec()));
+    req
+}
+
+#[test]
+fn a_subject_is_limited_across_addresses_and_an_address_across_subjects() {
+    let mut w = World::new();
+    w.config.insert(keys::RATE_LIMIT_BURST.into(), "3".into());
+    w.config
+        .insert(keys::RATE_LIMIT_REFILL_MS.into(), "60000".into());
+    let (wendy, will) = (w.token("wendy"), w.token("will"));
+    let poll = |token: &str, addr: &str| {
+        receive(
+            &from_addr(
+                get("/mcp/receive", "client_id=c&group_id=g", Some(token)),
+                addr,
+            ),
+            &w.ctx(),
+        )
+    };
+    // Wendy from three addresses: her own bucket runs out, though no address's does.
+    for addr in ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"] {
+        assert_eq!(poll(&wendy, addr).status, 404); // not registered, but admitted
+    }
+    let limited = poll(&wendy, "10.0.0.4:1");
+    assert_eq!(
+        (limited.status, code(&limited).as_str()),
+        (429, "rate_limited")
+    );
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    // Will from the first address is admitted (address 10.0.0.1 has 2 left)...
+    assert_eq!(poll(&will, "10.0.0.1:2").status, 404);
+    assert_eq!(poll(&will, "10.0.0.1:3").status, 404);
+    // ...until that address's bucket is empty, whoever asks.
+    assert_eq!(poll(&will, "10.0.0.1:4").status, 429);
+    // Time refills both.
+    w.env.advance(60_000);
+    assert_eq!(poll(&wendy, "10.0.0.1:5").status, 404);
+}
+
+#[test]
+fn failed_logins_lock_a_user_name_across_addresses() {
+    let w = World::new();
+    let attempt = |password: &str, addr: &str| {
+        login(
+            &from_addr(
+                post(
+                    "/login",
+                    None,
+                    json!({"username": "wendy", "password": password}),
+                ),
+                addr,
+            ),
+            &w.ctx(),
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(attempt("guess", &format!("10.1.0.{i}:1")).status, 401);
+    }
+    let locked = attempt("wendy-pw", "10.9.9.9:1");
+    assert_eq!(
+        (locked.status, code(&locked).as_str()),
+        (429, "too_many_login_failures")
+    );
+    // Another user from a fresh address is unaffected.
+    let rita = login(
+        &from_addr(
+            post(
+                "/login",
+                None,
+                json!({"username": "rita", "password": "rita-pw"}),
+            ),
+            "10.9.9.9:2",
+        ),
+        &w.ctx(),
+    );
+    assert_eq!(rita.status, 200);
+    w.env.advance(60_000);
+    assert_eq!(attempt("wendy-pw", "10.9.9.9:3").status, 200);
+}

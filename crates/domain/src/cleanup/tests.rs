@@ -249,3 +249,44 @@ fn a_record_claimed_by_an_interrupted_run_reads_as_unregistered() {
     ));
     assert!(m.receive("w", "c", "g", None, 10).is_ok());
 }
+
+#[test]
+fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
+    use crate::ratelimit::{Limiter, Policy, Scope};
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let policy = Policy {
+        burst: 2,
+        refill_ms: 1_000,
+    };
+    let limits = crate::ratelimit::Limits {
+        requests: policy,
+        login_failures: policy,
+    };
+    Limiter::new(&store, T0, BUCKET)
+        .take(Scope::Address, "1.1.1.1", policy)
+        .unwrap();
+    Limiter::new(&store, T0, BUCKET)
+        .take(Scope::Subject, "wendy", policy)
+        .unwrap();
+    env.advance(2_500);
+    // Wendy keeps going; the address goes quiet.
+    Limiter::new(&store, env.now_ms(), BUCKET)
+        .take(Scope::Subject, "wendy", policy)
+        .unwrap();
+    let run = || {
+        let with_limits = Settings {
+            limits,
+            ..settings()
+        };
+        Cleanup::new(&store, &env, with_limits)
+            .run()
+            .unwrap()
+            .rate_limits_removed
+    };
+    assert_eq!(run(), 1);
+    assert!(store.get("ratelimit/addr/1.1.1.1").unwrap().is_none());
+    assert!(store.get("ratelimit/sub/wendy").unwrap().is_some());
+    env.advance(5_000);
+    assert_eq!(run(), 1);
+    assert!(store.get("ratelimit/sub/wendy").unwrap().is_none());
+}

@@ -1,0 +1,147 @@
+//! Abuse limits over HTTP: rate limits with `Retry-After`, failed-login limits, and the size
+//! limits of groups and messages, each a clear 4xx.
+
+use serde_json::json;
+
+use crate::support;
+
+#[test]
+fn an_address_over_its_budget_gets_429_with_retry_after() {
+    let server = support::server("spin.toml")
+        .env("SPIN_VARIABLE_RATE_LIMIT_BURST", "8")
+        .env("SPIN_VARIABLE_RATE_LIMIT_REFILL_MS", "60000")
+        .start();
+    let mut answers = Vec::new();
+    for i in 0..10 {
+        // Unauthenticated: floods of bad tokens count against the address too. A spoofed
+        // platform header does not change the address: the runtime sets it.
+        let spoofed = format!("10.0.0.{i}:1");
+        let reply = server.get(
+            "/mcp/receive?client_id=c&group_id=g",
+            &[("spin-client-addr", spoofed.as_str())],
+        );
+        answers.push(reply.status);
+        if reply.status == 429 {
+            assert_eq!(reply.error_code(), "rate_limited");
+            let retry: u64 = reply
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .expect("numeric Retry-After");
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        }
+    }
+    assert_eq!(answers, [vec![401; 8], vec![429; 2]].concat());
+    // Login shares the address budget; probes and docs are not limited.
+    let login = server.post_json(
+        "/login",
+        None,
+        &json!({"username": "wendy", "password": "wendy-pw"}),
+    );
+    assert_eq!(
+        (login.status, login.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    assert_eq!(server.get("/health", &[]).status, 200);
+    assert_eq!(server.get("/docs/v1/index.md", &[]).status, 200);
+}
+
+#[test]
+fn repeated_login_failures_lock_out_even_the_right_password_for_a_while() {
+    let server = support::app();
+    for _ in 0..5 {
+        let r = server.post_json(
+            "/login",
+            None,
+            &json!({"username": "wendy", "password": "guess"}),
+        );
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (401, "invalid_credentials")
+        );
+    }
+    let locked = server.post_json(
+        "/login",
+        None,
+        &json!({"username": "wendy", "password": "wendy-pw"}),
+    );
+    assert_eq!(
+        (locked.status, locked.error_code().as_str()),
+        (429, "too_many_login_failures"),
+        "{}",
+        locked.text()
+    );
+    let retry: u64 = locked
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry));
+    // The failures came from this address, so it is locked out for every user name.
+    let other = server.post_json(
+        "/login",
+        None,
+        &json!({"username": "rita", "password": "rita-pw"}),
+    );
+    assert_eq!(other.status, 429);
+}
+
+#[test]
+fn group_size_message_size_and_backlog_limits_are_clear_4xx() {
+    let server = support::server("spin.toml")
+        .env("SPIN_VARIABLE_MAX_CLIENTS_PER_GROUP", "2")
+        .env("SPIN_VARIABLE_MAX_MESSAGES_PER_GROUP", "10")
+        .env("SPIN_VARIABLE_MAX_PAYLOAD_BYTES", "1024")
+        .start();
+    let wendy = server.token("wendy");
+    assert_eq!(server.register(&wendy, "a", "small").status, 201);
+    assert_eq!(server.register(&wendy, "b", "small").status, 201);
+    let full = server.register(&wendy, "c", "small");
+    assert_eq!(
+        (full.status, full.error_code().as_str()),
+        (409, "group_full")
+    );
+    // A member re-registering is not a new member.
+    assert_eq!(server.register(&wendy, "a", "small").status, 200);
+
+    let big = server.send(&wendy, "a", "small", json!("x".repeat(2000)));
+    assert_eq!(
+        (big.status, big.error_code().as_str()),
+        (413, "payload_too_large")
+    );
+
+    for i in 0..11 {
+        assert_eq!(server.send(&wendy, "a", "small", json!(i)).status, 202);
+    }
+    let refused = server.send(&wendy, "a", "small", json!("one too many"));
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (429, "group_backlog_full"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.header("retry-after").is_some());
+    // Nothing accepted was lost, and nothing refused was stored.
+    let got = server.receive(&wendy, "b", "small", None).json();
+    let payloads: Vec<_> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].clone())
+        .collect();
+    assert_eq!(payloads, (0..11).map(|i| json!(i)).collect::<Vec<_>>());
+    // A cleanup pass trims the group to its cap and sends are accepted again.
+    let admin = server.token("admin");
+    let cleanup = server.request(
+        "POST",
+        "/admin/cleanup",
+        &[("authorization", &format!("Bearer {admin}"))],
+        None,
+    );
+    assert_eq!(cleanup.status, 200, "{}", cleanup.text());
+    assert_eq!(cleanup.json()["messages_removed"], 1);
+    assert_eq!(
+        server
+            .send(&wendy, "a", "small", json!("room again"))
+            .status,
+        202
+    );
+}
