@@ -1,8 +1,8 @@
 //! `GET /docs/{version}/{path}`: versioned documentation from the files the host mounts at
 //! `/`. Imports the file system and configuration (for `docs_access`); no store.
 
-use mcp_edge_domain::{api, audit::StdoutAudit, env::SystemEnv};
-use mcp_edge_guest::{config::WasiConfig, files::MountedDocs};
+use mcp_edge_domain::{api, audit::StdoutAudit, docs::FsDocs, env::SystemEnv};
+use mcp_edge_guest::config::WasiConfig;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Docs;
@@ -12,7 +12,7 @@ impl wasi::exports::http::incoming_handler::Guest for Docs {
         mcp_edge_guest::serve(request, out, |req| {
             api::docs(
                 &req,
-                &MountedDocs::at("/"),
+                &FsDocs::at("/"),
                 &WasiConfig,
                 &SystemEnv,
                 &StdoutAudit,

@@ -27,6 +27,42 @@ pub trait DocsSource {
     fn list(&self, path: &str) -> Vec<String>;
 }
 
+/// The docs tree in a directory, read with `std::fs`: through `wasi:filesystem` inside a
+/// component (where the host mounts the tree read-only and its sandbox refuses anything outside
+/// the mount) and directly in a native server.
+pub struct FsDocs {
+    root: std::path::PathBuf,
+}
+
+impl FsDocs {
+    pub fn at(root: impl Into<std::path::PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+impl DocsSource for FsDocs {
+    fn entry(&self, path: &str) -> Entry {
+        let full = self.root.join(path);
+        match std::fs::metadata(&full) {
+            Ok(meta) if meta.is_dir() => Entry::Dir,
+            Ok(meta) if meta.is_file() => std::fs::read(&full)
+                .map(Entry::File)
+                .unwrap_or(Entry::Missing),
+            _ => Entry::Missing,
+        }
+    }
+
+    fn list(&self, path: &str) -> Vec<String> {
+        std::fs::read_dir(self.root.join(path))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// How responses may be cached: versioned docs are public unless configured otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {

@@ -101,7 +101,8 @@ fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<String, Stri
     Ok(parsed.variables)
 }
 
-fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
+/// Opens the configured key-value backend (SQLite lives in `data_dir`).
+pub fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
     Ok(match kind {
         KvBackendKind::Redis(url) => Arc::new(kv::redis::RedisBackend::new(url)?),
         KvBackendKind::Memory => Arc::new(kv::memory::MemoryBackend::new()),

@@ -2,6 +2,7 @@
 //! [`Backend`], and the `wasi:keyvalue` implementation over them ([`wasi`]).
 
 pub mod memory;
+pub mod native;
 pub mod redis;
 pub mod sqlite;
 pub mod wasi;

@@ -1,0 +1,98 @@
+//! Load benchmark of every endpoint: `mcp-edge up` (the WebAssembly components) against a
+//! native baseline (the same domain crate served without wasm), both on loopback over the
+//! embedded SQLite store, driven by the same `tokio`/`hyper` load generator.
+//!
+//! `cargo bench --bench load -- --quick` (under a minute of measuring), or without `--quick`
+//! for the full run (a few minutes). `--only <scenario prefix>` (repeatable) narrows it down,
+//! `--target wasm|native` runs one side, `--out FILE` moves the JSON (default
+//! `target/bench/load.json`). The Markdown table goes to stdout.
+
+mod generator;
+mod native;
+mod report;
+mod scenarios;
+mod targets;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; the harness has no use for it.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("native-server") {
+        return native::serve_from_args(&args[1..]);
+    }
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "--only")
+        .filter_map(|(i, _)| args.get(i + 1).cloned())
+        .collect();
+    let which = value("--target").unwrap_or_else(|| "both".into());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = value("--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/bench/load.json"));
+    let plan = if quick {
+        scenarios::Plan {
+            warmup: Duration::from_millis(300),
+            duration: Duration::from_millis(1500),
+        }
+    } else {
+        scenarios::Plan {
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(15),
+        }
+    };
+    let users = serde_json::json!([{
+        "username": "bench",
+        "role": "writer",
+        "password_hash": mcp_edge_domain::auth::hash_password(scenarios::PASSWORD)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    }])
+    .to_string();
+
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut rows = Vec::new();
+    for name in ["wasm", "native"] {
+        if which != "both" && which != name {
+            continue;
+        }
+        eprintln!("starting the {name} target…");
+        let target = match name {
+            "wasm" => targets::Target::wasm(&root, &users)?,
+            _ => targets::Target::native(&root, &users)?,
+        };
+        let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;
+        rows.extend(outcomes.into_iter().map(report::Row::from));
+    }
+    println!("{}", report::markdown(&rows));
+    let mode = if quick { "quick" } else { "full" };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&report::json(&rows, mode))?,
+    )
+    .with_context(|| format!("write {}", out.display()))?;
+    eprintln!(
+        "{mode} run took {:.0} s; JSON in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! The scenarios, each run the same way against each target.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::generator::{Conn, MakeReq, Req, Sample, closed_loop};
+use crate::targets::Target;
+
+pub const PASSWORD: &str = "bench-password";
+pub const MIXED_CLIENTS: usize = 1000;
+pub const MIXED_GROUPS: usize = 10;
+pub const SENDERS: usize = 64;
+
+pub struct Plan {
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// What one scenario measured on one target.
+pub struct Outcome {
+    pub scenario: &'static str,
+    pub target: &'static str,
+    pub sample: Sample,
+    pub peak_rss_mib: f64,
+}
+
+async fn call(addr: SocketAddr, req: Req) -> Result<(u16, Value)> {
+    let answer = Conn::new(addr).send(&req).await?;
+    let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    Ok((answer.status, body))
+}
+
+async fn token(addr: SocketAddr, user: &str) -> Result<String> {
+    let (status, body) = call(
+        addr,
+        Req::post_json("/login", &json!({"username": user, "password": PASSWORD})),
+    )
+    .await?;
+    if status != 200 {
+        bail!("login as {user}: {status} {body}");
+    }
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no access_token")
+}
+
+async fn register(addr: SocketAddr, token: &str, client: &str, group: &str) -> Result<()> {
+    let (status, body) = call(
+        addr,
+        Req::post_json(
+            "/mcp/register",
+            &json!({"client_id": client, "group_id": group}),
+        )
+        .bearer(token),
+    )
+    .await?;
+    if status != 201 && status != 200 {
+        bail!("register {client}: {status} {body}");
+    }
+    Ok(())
+}
+
+fn send_req(token: &str, sender: &str, group: &str, payload: Value) -> Req {
+    Req::post_json(
+        "/mcp/send",
+        &json!({"sender_id": sender, "group_id": group, "payload": payload}),
+    )
+    .bearer(token)
+}
+
+fn receive_req(token: &str, client: &str, group: &str, after: Option<u64>) -> Req {
+    let mut path = format!("/mcp/receive?client_id={client}&group_id={group}");
+    if let Some(a) = after {
+        path.push_str(&format!("&after={a}"));
+    }
+    Req::get(path).bearer(token)
+}
+
+/// Runs every scenario against `target`.
+pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Vec<Outcome>> {
+    let addr = target.addr;
+    let writer = token(addr, "bench").await?;
+    let mut out = Vec::new();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+
+    let simple: Vec<(&'static str, usize, &'static [u16], MakeReq)> = {
+        let etag = etag_of(addr, "/docs/v1/api.md").await?;
+        vec![
+            ("health", 16, &[200], Arc::new(|_, _| Req::get("/health"))),
+            (
+                "docs: HTML page",
+                16,
+                &[200],
+                Arc::new(|_, _| Req::get("/docs/v1/errors.html")),
+            ),
+            (
+                "docs: rendered Markdown",
+                16,
+                &[200],
+                Arc::new(|_, _| Req::get("/docs/v1/api.md")),
+            ),
+            (
+                "docs: 304 revalidation",
+                16,
+                &[304],
+                Arc::new(move |_, _| {
+                    Req::get("/docs/v1/api.md").header("if-none-match", etag.clone())
+                }),
+            ),
+            (
+                "login",
+                2,
+                &[200],
+                Arc::new(|_, _| {
+                    Req::post_json(
+                        "/login",
+                        &json!({"username": "bench", "password": PASSWORD}),
+                    )
+                }),
+            ),
+            (
+                "login: unknown user",
+                2,
+                &[401],
+                Arc::new(|_, _| {
+                    Req::post_json(
+                        "/login",
+                        &json!({"username": "nobody", "password": PASSWORD}),
+                    )
+                }),
+            ),
+        ]
+    };
+    for (scenario, concurrency, expect, make) in simple {
+        if !wanted(scenario) {
+            continue;
+        }
+        target.reset_peak_rss();
+        let sample = closed_loop(addr, concurrency, plan.warmup, plan.duration, expect, make).await;
+        out.push(Outcome {
+            scenario,
+            target: target.name,
+            sample,
+            peak_rss_mib: target.peak_rss_mib(),
+        });
+    }
+
+    if wanted("send") {
+        for s in 0..SENDERS {
+            register(addr, &writer, &format!("sender-{s}"), "send-bench").await?;
+        }
+        let payload = json!("x".repeat(1024 - 2));
+        let token = writer.clone();
+        target.reset_peak_rss();
+        let sample = closed_loop(
+            addr,
+            SENDERS,
+            plan.warmup,
+            plan.duration,
+            &[202],
+            Arc::new(move |worker, _| {
+                send_req(
+                    &token,
+                    &format!("sender-{worker}"),
+                    "send-bench",
+                    payload.clone(),
+                )
+            }),
+        )
+        .await;
+        out.push(Outcome {
+            scenario: "send 1 KiB, 64 senders",
+            target: target.name,
+            sample,
+            peak_rss_mib: target.peak_rss_mib(),
+        });
+    }
+
+    if wanted("round trip") {
+        target.reset_peak_rss();
+        let sample = round_trip(addr, &writer, plan).await?;
+        out.push(Outcome {
+            scenario: "round trip, 10 ms poll",
+            target: target.name,
+            sample,
+            peak_rss_mib: target.peak_rss_mib(),
+        });
+    }
+
+    if wanted("mixed") {
+        let started = Instant::now();
+        register_mixed(addr, &writer).await?;
+        eprintln!(
+            "  {}: registered {MIXED_CLIENTS} clients in {:.1} s",
+            target.name,
+            started.elapsed().as_secs_f64()
+        );
+        let token = writer.clone();
+        target.reset_peak_rss();
+        let sample = closed_loop(
+            addr,
+            32,
+            plan.warmup,
+            plan.duration,
+            &[200, 202],
+            Arc::new(move |worker, i| {
+                // Spread the clients over the workers; every fifth client is a sender.
+                let client = (worker * 7919 + i as usize * 104_729) % MIXED_CLIENTS;
+                let group = format!("mixed-{}", client % MIXED_GROUPS);
+                let id = format!("mixed-{client}");
+                if client % 5 == 0 {
+                    send_req(&token, &id, &group, json!({"n": i}))
+                } else {
+                    receive_req(&token, &id, &group, None)
+                }
+            }),
+        )
+        .await;
+        out.push(Outcome {
+            scenario: "mixed: 1000 clients, 20% send / 80% poll",
+            target: target.name,
+            sample,
+            peak_rss_mib: target.peak_rss_mib(),
+        });
+    }
+    Ok(out)
+}
+
+/// The strong validator the server gives a document.
+async fn etag_of(addr: SocketAddr, path: &str) -> Result<String> {
+    let answer = Conn::new(addr).send(&Req::get(path)).await?;
+    if answer.status != 200 {
+        bail!("{path}: {}", answer.status);
+    }
+    answer
+        .headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("docs answer without ETag")
+}
+
+async fn register_mixed(addr: SocketAddr, token: &str) -> Result<()> {
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for client in (worker..MIXED_CLIENTS).step_by(4) {
+                let group = format!("mixed-{}", client % MIXED_GROUPS);
+                register(addr, &token, &format!("mixed-{client}"), &group).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// A sender sends one message every 20 ms; a receiver polls every 10 ms. Each sample is the
+/// time from the send's 202 until the receiver holds the message.
+async fn round_trip(addr: SocketAddr, token: &str, plan: &Plan) -> Result<Sample> {
+    register(addr, token, "rt-sender", "rt").await?;
+    register(addr, token, "rt-receiver", "rt").await?;
+    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let start = Instant::now();
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    let stop_receiving = end + Duration::from_secs(2);
+
+    let sender = {
+        let (token, acked) = (token.to_owned(), acked.clone());
+        tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut errors = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while Instant::now() < end {
+                tick.tick().await;
+                let req = send_req(&token, "rt-sender", "rt", json!("ping"));
+                match conn.send(&req).await {
+                    Ok(a) if a.status == 202 => {
+                        let id = serde_json::from_slice::<Value>(&a.body)
+                            .ok()
+                            .and_then(|v| v["message_id"].as_str().map(str::to_owned));
+                        if let Some(id) = id {
+                            acked
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(id, Instant::now());
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            errors
+        })
+    };
+    let receiver = {
+        let (token, received) = (token.to_owned(), received.clone());
+        tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut errors = 0u64;
+            let mut after = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while Instant::now() < stop_receiving {
+                tick.tick().await;
+                match conn
+                    .send(&receive_req(&token, "rt-receiver", "rt", after))
+                    .await
+                {
+                    Ok(a) if a.status == 200 => {
+                        let now = Instant::now();
+                        let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                        after = body["next_after"].as_u64();
+                        let mut got = received.lock().unwrap_or_else(|p| p.into_inner());
+                        for m in body["messages"].as_array().into_iter().flatten() {
+                            if let Some(id) = m["message_id"].as_str() {
+                                got.insert(id.to_owned(), now);
+                            }
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            errors
+        })
+    };
+    let errors = sender.await? + receiver.await?;
+    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let received = received.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut sample = Sample {
+        errors,
+        elapsed: plan.duration,
+        ..Default::default()
+    };
+    for (id, at) in &acked {
+        if *at < measure_from {
+            continue;
+        }
+        match received.get(id) {
+            Some(got) => sample
+                .latencies_us
+                .push(got.saturating_duration_since(*at).as_micros() as u64),
+            // Never delivered within 2 s of the run's end: a loss.
+            None => sample.errors += 1,
+        }
+    }
+    Ok(sample)
+}
