@@ -125,6 +125,17 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
                 }),
             ),
             (
+                "login: wrong password",
+                2,
+                &[401],
+                Arc::new(|_, _| {
+                    Req::post_json(
+                        "/login",
+                        &json!({"username": "bench", "password": "not-the-password"}),
+                    )
+                }),
+            ),
+            (
                 "login: unknown user",
                 2,
                 &[401],
@@ -214,7 +225,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
                 let client = (worker * 7919 + i as usize * 104_729) % MIXED_CLIENTS;
                 let group = format!("mixed-{}", client % MIXED_GROUPS);
                 let id = format!("mixed-{client}");
-                if client % 5 == 0 {
+                if client.is_multiple_of(5) {
                     send_req(&token, &id, &group, json!({"n": i}))
                 } else {
                     receive_req(&token, &id, &group, None)

@@ -13,6 +13,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances; deadlines are measured in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of each pooled memory slot kept resident between instances (a Rust component's
+/// memory starts at about a megabyte).
+const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+/// Slots returned to the kernel together, one TLB shootdown per batch.
+const DECOMMIT_BATCH: usize = 8;
+
 pub struct EngineOptions {
     /// Largest linear memory one instance may grow to.
     pub memory_limit_bytes: usize,
@@ -34,7 +40,15 @@ fn config(opts: &EngineOptions, pooling: bool) -> Config {
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
-            .max_memory_size(opts.memory_limit_bytes);
+            .max_memory_size(opts.memory_limit_bytes)
+            // Measured (docs/performance.md): returning a slot's pages to the kernel after
+            // every request costs page faults and TLB-shootdown IPIs on every core. Keep the
+            // first pages of each slot resident (reset with memset instead) and return the
+            // rest in batches.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+            .async_stack_keep_resident(KEEP_RESIDENT_BYTES / 4)
+            .decommit_batch_size(DECOMMIT_BATCH);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

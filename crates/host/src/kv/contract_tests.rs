@@ -159,3 +159,45 @@ fn sqlite_survives_reopen() {
     );
     assert_eq!(b.increment("default", "n", 0).unwrap(), 7);
 }
+
+#[test]
+fn sqlite_group_commit_keeps_every_concurrent_write_and_isolates_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.sqlite3");
+    {
+        let b = SqliteBackend::open(&path).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let b = &b;
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        b.increment("default", "n", 1).unwrap();
+                        b.set("default", &format!("k{t}-{i}"), b"v").unwrap();
+                        assert!(
+                            b.swap_if("default", &format!("once{t}-{i}"), None, b"1")
+                                .unwrap()
+                        );
+                    }
+                });
+            }
+        });
+        // A failing operation (not a counter) fails alone; the batch around it commits.
+        b.set("default", "text", b"not a counter").unwrap();
+        assert!(b.increment("default", "text", 1).is_err());
+        b.set("default", "after", b"ok").unwrap();
+    }
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(b.increment("default", "n", 0).unwrap(), 400);
+    assert_eq!(
+        b.get("default", "k7-49").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        b.get("default", "after").unwrap().as_deref(),
+        Some(&b"ok"[..])
+    );
+    assert_eq!(
+        b.get("default", "text").unwrap().as_deref(),
+        Some(&b"not a counter"[..])
+    );
+}
