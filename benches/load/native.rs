@@ -1,6 +1,6 @@
 //! The native baseline: the same domain handlers the components call, served by a plain
-//! `hyper` server over the same SQLite backend, routed as spin.toml routes, configured from the
-//! same variables. The gap between this and `mcp-edge up` is what WebAssembly costs.
+//! `hyper` server over the same SQLite backend, routed by the runtime's router from the same
+//! spin.toml, configured from the same variables. The gap between this and `mcp-edge up` is what WebAssembly costs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -21,32 +21,35 @@ use mcp_edge_domain::env::SystemEnv;
 use mcp_edge_domain::http::{Request, Response, respond};
 use mcp_edge_host::kv::native::BackendStore;
 use mcp_edge_host::manifest::Manifest;
+use mcp_edge_host::router::Router;
 use mcp_edge_host::{KvBackendKind, open_backend, variables};
 
 const MAX_BODY: usize = 1024 * 1024;
 
 struct Native {
+    router: Router,
     store: BackendStore,
     config: HashMap<String, String>,
     docs: FsDocs,
 }
 
 impl Native {
-    fn handle(&self, req: &Request, route: &str) -> Response {
+    /// Calls the handler of the component spin.toml routes to.
+    fn handle(&self, req: &Request, component: &str) -> Response {
         let ctx = Ctx {
             store: &self.store,
             config: &self.config,
             env: &SystemEnv,
             audit: &StdoutAudit,
         };
-        match route {
-            "/login" => api::login(req, &ctx),
-            "/mcp/register" => api::register(req, &ctx),
-            "/mcp/send" => api::send(req, &ctx),
-            "/mcp/receive" => api::receive(req, &ctx),
-            "/admin/cleanup" => api::cleanup(req, &ctx),
-            "/docs" => api::docs(req, &self.docs, &self.config, &SystemEnv, &StdoutAudit),
-            "/health" => api::health(req, || api::store_round_trip(&self.store)),
+        match component {
+            "login" => api::login(req, &ctx),
+            "register" => api::register(req, &ctx),
+            "send" => api::send(req, &ctx),
+            "receive" => api::receive(req, &ctx),
+            "cleanup" => api::cleanup(req, &ctx),
+            "docs" => api::docs(req, &self.docs, &self.config, &SystemEnv, &StdoutAudit),
+            "health" => api::health(req, || api::store_round_trip(&self.store)),
             _ => respond(Err(ApiError::not_found(
                 "route_not_found",
                 "no route matches this path",
@@ -55,36 +58,16 @@ impl Native {
     }
 }
 
-/// Splits a path into spin.toml's route and the `spin-path-info` after it.
-fn route(path: &str) -> (&'static str, String) {
-    for exact in [
-        "/login",
-        "/mcp/register",
-        "/mcp/send",
-        "/mcp/receive",
-        "/admin/cleanup",
-    ] {
-        if path == exact {
-            return (exact, String::new());
-        }
-    }
-    for prefix in ["/docs", "/health"] {
-        if let Some(rest) = path.strip_prefix(prefix)
-            && (rest.is_empty() || rest.starts_with('/'))
-        {
-            return (prefix, rest.to_owned());
-        }
-    }
-    ("", String::new())
-}
-
 async fn serve_one(
     app: Arc<Native>,
     req: hyper::Request<Incoming>,
     client: SocketAddr,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let (route, path_info) = route(parts.uri.path());
+    let (component, path_info) = match app.router.find(parts.uri.path()) {
+        Some(m) => (m.component.to_owned(), m.path_info),
+        None => (String::new(), String::new()),
+    };
     let resp = match Limited::new(body, MAX_BODY).collect().await {
         Err(_) => respond(Err(ApiError::payload_too_large("request body over 1 MiB"))),
         Ok(collected) => {
@@ -105,7 +88,7 @@ async fn serve_one(
             let app = app.clone();
             // Handlers block on SQLite, as a component's store calls do on the runtime's
             // blocking pool.
-            tokio::task::spawn_blocking(move || app.handle(&domain_req, route))
+            tokio::task::spawn_blocking(move || app.handle(&domain_req, &component))
                 .await
                 .unwrap_or_else(|e| {
                     respond(Err(ApiError::new(500, "handler_failed", e.to_string())))
@@ -148,7 +131,15 @@ pub fn serve_from_args(args: &[String]) -> Result<()> {
     )?;
     std::fs::create_dir_all(&data_dir)?;
     let backend = open_backend(&KvBackendKind::Sqlite, &data_dir)?;
+    let router = Router::new(
+        manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| (t.route.clone(), t.component.clone())),
+    )?;
     let app = Arc::new(Native {
+        router,
         store: BackendStore::new(backend, "default"),
         config: values.into_iter().collect(),
         docs: FsDocs::at(arg("--docs")?),

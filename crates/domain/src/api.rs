@@ -131,17 +131,23 @@ fn admit(req: &Request, ctx: &Ctx, action: Action) -> Result<Principal, ApiError
     Ok(who)
 }
 
-/// Runs a handler, then records its audit entry with the status it ended with.
+/// An audited endpoint: within the [`endpoint`] frame, runs `handler`, then records its audit
+/// entry under `action` with the status it ended with.
 fn audited(
+    req: &Request,
+    config: &dyn ConfigSource,
+    methods: &[&str],
     audit: &dyn AuditSink,
     action: &'static str,
     handler: impl FnOnce(&mut AuditRecord) -> Result<Response, ApiError>,
 ) -> Response {
-    let mut record = AuditRecord::new(action);
-    let resp = respond(handler(&mut record));
-    record.status = resp.status;
-    audit.record(record);
-    resp
+    endpoint(req, config, methods, || {
+        let mut record = AuditRecord::new(action);
+        let resp = respond(handler(&mut record));
+        record.status = resp.status;
+        audit.record(record);
+        resp
+    })
 }
 
 fn principal(
@@ -161,49 +167,47 @@ struct LoginBody {
 
 /// `POST /login`
 pub fn login(req: &Request, ctx: &Ctx) -> Response {
-    endpoint(req, ctx.config, &["POST"], || {
-        audited(ctx.audit, "login", |rec| {
-            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
-            req.expect_method(&["POST"])?;
-            let guard = Guard::new(req, ctx)?;
-            guard.address()?;
-            let body: LoginBody = req.json()?;
-            validate_id("username", &body.username)?;
-            rec.user = Some(body.username.clone());
-            if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
-                return Err(ApiError::bad_request(
-                    "invalid_password",
-                    format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
-                ));
+    audited(req, ctx.config, &["POST"], ctx.audit, "login", |rec| {
+        rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+        req.expect_method(&["POST"])?;
+        let guard = Guard::new(req, ctx)?;
+        guard.address()?;
+        let body: LoginBody = req.json()?;
+        validate_id("username", &body.username)?;
+        rec.user = Some(body.username.clone());
+        if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
+            return Err(ApiError::bad_request(
+                "invalid_password",
+                format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
+            ));
+        }
+        guard.login_allowed(&body.username)?;
+        let secret = config::jwt_secret(ctx.config)?;
+        let ttl = config::token_ttl_seconds(ctx.config)?;
+        let users = config::users(ctx.config)?;
+        let user = match check_credentials(&users, &body.username, &body.password) {
+            Ok(user) => user,
+            Err(e) => {
+                guard.login_failed(&body.username);
+                return Err(e);
             }
-            guard.login_allowed(&body.username)?;
-            let secret = config::jwt_secret(ctx.config)?;
-            let ttl = config::token_ttl_seconds(ctx.config)?;
-            let users = config::users(ctx.config)?;
-            let user = match check_credentials(&users, &body.username, &body.password) {
-                Ok(user) => user,
-                Err(e) => {
-                    guard.login_failed(&body.username);
-                    return Err(e);
-                }
-            };
-            let issued = Tokens::new(&secret).issue(
-                &user.username,
-                user.role,
-                ttl,
-                ctx.env.now_ms(),
-                ctx.env.random_id(),
-            )?;
-            Ok(Response::json(
-                200,
-                &json!({
-                    "access_token": issued.token,
-                    "token_type": "Bearer",
-                    "expires_in": issued.expires_in,
-                    "role": user.role.as_str(),
-                }),
-            ))
-        })
+        };
+        let issued = Tokens::new(&secret).issue(
+            &user.username,
+            user.role,
+            ttl,
+            ctx.env.now_ms(),
+            ctx.env.random_id(),
+        )?;
+        Ok(Response::json(
+            200,
+            &json!({
+                "access_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "role": user.role.as_str(),
+            }),
+        ))
     })
 }
 
@@ -215,11 +219,7 @@ struct RegisterBody {
 
 /// `POST /mcp/register`
 pub fn register(req: &Request, ctx: &Ctx) -> Response {
-    endpoint(req, ctx.config, &["POST"], || register_inner(req, ctx))
-}
-
-fn register_inner(req: &Request, ctx: &Ctx) -> Response {
-    audited(ctx.audit, "register", |rec| {
+    audited(req, ctx.config, &["POST"], ctx.audit, "register", |rec| {
         req.expect_method(&["POST"])?;
         let who = admit(req, ctx, Action::Register)?;
         rec.subject = Some(who.subject.clone());
@@ -258,11 +258,7 @@ struct SendBody {
 
 /// `POST /mcp/send`
 pub fn send(req: &Request, ctx: &Ctx) -> Response {
-    endpoint(req, ctx.config, &["POST"], || send_inner(req, ctx))
-}
-
-fn send_inner(req: &Request, ctx: &Ctx) -> Response {
-    audited(ctx.audit, "send", |rec| {
+    audited(req, ctx.config, &["POST"], ctx.audit, "send", |rec| {
         req.expect_method(&["POST"])?;
         let who = admit(req, ctx, Action::Send)?;
         rec.subject = Some(who.subject.clone());
@@ -316,11 +312,7 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
 
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
 pub fn receive(req: &Request, ctx: &Ctx) -> Response {
-    endpoint(req, ctx.config, &["GET"], || receive_inner(req, ctx))
-}
-
-fn receive_inner(req: &Request, ctx: &Ctx) -> Response {
-    audited(ctx.audit, "receive", |rec| {
+    audited(req, ctx.config, &["GET"], ctx.audit, "receive", |rec| {
         req.expect_method(&["GET"])?;
         let who = admit(req, ctx, Action::Receive)?;
         rec.subject = Some(who.subject.clone());
@@ -376,19 +368,7 @@ pub fn docs(
     env: &dyn Env,
     audit: &dyn AuditSink,
 ) -> Response {
-    endpoint(req, config, &["GET", "HEAD"], || {
-        docs_inner(req, src, config, env, audit)
-    })
-}
-
-fn docs_inner(
-    req: &Request,
-    src: &dyn DocsSource,
-    config: &dyn ConfigSource,
-    env: &dyn Env,
-    audit: &dyn AuditSink,
-) -> Response {
-    audited(audit, "docs", |rec| {
+    audited(req, config, &["GET", "HEAD"], audit, "docs", |rec| {
         rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
         let visibility = match config::docs_access(config)? {
             DocsAccess::Public => Visibility::Public,

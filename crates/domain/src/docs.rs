@@ -63,6 +63,60 @@ impl DocsSource for FsDocs {
     }
 }
 
+/// A docs tree in memory (file paths to contents; directories are implied) that remembers
+/// every path it was asked for: for tests and fuzzing.
+#[cfg(any(test, feature = "fuzzing"))]
+pub struct MemoryDocs {
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+    pub asked: std::cell::RefCell<Vec<String>>,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl MemoryDocs {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        Self {
+            files: files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+                .collect(),
+            asked: Default::default(),
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl DocsSource for MemoryDocs {
+    fn entry(&self, path: &str) -> Entry {
+        self.asked.borrow_mut().push(path.to_owned());
+        if let Some(bytes) = self.files.get(path) {
+            return Entry::File(bytes.clone());
+        }
+        let prefix = format!("{path}/");
+        if self.files.keys().any(|k| k.starts_with(&prefix)) {
+            Entry::Dir
+        } else {
+            Entry::Missing
+        }
+    }
+
+    fn list(&self, path: &str) -> Vec<String> {
+        self.asked.borrow_mut().push(path.to_owned());
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        names.dedup();
+        names
+    }
+}
+
 /// How responses may be cached: versioned docs are public unless configured otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {

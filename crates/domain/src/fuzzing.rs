@@ -4,7 +4,6 @@
 //! docs root. `fuzz/` (cargo fuzz, long runs) and this crate's unit tests (bounded runs) drive
 //! the same functions.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -12,7 +11,7 @@ use crate::api::{self, Ctx};
 use crate::audit::MemoryAudit;
 use crate::auth::{Role, Tokens, bearer_token};
 use crate::config::{self, keys};
-use crate::docs::{DocsSource, Entry};
+use crate::docs::MemoryDocs;
 use crate::env::testing::FakeEnv;
 use crate::http::{Request, Response};
 use crate::store::MemoryStore;
@@ -74,65 +73,17 @@ fn check(resp: &Response, what: &str) {
     }
 }
 
-/// A docs tree in memory that remembers every path it was asked for.
-struct RecordingDocs {
-    files: HashMap<&'static str, &'static str>,
-    asked: RefCell<Vec<String>>,
-}
-
-impl RecordingDocs {
-    fn new() -> Self {
-        Self {
-            files: HashMap::from([
-                ("v1/index.md", "# One\n\n[next](guide.md)\n"),
-                (
-                    "v1/guide.md",
-                    "# Guide\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
-                ),
-                ("v2/index.html", "<!doctype html><title>two</title>"),
-                ("v2/deep/page.md", "# Deep\n"),
-            ]),
-            asked: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn remember(&self, path: &str) {
-        self.asked.borrow_mut().push(path.to_owned());
-    }
-}
-
-impl DocsSource for RecordingDocs {
-    fn entry(&self, path: &str) -> Entry {
-        self.remember(path);
-        if let Some(body) = self.files.get(path) {
-            return Entry::File(body.as_bytes().to_vec());
-        }
-        let prefix = format!("{path}/");
-        if path.is_empty() || self.files.keys().any(|k| k.starts_with(&prefix)) {
-            Entry::Dir
-        } else {
-            Entry::Missing
-        }
-    }
-
-    fn list(&self, path: &str) -> Vec<String> {
-        self.remember(path);
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let mut names: Vec<String> = self
-            .files
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .filter_map(|rest| rest.split('/').next())
-            .map(str::to_owned)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
+/// The in-memory docs tree the fuzz entry points serve.
+fn docs_tree() -> MemoryDocs {
+    MemoryDocs::new(&[
+        ("v1/index.md", "# One\n\n[next](guide.md)\n"),
+        (
+            "v1/guide.md",
+            "# Guide\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+        ),
+        ("v2/index.html", "<!doctype html><title>two</title>"),
+        ("v2/deep/page.md", "# Deep\n"),
+    ])
 }
 
 /// Every path the docs handler hands to its source stays inside the root.
@@ -227,7 +178,7 @@ pub fn api_request(data: &[u8]) -> Option<u16> {
         4 => api::cleanup(&req, &ctx),
         5 => api::health(&req, || Ok(())),
         _ => {
-            let docs = RecordingDocs::new();
+            let docs = docs_tree();
             let resp = api::docs(&req, &docs, &config, &env, &audit);
             for path in docs.asked.borrow().iter() {
                 assert_inside_root(path);
@@ -248,7 +199,7 @@ pub fn docs_path(data: &[u8]) -> u16 {
         req.headers
             .push(("if-none-match".into(), parts[1].to_vec()));
     }
-    let docs = RecordingDocs::new();
+    let docs = docs_tree();
     let config: HashMap<String, String> = HashMap::new();
     let resp = api::docs(
         &req,

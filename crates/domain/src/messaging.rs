@@ -231,12 +231,6 @@ impl<'a> Messaging<'a> {
             .collect())
     }
 
-    /// Removes `client_id` from `group_id`'s member list (best effort: a leftover entry is
-    /// dropped when the list fills up).
-    pub(crate) fn leave(&self, group_id: &str, client_id: &str) -> Result<(), ApiError> {
-        leave_group(self.store, group_id, client_id)
-    }
-
     /// The cleanup index's bucket width and the per-group message cap to flag groups by.
     pub fn with_cleanup_index(mut self, bucket_ms: u64, cap: u64) -> Self {
         self.bucket_ms = bucket_ms.max(1);
@@ -398,7 +392,7 @@ impl<'a> Messaging<'a> {
                         .compare_and_swap(&key, Some(&bytes), &encode(&record))?
                     {
                         if let Some(old) = left {
-                            self.leave(&old, client_id)?;
+                            leave_group(self.store, &old, client_id)?;
                         }
                         return Ok(Registration::Refreshed(record));
                     }
@@ -612,7 +606,8 @@ impl<'a> Messaging<'a> {
     }
 }
 
-/// Removes `client_id` from the member list of `group_id`.
+/// Removes `client_id` from the member list of `group_id` (a leftover entry, should this
+/// not happen, is dropped when the list fills up).
 pub(crate) fn leave_group(
     store: &dyn KvStore,
     group_id: &str,

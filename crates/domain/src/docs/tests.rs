@@ -1,53 +1,7 @@
-use std::collections::BTreeMap;
-
 use super::*;
 
-/// A docs tree in memory: file paths to contents; directories are implied.
-struct Tree(BTreeMap<String, Vec<u8>>);
-
-impl Tree {
-    fn new(files: &[(&str, &str)]) -> Self {
-        Self(
-            files
-                .iter()
-                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
-}
-
-impl DocsSource for Tree {
-    fn entry(&self, path: &str) -> Entry {
-        if let Some(bytes) = self.0.get(path) {
-            return Entry::File(bytes.clone());
-        }
-        let prefix = format!("{path}/");
-        if self.0.keys().any(|k| k.starts_with(&prefix)) {
-            Entry::Dir
-        } else {
-            Entry::Missing
-        }
-    }
-
-    fn list(&self, path: &str) -> Vec<String> {
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let mut names: Vec<String> = self
-            .0
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-            .collect();
-        names.dedup();
-        names
-    }
-}
-
-fn tree() -> Tree {
-    Tree::new(&[
+fn tree() -> MemoryDocs {
+    MemoryDocs::new(&[
         ("v0/index.md", "# Old\n"),
         (
             "v1/index.md",

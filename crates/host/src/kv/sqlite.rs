@@ -150,10 +150,6 @@ fn commit_batch(conn: &mut Connection, batch: Vec<(WriteOp, Slot)>) -> KvResult<
     }
 }
 
-fn unit(_: ()) -> Done {
-    Done::Unit
-}
-
 fn read(conn: &Connection, store: &str, key: &str) -> Result<Option<Vec<u8>>, rusqlite::Error> {
     conn.prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
         .query_row(params![store, key], |row| row.get(0))
@@ -179,14 +175,20 @@ impl Backend for SqliteBackend {
 
     fn set(&self, store: &str, key: &str, value: &[u8]) -> KvResult<()> {
         let (store, key, value) = (store.to_owned(), key.to_owned(), value.to_vec());
-        self.write(move |tx| Ok(write(tx, &store, &key, &value).map(unit)?))
-            .map(|_| ())
+        self.write(move |tx| {
+            write(tx, &store, &key, &value)?;
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn delete(&self, store: &str, key: &str) -> KvResult<()> {
         let (store, key) = (store.to_owned(), key.to_owned());
-        self.write(move |tx| Ok(remove(tx, &store, &key).map(unit)?))
-            .map(|_| ())
+        self.write(move |tx| {
+            remove(tx, &store, &key)?;
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn exists(&self, store: &str, key: &str) -> KvResult<bool> {
