@@ -131,13 +131,7 @@ pub fn serve_from_args(args: &[String]) -> Result<()> {
     )?;
     std::fs::create_dir_all(&data_dir)?;
     let backend = open_backend(&KvBackendKind::Sqlite, &data_dir)?;
-    let router = Router::new(
-        manifest
-            .trigger
-            .http
-            .iter()
-            .map(|t| (t.route.clone(), t.component.clone())),
-    )?;
+    let router = Router::from_manifest(&manifest)?;
     let app = Arc::new(Native {
         router,
         store: BackendStore::new(backend, "default"),

@@ -207,13 +207,7 @@ pub fn prepare(
     for other in manifest.trigger.other.keys() {
         tracing::warn!(trigger = %other, "mcp-edge serves only HTTP triggers; ignoring [[trigger.{other}]]");
     }
-    let router = Router::new(
-        manifest
-            .trigger
-            .http
-            .iter()
-            .map(|t| (t.route.clone(), t.component.clone())),
-    )?;
+    let router = Router::from_manifest(&manifest)?;
     let audit = match &opts.audit_log {
         Some(path) => audit::AuditLog::file(path)?,
         None => audit::AuditLog::stderr(),

@@ -75,6 +75,17 @@ impl Router {
         Ok(Self { routes: out })
     }
 
+    /// The routes of a manifest's HTTP triggers.
+    pub fn from_manifest(manifest: &crate::manifest::Manifest) -> Result<Self> {
+        Self::new(
+            manifest
+                .trigger
+                .http
+                .iter()
+                .map(|t| (t.route.clone(), t.component.clone())),
+        )
+    }
+
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
