@@ -91,8 +91,7 @@ impl DocsSource for MemoryDocs {
         if let Some(bytes) = self.files.get(path) {
             return Entry::File(bytes.clone());
         }
-        let prefix = format!("{path}/");
-        if self.files.keys().any(|k| k.starts_with(&prefix)) {
+        if is_dir_in(self.files.keys().map(String::as_str), path) {
             Entry::Dir
         } else {
             Entry::Missing
@@ -101,20 +100,31 @@ impl DocsSource for MemoryDocs {
 
     fn list(&self, path: &str) -> Vec<String> {
         self.asked.borrow_mut().push(path.to_owned());
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let mut names: Vec<String> = self
-            .files
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-            .collect();
-        names.dedup();
-        names
+        children_in(self.files.keys().map(String::as_str), path)
     }
+}
+
+/// For a tree given as its file paths (where a directory cannot be listed, such as Workers
+/// assets): whether `path` is a directory, i.e. the root or a prefix of some file.
+pub fn is_dir_in<'a>(files: impl IntoIterator<Item = &'a str>, path: &str) -> bool {
+    let prefix = format!("{path}/");
+    path.is_empty() || files.into_iter().any(|f| f.starts_with(&prefix))
+}
+
+/// For a tree given as its sorted file paths: the names directly inside directory `path`.
+pub fn children_in<'a>(files: impl IntoIterator<Item = &'a str>, path: &str) -> Vec<String> {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let mut names: Vec<String> = files
+        .into_iter()
+        .filter_map(|f| f.strip_prefix(&prefix))
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    names.dedup();
+    names
 }
 
 /// How responses may be cached: versioned docs are public unless configured otherwise.

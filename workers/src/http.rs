@@ -1,0 +1,155 @@
+//! Conversions between Workers' `Request`/`Response` and the domain's, plus the few things the
+//! `mcp-edge` runtime does around every component (routing, body limit, request id, the
+//! `spin-*` headers), done the same way here so that clients cannot tell the two apart.
+
+use mcp_edge_domain::error::ApiError;
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
+use worker::{Headers, Request, Response, ResponseBuilder};
+
+/// Largest request body accepted (the runtime's default `--max-body-bytes`).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where a path goes, with Spin's routing semantics over the routes of `spin.toml`: the exact
+/// routes, and the `/docs/...` and `/health/...` wildcards with their path info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Login,
+    Register,
+    Send,
+    Receive,
+    Cleanup,
+    Docs(String),
+    Health(String),
+    NotFound,
+}
+
+impl Route {
+    pub fn of(path: &str) -> Route {
+        let wildcard = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(str::to_owned)
+        };
+        match path {
+            "/login" => Route::Login,
+            "/mcp/register" => Route::Register,
+            "/mcp/send" => Route::Send,
+            "/mcp/receive" => Route::Receive,
+            "/admin/cleanup" => Route::Cleanup,
+            _ => match (wildcard("/docs"), wildcard("/health")) {
+                (Some(info), _) => Route::Docs(info),
+                (_, Some(info)) => Route::Health(info),
+                _ => Route::NotFound,
+            },
+        }
+    }
+
+    /// The path the domain handler sees (Spin's `spin-path-info`).
+    pub fn path_info(&self) -> &str {
+        match self {
+            Route::Docs(info) | Route::Health(info) => info,
+            _ => "",
+        }
+    }
+}
+
+/// The method as the client sent it (Workers' `Method` enum knows only the common ones).
+pub fn method(req: &Request) -> String {
+    req.inner().method().to_ascii_uppercase()
+}
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`] (declared or actual).
+pub async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = req.bytes().await.map_err(|_| {
+        ApiError::bad_request("unreadable_body", "the request body could not be read")
+    })?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// The domain's view of a request: `path` is the route's path info.
+pub fn to_api(req: &Request, method: String, path: &str, body: Vec<u8>) -> ApiRequest {
+    let query = req.url().ok().and_then(|u| u.query().map(str::to_owned));
+    ApiRequest {
+        method,
+        path: path.to_owned(),
+        query,
+        headers: req
+            .headers()
+            .entries()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.into_bytes()))
+            .collect(),
+        body,
+    }
+}
+
+pub fn to_worker(resp: ApiResponse) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &resp.headers {
+        headers.append(name, value)?;
+    }
+    let builder = ResponseBuilder::new()
+        .with_status(resp.status)
+        .with_headers(headers);
+    // 204 and 304 answers must have no body at all, not an empty one.
+    Ok(if resp.body.is_empty() {
+        builder.empty()
+    } else {
+        builder.fixed(resp.body)
+    })
+}
+
+/// A runtime-level error answer in the domain's JSON error shape.
+pub fn error(err: ApiError) -> worker::Result<Response> {
+    to_worker(respond(Err(err)))
+}
+
+/// The request id: the client's `x-request-id` when sensible, else a fresh one.
+pub fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| {
+            let mut id = [0u8; 8];
+            let _ = getrandom::fill(&mut id);
+            hex::encode(id)
+        })
+}
+
+/// What every answer carries, whoever produced it: the request id, `nosniff`, and no
+/// software name.
+pub fn finish(resp: Response, request_id: &str) -> worker::Result<Response> {
+    // Responses from a fetch (assets, Durable Objects) have immutable headers: copy them.
+    let headers = Headers::new();
+    for (name, value) in resp.headers().entries() {
+        if name != "server" && name != "x-powered-by" {
+            headers.append(&name, &value)?;
+        }
+    }
+    headers.set("x-request-id", request_id)?;
+    if !headers.has("x-content-type-options")? {
+        headers.set("x-content-type-options", "nosniff")?;
+    }
+    Ok(resp.with_headers(headers))
+}

@@ -1,0 +1,29 @@
+//! Time, randomness and the audit trail on Workers: `Date.now()`, the Web Crypto API (through
+//! `getrandom`), and `console.log`, which Workers Logs and `wrangler tail` collect.
+
+use mcp_edge_domain::audit::{AuditRecord, AuditSink};
+use mcp_edge_domain::env::{Env, SystemEnv};
+
+pub struct WorkerEnv;
+
+impl Env for WorkerEnv {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+
+    fn random_id(&self) -> String {
+        // getrandom reaches the Web Crypto API here.
+        SystemEnv.random_id()
+    }
+}
+
+/// One JSON line per audit record, as the components write them on stdout.
+pub struct ConsoleAudit;
+
+impl AuditSink for ConsoleAudit {
+    fn record(&self, record: AuditRecord) {
+        if let Ok(line) = serde_json::to_string(&record) {
+            worker::console_log!("{line}");
+        }
+    }
+}
