@@ -159,3 +159,13 @@ fn reader_only_docs_need_a_token() {
     assert_eq!(ok.status, 200);
     assert_eq!(ok.header("cache-control"), Some("private, no-cache"));
 }
+
+#[test]
+fn a_declared_oversized_body_gets_413_from_the_headers_alone() {
+    let s = server("spin.toml").arg("--kv").arg("memory").start();
+    // No body follows: the answer must not wait for one.
+    let head = "POST /mcp/send HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n";
+    let reply = s.raw(head.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+}

@@ -167,9 +167,8 @@ impl ServerBuilder {
         };
         Server {
             child,
-            base,
+            client: Client::new(base),
             printed,
-            agent: agent(),
             stderr: stderr_log,
             dir: self.dir,
         }
@@ -186,10 +185,9 @@ fn agent() -> ureq::Agent {
 
 pub struct Server {
     child: Child,
-    pub base: String,
+    client: Client,
     /// What the server printed before it started serving (e.g. a generated password).
     pub printed: Vec<String>,
-    agent: ureq::Agent,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     dir: Arc<tempfile::TempDir>,
 }
@@ -250,7 +248,29 @@ pub fn app() -> Server {
     server("spin.toml").arg("--kv").arg("memory").start()
 }
 
-impl Server {
+/// An HTTP client for one base URL, with the API's requests as methods: what every
+/// end-to-end test speaks, whichever runtime answers.
+pub struct Client {
+    pub base: String,
+    agent: ureq::Agent,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            agent: agent(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -372,7 +392,9 @@ impl Server {
     pub fn exchange(&self, bytes: &[u8]) -> RawReply {
         RawReply::parse(&self.raw(bytes))
     }
+}
 
+impl Server {
     /// The server process's resident memory, from `/proc`.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -1,19 +1,17 @@
 //! Many clients sending and receiving at once through the runtime: no message is lost or
 //! duplicated, and each sender's messages arrive in order.
 
-mod support;
-
 use std::collections::HashMap;
 
 use serde_json::json;
-use support::server;
 
-#[test]
-fn concurrent_senders_and_receivers_lose_and_duplicate_nothing() {
+use crate::deployment::{Deployment, Kind};
+
+pub fn concurrent_senders_and_receivers_lose_and_duplicate_nothing(kind: Kind) {
     const SENDERS: usize = 6;
     const PER_SENDER: u64 = 25;
     const RECEIVERS: usize = 3;
-    let s = server("spin.toml").start(); // durable SQLite store
+    let s = Deployment::start(kind, &[]);
     let token = s.token("wendy");
     for r in 0..RECEIVERS {
         assert_eq!(s.register(&token, &format!("r{r}"), "crowd").status, 201);

@@ -1,0 +1,44 @@
+//! The end-to-end suite, written once against a base URL and run against each runtime that
+//! serves the API: the `mcp-edge` runtime (the WASI components on wasmtime) and Cloudflare
+//! Workers (the Worker under `wrangler dev --local`). Every scenario is a test per runtime; a
+//! behaviour difference between them fails one of the two.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod bundle;
+mod concurrency;
+mod cron;
+mod deployment;
+mod wrangler;
+
+/// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.
+macro_rules! on_every_runtime {
+    ($($module:ident :: $scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use crate::deployment::Kind;
+
+            #[test]
+            fn runtime() {
+                crate::$module::$scenario(Kind::Runtime);
+            }
+
+            #[test]
+            fn workers() {
+                crate::$module::$scenario(Kind::Workers);
+            }
+        }
+    )*};
+}
+
+on_every_runtime!(
+    api::full_flow_two_clients_exchange_messages_and_acknowledge,
+    api::auth_errors_are_401_and_403_with_json_bodies,
+    api::validation_errors_are_4xx_never_5xx,
+    api::bodies_over_the_cap_get_413,
+    api::docs_are_versioned_cacheable_and_confined,
+    api::health_request_ids_and_security_headers,
+    concurrency::concurrent_senders_and_receivers_lose_and_duplicate_nothing,
+    cron::scheduled_cleanup_expires_stale_clients_and_old_messages_only,
+);

@@ -1,0 +1,169 @@
+//! `wrangler dev --local` as a test server: the Worker built once per test run with the
+//! project's own toolchain script, then one wrangler (and its workerd) per test, each on its
+//! own ports and its own persisted state, stopped with its whole process group.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Client};
+
+/// Builds `workers/build/` once (installing the toolchain on first use).
+pub fn ensure_built() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg("workers/tools/build.sh")
+            .current_dir(support::root())
+            .env_remove("MCP_EDGE_WORKER_PREBUILT")
+            .output()
+            .map_err(|e| format!("run workers/tools/build.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "workers/tools/build.sh failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A dotenv line: `$` is escaped, as wrangler expands variables in .env files.
+fn env_line(name: &str, value: &str) -> String {
+    format!(
+        "{name}={}\n",
+        value.replace('\\', "\\\\").replace('$', "\\$")
+    )
+}
+
+pub struct WranglerDev {
+    child: Child,
+    client: Client,
+    log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for WranglerDev {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl WranglerDev {
+    pub fn start(vars: &[(&str, &str)]) -> WranglerDev {
+        ensure_built();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env = env_line("jwt_secret", support::SECRET);
+        env.push_str(&env_line("users", &support::users_json()));
+        // As for the runtime: the suite sends hundreds of requests a second from one address.
+        env.push_str(&env_line("rate_limit_burst", "1000000"));
+        for (name, value) in vars {
+            env.push_str(&env_line(name, value));
+        }
+        let env_file = dir.path().join("test.env");
+        std::fs::write(&env_file, env).expect("write env file");
+        let port = free_port();
+        let script = format!(
+            "source workers/tools/env.sh && exec wrangler dev --config wrangler.toml --local \
+             --test-scheduled --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
+             --persist-to '{state}' --env-file '{env}' --show-interactive-dev-session=false \
+             --log-level info",
+            inspector = free_port(),
+            state = dir.path().join("state").display(),
+            env = env_file.display(),
+        );
+        let mut child = Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(support::root())
+            .env("MCP_EDGE_WORKER_PREBUILT", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that workerd goes with it.
+            .process_group(0)
+            .spawn()
+            .expect("spawn wrangler dev");
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let dev = WranglerDev {
+            child,
+            client: Client::new(format!("http://127.0.0.1:{port}")),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + support::STARTUP_TIMEOUT;
+        loop {
+            if dev.log().contains("Ready on") && dev.try_health() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev did not start:\n{}",
+                dev.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        dev
+    }
+
+    fn try_health(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port())).is_ok()
+            && self.get("/health", &[]).status == 200
+    }
+
+    fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Everything wrangler and the Worker printed (console.log lines included).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
