@@ -60,7 +60,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let path = entry.path();
         if path.is_dir() {
             out.extend(walk(&path));
-        } else if !path.extension().is_some_and(|e| e == "map") {
+        } else if path.extension().is_none_or(|e| e != "map") {
             out.push(path);
         }
     }
