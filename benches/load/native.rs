@@ -42,19 +42,25 @@ impl Native {
             env: &SystemEnv,
             audit: &StdoutAudit,
         };
-        match component {
-            "login" => api::login(req, &ctx),
-            "register" => api::register(req, &ctx),
-            "send" => api::send(req, &ctx),
-            "receive" => api::receive(req, &ctx),
-            "cleanup" => api::cleanup(req, &ctx),
-            "docs" => api::docs(req, &self.docs, &self.config, &SystemEnv, &StdoutAudit),
-            "health" => api::health(req, || api::store_round_trip(&self.store)),
-            _ => respond(Err(ApiError::not_found(
-                "route_not_found",
-                "no route matches this path",
-            ))),
-        }
+        // The store's calls return at once (SQLite, synchronously), so the domain's futures
+        // are ready when first polled, as inside a component.
+        pollster::block_on(async {
+            match component {
+                "login" => api::login(req, &ctx).await,
+                "register" => api::register(req, &ctx).await,
+                "send" => api::send(req, &ctx).await,
+                "receive" => api::receive(req, &ctx).await,
+                "cleanup" => api::cleanup(req, &ctx).await,
+                "docs" => api::docs(req, &self.docs, &self.config, &SystemEnv, &StdoutAudit).await,
+                "health" => {
+                    api::health(req, async || api::store_round_trip(&self.store).await).await
+                }
+                _ => respond(Err(ApiError::not_found(
+                    "route_not_found",
+                    "no route matches this path",
+                ))),
+            }
+        })
     }
 }
 

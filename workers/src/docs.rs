@@ -70,7 +70,7 @@ pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
     };
     // The planning pass's audit record is kept back: only the answer given is audited.
     let held = MemoryAudit::default();
-    let first = api::docs(req, &plan, &config, &WorkerEnv, &held);
+    let first = api::docs(req, &plan, &config, &WorkerEnv, &held).await;
     let wanted = plan.read.into_inner();
     if wanted.is_empty() {
         // Nothing read (a listing, a redirect, an error): the first answer is the answer.
@@ -95,5 +95,5 @@ pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
         contents: Some(&contents),
         read: RefCell::default(),
     };
-    api::docs(req, &tree, &config, &WorkerEnv, &ConsoleAudit)
+    api::docs(req, &tree, &config, &WorkerEnv, &ConsoleAudit).await
 }

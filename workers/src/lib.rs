@@ -1,7 +1,8 @@
 //! mcp-edge on Cloudflare Workers: the HTTP API of the WASI components, answered by the same
-//! domain crate. The Worker routes as `spin.toml` does; the stateful endpoints run in the
-//! [`state::McpState`] Durable Object, docs come from static assets, health answers here, and
-//! the Cron Trigger runs the cleanup pass in the object.
+//! domain crate. The Worker routes as `spin.toml` does and calls the domain's handlers with
+//! a key-value store spread over Durable Objects ([`shard`]: the group logs in an object per
+//! group), docs from static assets ([`docs`]), and configuration from vars and secrets; the
+//! Cron Trigger runs the same cleanup pass.
 //!
 //! Compiled for `wasm32-unknown-unknown` by `worker-build` (see `workers/tools/`).
 
@@ -9,95 +10,96 @@ mod config;
 mod docs;
 mod http;
 mod platform;
-mod state;
+mod shard;
 mod store;
 
-use mcp_edge_domain::api;
+use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::error::ApiError;
-use mcp_edge_domain::store::StoreError;
-use worker::{
-    Context, Env, Headers, Request, RequestInit, Response, Result, ScheduleContext, ScheduledEvent,
-    event,
-};
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
+use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
+use config::WorkerConfig;
 use http::Route;
+use platform::{ConsoleAudit, WorkerEnv};
+use shard::ShardedKv;
 
-fn state_stub(env: &Env) -> Result<worker::Stub> {
-    env.durable_object(state::BINDING)?
-        .get_by_name(state::OBJECT_NAME)
+/// Runs `f` with what a stateful endpoint is given: the store, its configuration, the clock
+/// and randomness, and the audit trail.
+async fn with_context<T>(
+    env: &Env,
+    f: impl AsyncFnOnce(&Ctx<'_>) -> T,
+) -> std::result::Result<T, ApiError> {
+    let store = ShardedKv::open(env).map_err(|e| ApiError::store_unavailable(&e))?;
+    let config = WorkerConfig(env);
+    let ctx = Ctx {
+        store: &store,
+        config: &config,
+        env: &WorkerEnv,
+        audit: &ConsoleAudit,
+    };
+    Ok(f(&ctx).await)
 }
 
-/// The request as the object gets it: always POST with the method in a header, the caller's
-/// address in `spin-client-addr` (from `CF-Connecting-IP`), and no `spin-*` header of the
-/// client's own, just as the runtime strips them.
-fn forwarded(req: &Request, method: &str, body: Vec<u8>) -> Result<Request> {
-    let headers = Headers::new();
-    for (name, value) in req.headers().entries() {
-        if !name.starts_with("spin-") && name != state::METHOD_HEADER {
-            headers.append(&name, &value)?;
-        }
-    }
-    headers.set(state::METHOD_HEADER, method)?;
-    if let Ok(Some(ip)) = req.headers().get("cf-connecting-ip") {
-        headers.set("spin-client-addr", &format!("{ip}:0"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::Post)
-        .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    Request::new_with_init(req.url()?.as_str(), &init)
-}
-
-async fn readiness(env: &Env) -> std::result::Result<(), StoreError> {
-    let failed = |e: worker::Error| StoreError::Other(format!("durable object: {e}"));
-    let resp = state_stub(env)
-        .map_err(failed)?
-        .fetch_with_str(&format!("https://state{}", state::READY_PATH))
+/// A stateful endpoint's answer.
+async fn stateful(
+    env: &Env,
+    req: &ApiRequest,
+    handler: impl AsyncFnOnce(&ApiRequest, &Ctx<'_>) -> ApiResponse,
+) -> ApiResponse {
+    with_context(env, async |ctx| handler(req, ctx).await)
         .await
-        .map_err(failed)?;
-    match resp.status_code() {
-        204 => Ok(()),
-        status => Err(StoreError::Other(format!(
-            "durable object answered {status}"
-        ))),
+        .unwrap_or_else(|e| respond(Err(e)))
+}
+
+/// The caller's address for the rate limits, as the runtime passes it: `spin-client-addr`,
+/// here from `CF-Connecting-IP`; a client's own `spin-*` headers are dropped, as there.
+fn with_client_addr(mut req: ApiRequest, client_ip: Option<String>) -> ApiRequest {
+    req.headers.retain(|(name, _)| !name.starts_with("spin-"));
+    if let Some(ip) = client_ip {
+        req.headers
+            .push(("spin-client-addr".into(), format!("{ip}:0").into_bytes()));
     }
+    req
 }
 
 async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let method = http::method(&req);
     let route = Route::of(&req.path());
-    match route {
-        Route::NotFound => http::error(ApiError::not_found(
+    if route == Route::NotFound {
+        return http::error(ApiError::not_found(
             "route_not_found",
             "no route matches this path",
-        )),
-        Route::Health(ref info) => {
-            let api_req = http::to_api(&req, method, info, Vec::new());
-            let ready = if info.trim_end_matches('/') == "/ready" {
-                readiness(env).await
-            } else {
-                Ok(())
-            };
-            http::to_worker(api::health(&api_req, || ready))
-        }
-        Route::Docs(ref info) => {
-            let body = match http::body(&mut req).await {
-                Ok(body) => body,
-                Err(e) => return http::error(e),
-            };
-            let api_req = http::to_api(&req, method, info, body);
-            http::to_worker(docs::serve(&api_req, env).await)
-        }
-        _ => {
-            let body = match http::body(&mut req).await {
-                Ok(body) => body,
-                Err(e) => return http::error(e),
-            };
-            state_stub(env)?
-                .fetch_with_request(forwarded(&req, &method, body)?)
-                .await
-        }
+        ));
     }
+    let body = match route {
+        // Health reads no body; the others are capped as on the runtime.
+        Route::Health(_) => Vec::new(),
+        _ => match http::body(&mut req).await {
+            Ok(body) => body,
+            Err(e) => return http::error(e),
+        },
+    };
+    let client_ip = req.headers().get("cf-connecting-ip").ok().flatten();
+    let api_req = with_client_addr(
+        http::to_api(&req, method, route.path_info(), body),
+        client_ip,
+    );
+    let resp = match route {
+        Route::Login => stateful(env, &api_req, api::login).await,
+        Route::Register => stateful(env, &api_req, api::register).await,
+        Route::Send => stateful(env, &api_req, api::send).await,
+        Route::Receive => stateful(env, &api_req, api::receive).await,
+        Route::Cleanup => stateful(env, &api_req, api::cleanup).await,
+        Route::Docs(_) => docs::serve(&api_req, env).await,
+        Route::Health(_) => {
+            api::health(&api_req, async || {
+                api::store_round_trip(&ShardedKv::open(env)?).await
+            })
+            .await
+        }
+        Route::NotFound => unreachable!("answered above"),
+    };
+    http::to_worker(resp)
 }
 
 #[event(fetch)]
@@ -120,21 +122,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     http::finish(resp, &id)
 }
 
-/// The Cron Trigger: one cleanup pass in the state object.
+/// The Cron Trigger: one cleanup pass (its audit record says what it removed).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let outcome = match state_stub(&env) {
-        Ok(stub) => stub
-            .fetch_with_str(&format!("https://state{}", state::CLEANUP_PATH))
-            .await
-            .map(|r| r.status_code()),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(200) => {}
-        Ok(status) => worker::console_error!("{{\"cleanup\":\"failed\",\"status\":{status}}}"),
-        Err(e) => {
-            worker::console_error!("{{\"cleanup\":\"failed\",\"detail\":{:?}}}", e.to_string())
-        }
+    let outcome = with_context(&env, async |ctx| api::run_cleanup(ctx).await)
+        .await
+        .and_then(|pass| pass.map(drop));
+    if let Err(e) = outcome {
+        worker::console_error!("{{\"cleanup\":\"failed\",\"detail\":{:?}}}", e.message);
     }
 }

@@ -1,11 +1,9 @@
-//! The domain's key-value store over a Durable Object's SQLite storage.
-//!
-//! `ctx.storage.sql` is synchronous and the object is single-threaded: a request handled
-//! without an `await` runs as one atomic step, and each statement is durable before the
-//! object's response leaves (Cloudflare's output gate). Values and counters are kept apart,
-//! as in every other backend.
+//! One shard's keys in a Durable Object's SQLite storage: the operations of the domain's
+//! key-value seam, each run synchronously (`ctx.storage.sql` is synchronous and the object
+//! single-threaded, so each operation is atomic), durable before the object answers
+//! (Cloudflare's output gate). Values and counters are kept apart, as in every other backend.
 
-use mcp_edge_domain::store::{KvStore, StoreError};
+use mcp_edge_domain::store::StoreError;
 use worker::{SqlCursor, SqlStorage, SqlStorageValue};
 
 pub struct SqlKv {
@@ -50,8 +48,8 @@ impl SqlKv {
     }
 }
 
-impl KvStore for SqlKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl SqlKv {
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let found = rows(self.exec("SELECT value FROM kv WHERE key = ?", vec![text(key)])?)?;
         match found.into_iter().next().and_then(|r| r.into_iter().next()) {
             None => Ok(None),
@@ -63,7 +61,7 @@ impl KvStore for SqlKv {
         }
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO kv (key, value) VALUES (?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -72,17 +70,17 @@ impl KvStore for SqlKv {
         .map(drop)
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.exec("DELETE FROM kv WHERE key = ?", vec![text(key)])?;
         self.exec("DELETE FROM counters WHERE key = ?", vec![text(key)])
             .map(drop)
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let found = rows(self.exec(
             "INSERT INTO counters (key, value) VALUES (?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = value + excluded.value RETURNING value",
@@ -97,7 +95,7 @@ impl KvStore for SqlKv {
         }
     }
 
-    fn compare_and_swap(
+    pub fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,

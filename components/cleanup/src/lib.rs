@@ -27,7 +27,7 @@ impl cron::Guest for Cleanup {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
         mcp_edge_guest::with_context(
             |ctx| {
-                api::run_cleanup(ctx)
+                mcp_edge_guest::block_on(api::run_cleanup(ctx))
                     .map(|_| ())
                     .map_err(|e| Error::Other(e.message))
             },

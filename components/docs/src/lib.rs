@@ -10,13 +10,13 @@ struct Docs;
 impl wasi::exports::http::incoming_handler::Guest for Docs {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve(request, out, |req| {
-            api::docs(
+            mcp_edge_guest::block_on(api::docs(
                 &req,
                 &FsDocs::at("/"),
                 &WasiConfig,
                 &SystemEnv,
                 &StdoutAudit,
-            )
+            ))
         });
     }
 }

@@ -10,9 +10,9 @@ struct Health;
 impl wasi::exports::http::incoming_handler::Guest for Health {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve(request, out, |req| {
-            api::health(&req, || {
-                api::store_round_trip(&WasiKv::open(DEFAULT_STORE)?)
-            })
+            mcp_edge_guest::block_on(api::health(&req, async || {
+                api::store_round_trip(&WasiKv::open(DEFAULT_STORE)?).await
+            }))
         });
     }
 }

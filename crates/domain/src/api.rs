@@ -34,7 +34,7 @@ pub struct Ctx<'a> {
 }
 
 /// The message log with the cleanup index and limits configured for this deployment.
-fn messaging<'a>(ctx: &'a Ctx) -> Result<Messaging<'a>, ApiError> {
+fn messaging<'a>(ctx: &'a Ctx<'_>) -> Result<Messaging<'a>, ApiError> {
     let cap = config::number(
         ctx.config,
         config::keys::MAX_MESSAGES_PER_GROUP,
@@ -52,11 +52,11 @@ fn messaging<'a>(ctx: &'a Ctx) -> Result<Messaging<'a>, ApiError> {
 
 /// The frame of every endpoint: CORS preflights are answered here, and CORS headers added to
 /// whatever `handler` answers (nothing changes while CORS is off).
-fn endpoint(
+async fn endpoint(
     req: &Request,
     config: &dyn ConfigSource,
     methods: &[&str],
-    handler: impl FnOnce() -> Response,
+    handler: impl AsyncFnOnce() -> Response,
 ) -> Response {
     let cors = match Cors::from_config(config) {
         Ok(cors) => cors,
@@ -65,7 +65,7 @@ fn endpoint(
     if let Some(preflight) = cors.preflight(req, methods) {
         return with_common_headers(preflight);
     }
-    cors.decorate(req, handler())
+    cors.decorate(req, handler().await)
 }
 
 /// The rate limiter and its policies, for one request.
@@ -77,7 +77,7 @@ struct Guard<'a> {
 }
 
 impl<'a> Guard<'a> {
-    fn new(req: &Request, ctx: &'a Ctx) -> Result<Self, ApiError> {
+    fn new(req: &Request, ctx: &'a Ctx<'_>) -> Result<Self, ApiError> {
         Ok(Self {
             limiter: Limiter::new(ctx.store, ctx.env.now_ms(), cleanup::bucket_ms(ctx.config)?),
             limits: Limits::from_config(ctx.config)?,
@@ -86,68 +86,83 @@ impl<'a> Guard<'a> {
     }
 
     /// One request from this address.
-    fn address(&self) -> Result<(), ApiError> {
+    async fn address(&self) -> Result<(), ApiError> {
         match &self.addr {
-            Some(ip) => self.limiter.take(Scope::Address, ip, self.limits.requests),
+            Some(ip) => {
+                self.limiter
+                    .take(Scope::Address, ip, self.limits.requests)
+                    .await
+            }
             None => Ok(()),
         }
     }
 
     /// One request under this subject.
-    fn subject(&self, who: &Principal) -> Result<(), ApiError> {
+    async fn subject(&self, who: &Principal) -> Result<(), ApiError> {
         self.limiter
             .take(Scope::Subject, &who.subject, self.limits.requests)
+            .await
     }
 
     /// Refuses a login while the address or the user name has no failures left.
-    fn login_allowed(&self, username: &str) -> Result<(), ApiError> {
+    async fn login_allowed(&self, username: &str) -> Result<(), ApiError> {
         let policy = self.limits.login_failures;
         if let Some(ip) = &self.addr {
-            self.limiter.check(Scope::LoginFailureAddress, ip, policy)?;
+            self.limiter
+                .check(Scope::LoginFailureAddress, ip, policy)
+                .await?;
         }
         self.limiter
             .check(Scope::LoginFailureUser, username, policy)
+            .await
     }
 
     /// Counts a failed login against the address and the user name.
-    fn login_failed(&self, username: &str) {
+    async fn login_failed(&self, username: &str) {
         let policy = self.limits.login_failures;
         if let Some(ip) = &self.addr {
             // Already refused above when empty; a race to zero only shortens the next wait.
-            let _ = self.limiter.take(Scope::LoginFailureAddress, ip, policy);
+            let _ = self
+                .limiter
+                .take(Scope::LoginFailureAddress, ip, policy)
+                .await;
         }
-        let _ = self.limiter.take(Scope::LoginFailureUser, username, policy);
+        let _ = self
+            .limiter
+            .take(Scope::LoginFailureUser, username, policy)
+            .await;
     }
 }
 
 /// Authenticates and rate-limits a messaging request: per address first (so floods of bad
 /// tokens are limited too), then per subject.
-fn admit(req: &Request, ctx: &Ctx, action: Action) -> Result<Principal, ApiError> {
+async fn admit(req: &Request, ctx: &Ctx<'_>, action: Action) -> Result<Principal, ApiError> {
     let guard = Guard::new(req, ctx)?;
-    guard.address()?;
+    guard.address().await?;
     let who = principal(req, ctx.config, ctx.env)?;
-    guard.subject(&who)?;
+    guard.subject(&who).await?;
     who.authorize(action)?;
     Ok(who)
 }
 
 /// An audited endpoint: within the [`endpoint`] frame, runs `handler`, then records its audit
 /// entry under `action` with the status it ended with.
-fn audited(
+async fn audited(
     req: &Request,
     config: &dyn ConfigSource,
     methods: &[&str],
     audit: &dyn AuditSink,
     action: &'static str,
-    handler: impl FnOnce(&mut AuditRecord) -> Result<Response, ApiError>,
+    handler: impl AsyncFnOnce(&mut AuditRecord) -> Result<Response, ApiError>,
 ) -> Response {
-    endpoint(req, config, methods, || {
+    endpoint(req, config, methods, async || {
         let mut record = AuditRecord::new(action);
-        let resp = respond(handler(&mut record));
+        let resp = respond(handler(&mut record).await);
         record.status = resp.status;
         audit.record(record);
         resp
     })
+    .await
 }
 
 fn principal(
@@ -166,49 +181,57 @@ struct LoginBody {
 }
 
 /// `POST /login`
-pub fn login(req: &Request, ctx: &Ctx) -> Response {
-    audited(req, ctx.config, &["POST"], ctx.audit, "login", |rec| {
-        rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
-        req.expect_method(&["POST"])?;
-        let guard = Guard::new(req, ctx)?;
-        guard.address()?;
-        let body: LoginBody = req.json()?;
-        validate_id("username", &body.username)?;
-        rec.user = Some(body.username.clone());
-        if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
-            return Err(ApiError::bad_request(
-                "invalid_password",
-                format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
-            ));
-        }
-        guard.login_allowed(&body.username)?;
-        let secret = config::jwt_secret(ctx.config)?;
-        let ttl = config::token_ttl_seconds(ctx.config)?;
-        let users = config::users(ctx.config)?;
-        let user = match check_credentials(&users, &body.username, &body.password) {
-            Ok(user) => user,
-            Err(e) => {
-                guard.login_failed(&body.username);
-                return Err(e);
+pub async fn login(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["POST"],
+        ctx.audit,
+        "login",
+        async |rec| {
+            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+            req.expect_method(&["POST"])?;
+            let guard = Guard::new(req, ctx)?;
+            guard.address().await?;
+            let body: LoginBody = req.json()?;
+            validate_id("username", &body.username)?;
+            rec.user = Some(body.username.clone());
+            if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
+                return Err(ApiError::bad_request(
+                    "invalid_password",
+                    format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
+                ));
             }
-        };
-        let issued = Tokens::new(&secret).issue(
-            &user.username,
-            user.role,
-            ttl,
-            ctx.env.now_ms(),
-            ctx.env.random_id(),
-        )?;
-        Ok(Response::json(
-            200,
-            &json!({
-                "access_token": issued.token,
-                "token_type": "Bearer",
-                "expires_in": issued.expires_in,
-                "role": user.role.as_str(),
-            }),
-        ))
-    })
+            guard.login_allowed(&body.username).await?;
+            let secret = config::jwt_secret(ctx.config)?;
+            let ttl = config::token_ttl_seconds(ctx.config)?;
+            let users = config::users(ctx.config)?;
+            let user = match check_credentials(&users, &body.username, &body.password) {
+                Ok(user) => user,
+                Err(e) => {
+                    guard.login_failed(&body.username).await;
+                    return Err(e);
+                }
+            };
+            let issued = Tokens::new(&secret).issue(
+                &user.username,
+                user.role,
+                ttl,
+                ctx.env.now_ms(),
+                ctx.env.random_id(),
+            )?;
+            Ok(Response::json(
+                200,
+                &json!({
+                    "access_token": issued.token,
+                    "token_type": "Bearer",
+                    "expires_in": issued.expires_in,
+                    "role": user.role.as_str(),
+                }),
+            ))
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -218,29 +241,39 @@ struct RegisterBody {
 }
 
 /// `POST /mcp/register`
-pub fn register(req: &Request, ctx: &Ctx) -> Response {
-    audited(req, ctx.config, &["POST"], ctx.audit, "register", |rec| {
-        req.expect_method(&["POST"])?;
-        let who = admit(req, ctx, Action::Register)?;
-        rec.subject = Some(who.subject.clone());
-        let body: RegisterBody = req.json()?;
-        rec.client_id = Some(body.client_id.clone());
-        rec.group_id = Some(body.group_id.clone());
-        let (status, record) =
-            match messaging(ctx)?.register(&who.subject, &body.client_id, &body.group_id)? {
+pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["POST"],
+        ctx.audit,
+        "register",
+        async |rec| {
+            req.expect_method(&["POST"])?;
+            let who = admit(req, ctx, Action::Register).await?;
+            rec.subject = Some(who.subject.clone());
+            let body: RegisterBody = req.json()?;
+            rec.client_id = Some(body.client_id.clone());
+            rec.group_id = Some(body.group_id.clone());
+            let (status, record) = match messaging(ctx)?
+                .register(&who.subject, &body.client_id, &body.group_id)
+                .await?
+            {
                 Registration::Created(r) => (201, r),
                 Registration::Refreshed(r) => (200, r),
             };
-        Ok(Response::json(
-            status,
-            &json!({
-                "client_id": body.client_id,
-                "group_id": record.group_id,
-                "registered_at": rfc3339_ms(record.registered_at_ms),
-                "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
-            }),
-        ))
-    })
+            Ok(Response::json(
+                status,
+                &json!({
+                    "client_id": body.client_id,
+                    "group_id": record.group_id,
+                    "registered_at": rfc3339_ms(record.registered_at_ms),
+                    "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
+                }),
+            ))
+        },
+    )
+    .await
 }
 
 /// Distinguishes an absent field from an explicit `null` (a valid payload).
@@ -257,10 +290,10 @@ struct SendBody {
 }
 
 /// `POST /mcp/send`
-pub fn send(req: &Request, ctx: &Ctx) -> Response {
-    audited(req, ctx.config, &["POST"], ctx.audit, "send", |rec| {
+pub async fn send(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(req, ctx.config, &["POST"], ctx.audit, "send", async |rec| {
         req.expect_method(&["POST"])?;
-        let who = admit(req, ctx, Action::Send)?;
+        let who = admit(req, ctx, Action::Send).await?;
         rec.subject = Some(who.subject.clone());
         let body: SendBody = req.json()?;
         rec.client_id = Some(body.sender_id.clone());
@@ -277,7 +310,9 @@ pub fn send(req: &Request, ctx: &Ctx) -> Response {
                 "payload is {size} bytes serialized; the limit is {limit}"
             )));
         }
-        let sent = messaging(ctx)?.send(&who.subject, &body.sender_id, &body.group_id, payload)?;
+        let sent = messaging(ctx)?
+            .send(&who.subject, &body.sender_id, &body.group_id, payload)
+            .await?;
         rec.message_id = Some(sent.message_id.clone());
         Ok(Response::json(
             202,
@@ -288,6 +323,7 @@ pub fn send(req: &Request, ctx: &Ctx) -> Response {
             }),
         ))
     })
+    .await
 }
 
 fn message_json(m: &StoredMessage) -> Value {
@@ -311,64 +347,74 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
 }
 
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
-pub fn receive(req: &Request, ctx: &Ctx) -> Response {
-    audited(req, ctx.config, &["GET"], ctx.audit, "receive", |rec| {
-        req.expect_method(&["GET"])?;
-        let who = admit(req, ctx, Action::Receive)?;
-        rec.subject = Some(who.subject.clone());
-        let (mut client_id, mut group_id, mut after, mut limit) =
-            (None, None, None, DEFAULT_RECEIVE_LIMIT);
-        for (key, value) in req.query_params()? {
-            match key.as_str() {
-                "client_id" => client_id = Some(value),
-                "group_id" => group_id = Some(value),
-                "after" => after = Some(number_param("after", &value)?),
-                "limit" => {
-                    limit = number_param("limit", &value)?
-                        .try_into()
-                        .ok()
-                        .filter(|l| (1..=MAX_RECEIVE_LIMIT).contains(l))
-                        .ok_or_else(|| {
-                            ApiError::bad_request(
-                                "invalid_query",
-                                format!("limit must be 1-{MAX_RECEIVE_LIMIT}"),
-                            )
-                        })?;
+pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["GET"],
+        ctx.audit,
+        "receive",
+        async |rec| {
+            req.expect_method(&["GET"])?;
+            let who = admit(req, ctx, Action::Receive).await?;
+            rec.subject = Some(who.subject.clone());
+            let (mut client_id, mut group_id, mut after, mut limit) =
+                (None, None, None, DEFAULT_RECEIVE_LIMIT);
+            for (key, value) in req.query_params()? {
+                match key.as_str() {
+                    "client_id" => client_id = Some(value),
+                    "group_id" => group_id = Some(value),
+                    "after" => after = Some(number_param("after", &value)?),
+                    "limit" => {
+                        limit = number_param("limit", &value)?
+                            .try_into()
+                            .ok()
+                            .filter(|l| (1..=MAX_RECEIVE_LIMIT).contains(l))
+                            .ok_or_else(|| {
+                                ApiError::bad_request(
+                                    "invalid_query",
+                                    format!("limit must be 1-{MAX_RECEIVE_LIMIT}"),
+                                )
+                            })?;
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        let missing = |name: &str| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!("query parameter {name} is required"),
-            )
-        };
-        let client_id = client_id.ok_or_else(|| missing("client_id"))?;
-        let group_id = group_id.ok_or_else(|| missing("group_id"))?;
-        rec.client_id = Some(client_id.clone());
-        rec.group_id = Some(group_id.clone());
-        let got = messaging(ctx)?.receive(&who.subject, &client_id, &group_id, after, limit)?;
-        rec.message_count = Some(got.messages.len());
-        Ok(Response::json(
-            200,
-            &json!({
-                "messages": got.messages.iter().map(message_json).collect::<Vec<_>>(),
-                "next_after": got.next_after,
-            }),
-        ))
-    })
+            let missing = |name: &str| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("query parameter {name} is required"),
+                )
+            };
+            let client_id = client_id.ok_or_else(|| missing("client_id"))?;
+            let group_id = group_id.ok_or_else(|| missing("group_id"))?;
+            rec.client_id = Some(client_id.clone());
+            rec.group_id = Some(group_id.clone());
+            let got = messaging(ctx)?
+                .receive(&who.subject, &client_id, &group_id, after, limit)
+                .await?;
+            rec.message_count = Some(got.messages.len());
+            Ok(Response::json(
+                200,
+                &json!({
+                    "messages": got.messages.iter().map(message_json).collect::<Vec<_>>(),
+                    "next_after": got.next_after,
+                }),
+            ))
+        },
+    )
+    .await
 }
 
 /// `GET /docs/{version}/{path}` (and `GET /docs` for the version list).
-pub fn docs(
+pub async fn docs(
     req: &Request,
     src: &dyn DocsSource,
     config: &dyn ConfigSource,
     env: &dyn Env,
     audit: &dyn AuditSink,
 ) -> Response {
-    audited(req, config, &["GET", "HEAD"], audit, "docs", |rec| {
+    audited(req, config, &["GET", "HEAD"], audit, "docs", async |rec| {
         rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
         let visibility = match config::docs_access(config)? {
             DocsAccess::Public => Visibility::Public,
@@ -381,13 +427,16 @@ pub fn docs(
         };
         docs::serve(req, src, visibility)
     })
+    .await
 }
 
 /// One cleanup pass, recorded in the audit trail (the scheduled entry point).
-pub fn run_cleanup(ctx: &Ctx) -> Result<cleanup::Report, ApiError> {
+pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<cleanup::Report, ApiError> {
     let mut record = AuditRecord::new("cleanup");
-    let result = cleanup::Settings::from_config(ctx.config)
-        .and_then(|settings| Cleanup::new(ctx.store, ctx.env, settings).run());
+    let result = match cleanup::Settings::from_config(ctx.config) {
+        Ok(settings) => Cleanup::new(ctx.store, ctx.env, settings).run().await,
+        Err(e) => Err(e),
+    };
     record.status = match &result {
         Ok(report) => {
             record.clients_removed = Some(report.clients_removed);
@@ -401,45 +450,57 @@ pub fn run_cleanup(ctx: &Ctx) -> Result<cleanup::Report, ApiError> {
 }
 
 /// `POST /admin/cleanup`: one cleanup pass on demand (admin only), for external schedulers.
-pub fn cleanup(req: &Request, ctx: &Ctx) -> Response {
-    endpoint(req, ctx.config, &["POST"], || {
-        respond((|| {
-            req.expect_method(&["POST"])?;
-            admit(req, ctx, Action::Cleanup)?;
-            let report = run_cleanup(ctx)?;
-            Ok(Response::json(200, &report))
-        })())
+pub async fn cleanup(req: &Request, ctx: &Ctx<'_>) -> Response {
+    endpoint(req, ctx.config, &["POST"], async || {
+        respond(
+            async {
+                req.expect_method(&["POST"])?;
+                admit(req, ctx, Action::Cleanup).await?;
+                let report = run_cleanup(ctx).await?;
+                Ok(Response::json(200, &report))
+            }
+            .await,
+        )
     })
+    .await
 }
 
 /// A store round trip for readiness: a read of a key nothing else uses.
-pub fn store_round_trip(store: &dyn KvStore) -> Result<(), StoreError> {
-    store.get("health/probe").map(|_| ())
+pub async fn store_round_trip(store: &dyn KvStore) -> Result<(), StoreError> {
+    store.get("health/probe").await.map(|_| ())
 }
 
 /// `GET /health` (liveness) and `GET /health/ready` (readiness: `ready` runs a store round
 /// trip). `req.path` is the part after `/health`.
-pub fn health(req: &Request, ready: impl FnOnce() -> Result<(), StoreError>) -> Response {
-    respond((|| {
-        req.expect_method(&["GET", "HEAD"])?;
-        match req.path.trim_end_matches('/') {
-            "" => Ok(Response::json(200, &json!({ "status": "ok" }))),
-            "/ready" => match ready() {
-                Ok(()) => Ok(Response::json(
-                    200,
-                    &json!({ "status": "ready", "checks": { "store": "ok" } }),
+pub async fn health(
+    req: &Request,
+    ready: impl AsyncFnOnce() -> Result<(), StoreError>,
+) -> Response {
+    respond(
+        async {
+            req.expect_method(&["GET", "HEAD"])?;
+            match req.path.trim_end_matches('/') {
+                "" => Ok(Response::json(200, &json!({ "status": "ok" }))),
+                "/ready" => match ready().await {
+                    Ok(()) => Ok(Response::json(
+                        200,
+                        &json!({ "status": "ready", "checks": { "store": "ok" } }),
+                    )),
+                    Err(e) => {
+                        Err(
+                            ApiError::new(503, "not_ready", format!("store check failed: {e}"))
+                                .with_header("retry-after", "5"),
+                        )
+                    }
+                },
+                _ => Err(ApiError::not_found(
+                    "route_not_found",
+                    "no such health check; try /health or /health/ready",
                 )),
-                Err(e) => Err(
-                    ApiError::new(503, "not_ready", format!("store check failed: {e}"))
-                        .with_header("retry-after", "5"),
-                ),
-            },
-            _ => Err(ApiError::not_found(
-                "route_not_found",
-                "no such health check; try /health or /health/ready",
-            )),
+            }
         }
-    })())
+        .await,
+    )
 }
 
 #[cfg(test)]

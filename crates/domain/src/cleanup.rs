@@ -112,11 +112,11 @@ pub struct Report {
     pub complete: bool,
 }
 
-fn read_json<T: DeserializeOwned>(
+async fn read_json<T: DeserializeOwned>(
     store: &dyn KvStore,
     key: &str,
 ) -> Result<Option<(Vec<u8>, T)>, ApiError> {
-    match store.get(key)? {
+    match store.get(key).await? {
         None => Ok(None),
         Some(bytes) => match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(Some((bytes, v))),
@@ -135,19 +135,21 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Adds `id` to the list at `key` (idempotent). If `cursor_key` is absent, it is created
 /// pointing at `bucket`, so that cleanup knows where the index starts.
-pub fn add_to_index(
+pub async fn add_to_index(
     store: &dyn KvStore,
     key: &str,
     cursor_key: Option<(&str, u64)>,
     id: &str,
 ) -> Result<(), ApiError> {
     if let Some((cursor, bucket)) = cursor_key
-        && store.get(cursor)?.is_none()
+        && store.get(cursor).await?.is_none()
     {
-        store.compare_and_swap(cursor, None, &to_json(&bucket))?;
+        store
+            .compare_and_swap(cursor, None, &to_json(&bucket))
+            .await?;
     }
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let current: Option<(Vec<u8>, Vec<String>)> = read_json(store, key)?;
+        let current: Option<(Vec<u8>, Vec<String>)> = read_json(store, key).await?;
         let (expected, mut ids) = match current {
             Some((bytes, ids)) => (Some(bytes), ids),
             None => (None, Vec::new()),
@@ -156,7 +158,10 @@ pub fn add_to_index(
             return Ok(());
         }
         ids.push(id.to_owned());
-        if store.compare_and_swap(key, expected.as_deref(), &to_json(&ids))? {
+        if store
+            .compare_and_swap(key, expected.as_deref(), &to_json(&ids))
+            .await?
+        {
             return Ok(());
         }
     }
@@ -164,9 +169,9 @@ pub fn add_to_index(
 }
 
 /// Moves the number at `key` forward to at least `value`.
-fn advance(store: &dyn KvStore, key: &str, value: u64) -> Result<u64, ApiError> {
+async fn advance(store: &dyn KvStore, key: &str, value: u64) -> Result<u64, ApiError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let current: Option<(Vec<u8>, u64)> = read_json(store, key)?;
+        let current: Option<(Vec<u8>, u64)> = read_json(store, key).await?;
         let (expected, old) = match current {
             Some((bytes, v)) => (Some(bytes), v),
             None => (None, 0),
@@ -174,7 +179,10 @@ fn advance(store: &dyn KvStore, key: &str, value: u64) -> Result<u64, ApiError> 
         if old >= value {
             return Ok(old);
         }
-        if store.compare_and_swap(key, expected.as_deref(), &to_json(&value))? {
+        if store
+            .compare_and_swap(key, expected.as_deref(), &to_json(&value))
+            .await?
+        {
             return Ok(value);
         }
     }
@@ -182,8 +190,9 @@ fn advance(store: &dyn KvStore, key: &str, value: u64) -> Result<u64, ApiError> 
 }
 
 /// The group's tail: slots up to it are deleted.
-pub fn tail(store: &dyn KvStore, group_id: &str) -> Result<u64, ApiError> {
-    Ok(read_json::<u64>(store, &tail_key(group_id))?
+pub async fn tail(store: &dyn KvStore, group_id: &str) -> Result<u64, ApiError> {
+    Ok(read_json::<u64>(store, &tail_key(group_id))
+        .await?
         .map(|(_, v)| v)
         .unwrap_or(0))
 }
@@ -204,13 +213,13 @@ impl<'a> Cleanup<'a> {
     }
 
     /// One bounded pass.
-    pub fn run(&self) -> Result<Report, ApiError> {
+    pub async fn run(&self) -> Result<Report, ApiError> {
         let mut report = Report::default();
         let mut budget = self.settings.budget;
-        let clients_done = self.expire_clients(&mut budget, &mut report)?;
-        let cap_done = self.enforce_caps(&mut budget, &mut report)?;
-        let retention_done = self.enforce_retention(&mut budget, &mut report)?;
-        let limits_done = self.expire_rate_limits(&mut budget, &mut report)?;
+        let clients_done = self.expire_clients(&mut budget, &mut report).await?;
+        let cap_done = self.enforce_caps(&mut budget, &mut report).await?;
+        let retention_done = self.enforce_retention(&mut budget, &mut report).await?;
+        let limits_done = self.expire_rate_limits(&mut budget, &mut report).await?;
         report.complete = clients_done && cap_done && retention_done && limits_done;
         Ok(report)
     }
@@ -223,42 +232,50 @@ impl<'a> Cleanup<'a> {
 
     /// Walks the buckets of an index from its cursor up to `last`, calling `visit` on every
     /// listed ID (which may spend budget); a bucket is deleted once all its IDs are done.
-    fn walk(
+    async fn walk(
         &self,
         cursor_key: &str,
         bucket_key: fn(u64) -> String,
         last: Option<u64>,
         budget: &mut usize,
-        mut visit: impl FnMut(&str, &mut usize) -> Result<bool, ApiError>,
+        mut visit: impl AsyncFnMut(&str, &mut usize) -> Result<bool, ApiError>,
     ) -> Result<bool, ApiError> {
-        let (Some(last), Some((_, mut cursor))) = (last, read_json::<u64>(self.store, cursor_key)?)
+        let (Some(last), Some((_, mut cursor))) =
+            (last, read_json::<u64>(self.store, cursor_key).await?)
         else {
             return Ok(true);
         };
         while cursor <= last {
             let key = bucket_key(cursor);
-            let ids: Vec<String> = read_json(self.store, &key)?
+            let ids: Vec<String> = read_json(self.store, &key)
+                .await?
                 .map(|(_, ids)| ids)
                 .unwrap_or_default();
             let mut done = 0;
             for id in &ids {
-                if *budget == 0 || !visit(id, budget)? {
+                if *budget == 0 || !visit(id, budget).await? {
                     break;
                 }
                 done += 1;
             }
             if done < ids.len() {
                 // Out of budget: keep what is left of this bucket for the next run.
-                self.store.set(&key, &to_json(&ids[done..].to_vec()))?;
+                self.store
+                    .set(&key, &to_json(&ids[done..].to_vec()))
+                    .await?;
                 return Ok(false);
             }
-            self.store.delete(&key)?;
-            cursor = advance(self.store, cursor_key, cursor + 1)?;
+            self.store.delete(&key).await?;
+            cursor = advance(self.store, cursor_key, cursor + 1).await?;
         }
         Ok(true)
     }
 
-    fn expire_clients(&self, budget: &mut usize, report: &mut Report) -> Result<bool, ApiError> {
+    async fn expire_clients(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
         let timeout = self.settings.client_timeout_ms;
         let last = self.last_expired_bucket(timeout);
         let now = self.env.now_ms();
@@ -267,10 +284,10 @@ impl<'a> Cleanup<'a> {
             heartbeat_bucket_key,
             last,
             budget,
-            |client_id, budget| {
+            async |client_id, budget| {
                 *budget -= 1;
                 let key = client_key(client_id);
-                let Some(bytes) = self.store.get(&key)? else {
+                let Some(bytes) = self.store.get(&key).await? else {
                     return Ok(true);
                 };
                 let Ok(record) = serde_json::from_slice::<ClientRecord>(&bytes) else {
@@ -282,20 +299,22 @@ impl<'a> Cleanup<'a> {
                 // Claim the record so that exactly one run removes it and counts it.
                 if self
                     .store
-                    .compare_and_swap(&key, Some(&bytes), EXPIRED_MARKER)?
+                    .compare_and_swap(&key, Some(&bytes), EXPIRED_MARKER)
+                    .await?
                 {
-                    self.store.delete(&key)?;
-                    self.store.increment(REGISTERED_CLIENTS_KEY, -1)?;
-                    leave_group(self.store, &record.group_id, client_id)?;
+                    self.store.delete(&key).await?;
+                    self.store.increment(REGISTERED_CLIENTS_KEY, -1).await?;
+                    leave_group(self.store, &record.group_id, client_id).await?;
                     report.clients_removed += 1;
                 }
                 Ok(true)
             },
         )
+        .await
     }
 
     /// Deletes the rate-limit buckets listed as full by now; lists the others again.
-    fn expire_rate_limits(
+    async fn expire_rate_limits(
         &self,
         budget: &mut usize,
         report: &mut Report,
@@ -306,31 +325,36 @@ impl<'a> Cleanup<'a> {
             ratelimit::index_bucket_key,
             self.last_expired_bucket(0),
             budget,
-            |key, budget| {
+            async |key, budget| {
                 *budget -= 1;
-                if limiter.expire(key, &self.settings.limits)? {
+                if limiter.expire(key, &self.settings.limits).await? {
                     report.rate_limits_removed += 1;
                 }
                 Ok(true)
             },
         )
+        .await
     }
 
     /// Deletes slots `tail+1 ..= new_tail` after moving the tail, so readers stop looking at
     /// them first. Returns how many were deleted.
-    fn truncate(&self, group_id: &str, from: u64, new_tail: u64) -> Result<u64, ApiError> {
+    async fn truncate(&self, group_id: &str, from: u64, new_tail: u64) -> Result<u64, ApiError> {
         if new_tail <= from {
             return Ok(0);
         }
-        advance(self.store, &tail_key(group_id), new_tail)?;
+        advance(self.store, &tail_key(group_id), new_tail).await?;
         for seq in from + 1..=new_tail {
-            self.store.delete(&message_key(group_id, seq))?;
+            self.store.delete(&message_key(group_id, seq)).await?;
         }
         Ok(new_tail - from)
     }
 
-    fn enforce_caps(&self, budget: &mut usize, report: &mut Report) -> Result<bool, ApiError> {
-        let Some((_, groups)) = read_json::<Vec<String>>(self.store, CAPCHECK)? else {
+    async fn enforce_caps(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let Some((_, groups)) = read_json::<Vec<String>>(self.store, CAPCHECK).await? else {
             return Ok(true);
         };
         let cap = self.settings.max_messages_per_group;
@@ -339,11 +363,12 @@ impl<'a> Cleanup<'a> {
             if *budget == 0 {
                 break;
             }
-            let head = u64::try_from(self.store.increment(&head_key(group_id), 0)?).unwrap_or(0);
-            let from = tail(self.store, group_id)?;
+            let head =
+                u64::try_from(self.store.increment(&head_key(group_id), 0).await?).unwrap_or(0);
+            let from = tail(self.store, group_id).await?;
             let target = head.saturating_sub(cap);
             let new_tail = target.min(from + *budget as u64);
-            let removed = self.truncate(group_id, from, new_tail)?;
+            let removed = self.truncate(group_id, from, new_tail).await?;
             *budget -= removed as usize;
             report.messages_removed += removed;
             if new_tail >= target {
@@ -352,7 +377,8 @@ impl<'a> Cleanup<'a> {
         }
         // Drop the groups now within their cap (others may have been added meanwhile).
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some((bytes, current)) = read_json::<Vec<String>>(self.store, CAPCHECK)? else {
+            let Some((bytes, current)) = read_json::<Vec<String>>(self.store, CAPCHECK).await?
+            else {
                 break;
             };
             let left: Vec<String> = current
@@ -361,7 +387,8 @@ impl<'a> Cleanup<'a> {
                 .collect();
             if self
                 .store
-                .compare_and_swap(CAPCHECK, Some(&bytes), &to_json(&left))?
+                .compare_and_swap(CAPCHECK, Some(&bytes), &to_json(&left))
+                .await?
             {
                 return Ok(left.is_empty() || *budget > 0);
             }
@@ -369,7 +396,11 @@ impl<'a> Cleanup<'a> {
         Ok(false)
     }
 
-    fn enforce_retention(&self, budget: &mut usize, report: &mut Report) -> Result<bool, ApiError> {
+    async fn enforce_retention(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
         let retention = self.settings.retention_ms;
         let last = self.last_expired_bucket(retention);
         let now = self.env.now_ms();
@@ -378,14 +409,14 @@ impl<'a> Cleanup<'a> {
             messages_bucket_key,
             last,
             budget,
-            |group_id, budget| {
+            async |group_id, budget| {
                 let head =
-                    u64::try_from(self.store.increment(&head_key(group_id), 0)?).unwrap_or(0);
-                let from = tail(self.store, group_id)?;
+                    u64::try_from(self.store.increment(&head_key(group_id), 0).await?).unwrap_or(0);
+                let from = tail(self.store, group_id).await?;
                 let mut new_tail = from;
                 while new_tail < head && *budget > 0 {
                     let key = message_key(group_id, new_tail + 1);
-                    let old = match self.store.get(&key)? {
+                    let old = match self.store.get(&key).await? {
                         Some(bytes) => match serde_json::from_slice::<Slot>(&bytes) {
                             Ok(Slot::Message(m)) => m.timestamp_ms + retention <= now,
                             _ => true,
@@ -399,11 +430,12 @@ impl<'a> Cleanup<'a> {
                     new_tail += 1;
                     *budget -= 1;
                 }
-                report.messages_removed += self.truncate(group_id, from, new_tail)?;
+                report.messages_removed += self.truncate(group_id, from, new_tail).await?;
                 // Done with this group for this bucket unless the budget ran out mid-way.
                 Ok(*budget > 0 || new_tail >= head)
             },
         )
+        .await
     }
 }
 

@@ -156,7 +156,7 @@ pub fn api_request(data: &[u8]) -> Option<u16> {
         audit: &audit,
     };
     // A registered client, so that sends and receives can get past the registry.
-    let setup = api::register(
+    let setup = pollster::block_on(api::register(
         &Request {
             method: "POST".into(),
             headers: vec![(
@@ -167,19 +167,19 @@ pub fn api_request(data: &[u8]) -> Option<u16> {
             ..Default::default()
         },
         &ctx,
-    );
+    ));
     assert_eq!(setup.status, 201, "fuzz setup");
     let what = format!("{} {:?}", req.method, req.path);
     let resp = match endpoint % 7 {
-        0 => api::login(&req, &ctx),
-        1 => api::register(&req, &ctx),
-        2 => api::send(&req, &ctx),
-        3 => api::receive(&req, &ctx),
-        4 => api::cleanup(&req, &ctx),
-        5 => api::health(&req, || Ok(())),
+        0 => pollster::block_on(api::login(&req, &ctx)),
+        1 => pollster::block_on(api::register(&req, &ctx)),
+        2 => pollster::block_on(api::send(&req, &ctx)),
+        3 => pollster::block_on(api::receive(&req, &ctx)),
+        4 => pollster::block_on(api::cleanup(&req, &ctx)),
+        5 => pollster::block_on(api::health(&req, async || Ok(()))),
         _ => {
             let docs = docs_tree();
-            let resp = api::docs(&req, &docs, &config, &env, &audit);
+            let resp = pollster::block_on(api::docs(&req, &docs, &config, &env, &audit));
             for path in docs.asked.borrow().iter() {
                 assert_inside_root(path);
             }
@@ -201,13 +201,13 @@ pub fn docs_path(data: &[u8]) -> u16 {
     }
     let docs = docs_tree();
     let config: HashMap<String, String> = HashMap::new();
-    let resp = api::docs(
+    let resp = pollster::block_on(api::docs(
         &req,
         &docs,
         &config,
         &FakeEnv::at(NOW),
         &MemoryAudit::default(),
-    );
+    ));
     for path in docs.asked.borrow().iter() {
         assert_inside_root(path);
     }

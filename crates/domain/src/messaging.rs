@@ -179,10 +179,10 @@ impl<'a> Messaging<'a> {
 
     /// Adds `client_id` to `group_id`'s member list, refusing with 409 when the group is
     /// full of live members.
-    fn join(&self, group_id: &str, client_id: &str) -> Result<(), ApiError> {
+    async fn join(&self, group_id: &str, client_id: &str) -> Result<(), ApiError> {
         let key = members_key(group_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let raw = self.store.get(&key)?;
+            let raw = self.store.get(&key).await?;
             let mut members: Vec<String> = match &raw {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(|e| corrupt(&key, e))?,
                 None => Vec::new(),
@@ -191,7 +191,7 @@ impl<'a> Messaging<'a> {
                 return Ok(());
             }
             if members.len() as u64 >= self.max_clients {
-                members = self.live_members(group_id, members)?;
+                members = self.live_members(group_id, members).await?;
                 if members.len() as u64 >= self.max_clients {
                     return Err(ApiError::new(
                         409,
@@ -206,7 +206,8 @@ impl<'a> Messaging<'a> {
             members.push(client_id.to_owned());
             if self
                 .store
-                .compare_and_swap(&key, raw.as_deref(), &encode(&members))?
+                .compare_and_swap(&key, raw.as_deref(), &encode(&members))
+                .await?
             {
                 return Ok(());
             }
@@ -215,9 +216,13 @@ impl<'a> Messaging<'a> {
     }
 
     /// The listed members whose record still places them in the group.
-    fn live_members(&self, group_id: &str, members: Vec<String>) -> Result<Vec<String>, ApiError> {
+    async fn live_members(
+        &self,
+        group_id: &str,
+        members: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
         let keys: Vec<String> = members.iter().map(|m| client_key(m)).collect();
-        let records = self.store.get_many(&keys)?;
+        let records = self.store.get_many(&keys).await?;
         Ok(members
             .into_iter()
             .zip(records)
@@ -240,7 +245,7 @@ impl<'a> Messaging<'a> {
 
     /// Lists the client in the heartbeat bucket of `now` unless it already is there;
     /// returns the bucket to record.
-    fn index_heartbeat(
+    async fn index_heartbeat(
         &self,
         client_id: &str,
         listed_in: Option<u64>,
@@ -253,19 +258,26 @@ impl<'a> Messaging<'a> {
                 &cleanup::heartbeat_bucket_key(bucket),
                 Some((cleanup::HEARTBEAT_CURSOR, bucket)),
                 client_id,
-            )?;
+            )
+            .await?;
         }
         Ok(bucket)
     }
 
     /// After a send: list the group in this bucket's message index (once per bucket), and
     /// flag it for the cap check every tenth of the cap beyond it.
-    fn index_message(&self, group_id: &str, seq: u64, timestamp_ms: u64) -> Result<(), ApiError> {
+    async fn index_message(
+        &self,
+        group_id: &str,
+        seq: u64,
+        timestamp_ms: u64,
+    ) -> Result<(), ApiError> {
         let bucket = timestamp_ms / self.bucket_ms;
         let indexed = cleanup::indexed_key(group_id);
         let listed = self
             .store
-            .get(&indexed)?
+            .get(&indexed)
+            .await?
             .and_then(|b| serde_json::from_slice::<u64>(&b).ok());
         if listed != Some(bucket) {
             cleanup::add_to_index(
@@ -273,23 +285,27 @@ impl<'a> Messaging<'a> {
                 &cleanup::messages_bucket_key(bucket),
                 Some((cleanup::MESSAGES_CURSOR, bucket)),
                 group_id,
-            )?;
-            self.store.set(&indexed, &encode(&bucket))?;
+            )
+            .await?;
+            self.store.set(&indexed, &encode(&bucket)).await?;
         }
         if seq > self.cap && seq.is_multiple_of((self.cap / 10).max(1)) {
-            cleanup::add_to_index(self.store, cleanup::CAPCHECK, None, group_id)?;
+            cleanup::add_to_index(self.store, cleanup::CAPCHECK, None, group_id).await?;
         }
         Ok(())
     }
 
-    fn head(&self, group_id: &str) -> Result<u64, ApiError> {
+    async fn head(&self, group_id: &str) -> Result<u64, ApiError> {
         let key = head_key(group_id);
-        to_u64(self.store.increment(&key, 0)?, &key)
+        to_u64(self.store.increment(&key, 0).await?, &key)
     }
 
-    fn load_client(&self, client_id: &str) -> Result<Option<(Vec<u8>, ClientRecord)>, ApiError> {
+    async fn load_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Vec<u8>, ClientRecord)>, ApiError> {
         let key = client_key(client_id);
-        match self.store.get(&key)? {
+        match self.store.get(&key).await? {
             None => Ok(None),
             // Claimed by a cleanup run that has not deleted it (yet): no longer registered.
             Some(bytes) if bytes == cleanup::EXPIRED_MARKER => Ok(None),
@@ -301,13 +317,13 @@ impl<'a> Messaging<'a> {
     }
 
     /// The client's record, checked to belong to `subject` and to be in `group_id`.
-    fn owned_member(
+    async fn owned_member(
         &self,
         subject: &str,
         client_id: &str,
         group_id: &str,
     ) -> Result<(Vec<u8>, ClientRecord), ApiError> {
-        let (bytes, record) = self.load_client(client_id)?.ok_or_else(|| {
+        let (bytes, record) = self.load_client(client_id).await?.ok_or_else(|| {
             ApiError::not_found(
                 "client_not_found",
                 format!("client {client_id} is not registered"),
@@ -331,7 +347,7 @@ impl<'a> Messaging<'a> {
     /// Registers `client_id` in `group_id` for `subject`, or refreshes its heartbeat; a
     /// registration into another group moves the client (it then sees only messages sent
     /// after the move).
-    pub fn register(
+    pub async fn register(
         &self,
         subject: &str,
         client_id: &str,
@@ -342,11 +358,12 @@ impl<'a> Messaging<'a> {
         let key = client_key(client_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = self.env.now_ms();
-            match self.load_client(client_id)? {
+            match self.load_client(client_id).await? {
                 None => {
                     let head = self
-                        .head(group_id)?
-                        .max(cleanup::tail(self.store, group_id)?);
+                        .head(group_id)
+                        .await?
+                        .max(cleanup::tail(self.store, group_id).await?);
                     let record = ClientRecord {
                         owner: subject.to_owned(),
                         group_id: group_id.to_owned(),
@@ -354,18 +371,19 @@ impl<'a> Messaging<'a> {
                         cursor: head,
                         registered_at_ms: now,
                         last_heartbeat_ms: now,
-                        hb_bucket: self.index_heartbeat(client_id, None, now)?,
+                        hb_bucket: self.index_heartbeat(client_id, None, now).await?,
                     };
-                    self.join(group_id, client_id)?;
-                    let leftover = self.store.get(&key)?;
+                    self.join(group_id, client_id).await?;
+                    let leftover = self.store.get(&key).await?;
                     let expected = leftover
                         .as_deref()
                         .filter(|b| *b == cleanup::EXPIRED_MARKER);
                     if self
                         .store
-                        .compare_and_swap(&key, expected, &encode(&record))?
+                        .compare_and_swap(&key, expected, &encode(&record))
+                        .await?
                     {
-                        self.store.increment(REGISTERED_CLIENTS_KEY, 1)?;
+                        self.store.increment(REGISTERED_CLIENTS_KEY, 1).await?;
                         return Ok(Registration::Created(record));
                     }
                 }
@@ -378,21 +396,23 @@ impl<'a> Messaging<'a> {
                     }
                     let left = (record.group_id != group_id).then(|| record.group_id.clone());
                     if left.is_some() {
-                        self.join(group_id, client_id)?;
-                        let head = self.head(group_id)?;
+                        self.join(group_id, client_id).await?;
+                        let head = self.head(group_id).await?;
                         record.group_id = group_id.to_owned();
                         record.joined_after = head;
                         record.cursor = head;
                     }
                     record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
-                    record.hb_bucket =
-                        self.index_heartbeat(client_id, Some(record.hb_bucket), now)?;
+                    record.hb_bucket = self
+                        .index_heartbeat(client_id, Some(record.hb_bucket), now)
+                        .await?;
                     if self
                         .store
-                        .compare_and_swap(&key, Some(&bytes), &encode(&record))?
+                        .compare_and_swap(&key, Some(&bytes), &encode(&record))
+                        .await?
                     {
                         if let Some(old) = left {
-                            leave_group(self.store, &old, client_id)?;
+                            leave_group(self.store, &old, client_id).await?;
                         }
                         return Ok(Registration::Refreshed(record));
                     }
@@ -403,7 +423,7 @@ impl<'a> Messaging<'a> {
     }
 
     /// Appends `payload` from `sender_id` to `group_id`'s log.
-    pub fn send(
+    pub async fn send(
         &self,
         subject: &str,
         sender_id: &str,
@@ -412,7 +432,7 @@ impl<'a> Messaging<'a> {
     ) -> Result<Sent, ApiError> {
         validate_id("sender_id", sender_id)?;
         validate_id("group_id", group_id)?;
-        self.owned_member(subject, sender_id, group_id)?;
+        self.owned_member(subject, sender_id, group_id).await?;
         let mut message = StoredMessage {
             message_id: self.env.random_id(),
             seq: 0,
@@ -421,26 +441,29 @@ impl<'a> Messaging<'a> {
             payload,
             timestamp_ms: 0,
         };
-        let tail = cleanup::tail(self.store, group_id)?;
+        let tail = cleanup::tail(self.store, group_id).await?;
         let limit = tail.saturating_add(self.backlog_limit());
-        if self.head(group_id)? >= limit {
+        if self.head(group_id).await? >= limit {
             return Err(self.backlog_full(group_id));
         }
         for _ in 0..MAX_CAS_ATTEMPTS {
-            message.seq = self.allocate(group_id)?;
+            message.seq = self.allocate(group_id).await?;
             if message.seq > limit {
                 // Lost a race for the last places: give the number back as a tombstone so
                 // readers need not wait for it.
-                self.store.compare_and_swap(
-                    &message_key(group_id, message.seq),
-                    None,
-                    &encode(&Slot::Tombstone),
-                )?;
+                self.store
+                    .compare_and_swap(
+                        &message_key(group_id, message.seq),
+                        None,
+                        &encode(&Slot::Tombstone),
+                    )
+                    .await?;
                 return Err(self.backlog_full(group_id));
             }
             message.timestamp_ms = self.env.now_ms();
-            if self.publish(&message)? {
-                self.index_message(group_id, message.seq, message.timestamp_ms)?;
+            if self.publish(&message).await? {
+                self.index_message(group_id, message.seq, message.timestamp_ms)
+                    .await?;
                 return Ok(Sent {
                     message_id: message.message_id,
                     seq: message.seq,
@@ -452,24 +475,26 @@ impl<'a> Messaging<'a> {
     }
 
     /// Step one of a send: take the next sequence number.
-    pub(crate) fn allocate(&self, group_id: &str) -> Result<u64, ApiError> {
+    pub(crate) async fn allocate(&self, group_id: &str) -> Result<u64, ApiError> {
         let key = head_key(group_id);
-        to_u64(self.store.increment(&key, 1)?, &key)
+        to_u64(self.store.increment(&key, 1).await?, &key)
     }
 
     /// Step two: write the slot unless a reader has sealed it meanwhile.
-    pub(crate) fn publish(&self, message: &StoredMessage) -> Result<bool, StoreError> {
+    pub(crate) async fn publish(&self, message: &StoredMessage) -> Result<bool, StoreError> {
         let slot = Slot::Message(message.clone());
-        self.store.compare_and_swap(
-            &message_key(&message.group_id, message.seq),
-            None,
-            &encode(&slot),
-        )
+        self.store
+            .compare_and_swap(
+                &message_key(&message.group_id, message.seq),
+                None,
+                &encode(&slot),
+            )
+            .await
     }
 
     /// Messages for `client_id` after its cursor (or after `after`, which acknowledges
     /// everything up to it), oldest first, leaving out the client's own. Counts as a heartbeat.
-    pub fn receive(
+    pub async fn receive(
         &self,
         subject: &str,
         client_id: &str,
@@ -479,15 +504,15 @@ impl<'a> Messaging<'a> {
     ) -> Result<Received, ApiError> {
         validate_id("client_id", client_id)?;
         validate_id("group_id", group_id)?;
-        let (mut bytes, mut record) = self.owned_member(subject, client_id, group_id)?;
-        let head = self.head(group_id)?;
+        let (mut bytes, mut record) = self.owned_member(subject, client_id, group_id).await?;
+        let head = self.head(group_id).await?;
         // An acknowledgement can never reach past what has been handed out.
         let after = after.map(|a| a.min(head));
         let start = after
             .unwrap_or(record.cursor)
             .max(record.joined_after)
-            .max(cleanup::tail(self.store, group_id)?);
-        let (messages, last) = self.scan(group_id, client_id, start, head, limit)?;
+            .max(cleanup::tail(self.store, group_id).await?);
+        let (messages, last) = self.scan(group_id, client_id, start, head, limit).await?;
         let delivered_to = after.unwrap_or(last);
 
         let key = client_key(client_id);
@@ -496,15 +521,18 @@ impl<'a> Messaging<'a> {
             updated.cursor = updated.cursor.max(delivered_to);
             let now = self.env.now_ms();
             updated.last_heartbeat_ms = now.max(updated.last_heartbeat_ms);
-            updated.hb_bucket = self.index_heartbeat(client_id, Some(updated.hb_bucket), now)?;
+            updated.hb_bucket = self
+                .index_heartbeat(client_id, Some(updated.hb_bucket), now)
+                .await?;
             if self
                 .store
-                .compare_and_swap(&key, Some(&bytes), &encode(&updated))?
+                .compare_and_swap(&key, Some(&bytes), &encode(&updated))
+                .await?
             {
                 break;
             }
             // Someone else updated the record: apply ours on top unless the client moved.
-            match self.load_client(client_id)? {
+            match self.load_client(client_id).await? {
                 Some((b, r)) if r.owner == subject && r.group_id == group_id => {
                     bytes = b;
                     record = r;
@@ -520,7 +548,7 @@ impl<'a> Messaging<'a> {
 
     /// Reads slots `start+1 ..= head` in order until `limit` messages for `reader` are found
     /// or an in-flight slot is reached. Returns the messages and the last slot passed.
-    fn scan(
+    async fn scan(
         &self,
         group_id: &str,
         reader: &str,
@@ -535,12 +563,12 @@ impl<'a> Messaging<'a> {
             let keys: Vec<String> = (last + 1..=batch_end)
                 .map(|s| message_key(group_id, s))
                 .collect();
-            let values = self.store.get_many(&keys)?;
+            let values = self.store.get_many(&keys).await?;
             for (offset, value) in values.into_iter().enumerate() {
                 let seq = last + 1;
                 let slot = match value {
                     Some(bytes) => decode_slot(&keys[offset], &bytes)?,
-                    None => match self.seal_if_abandoned(group_id, seq, head)? {
+                    None => match self.seal_if_abandoned(group_id, seq, head).await? {
                         Some(slot) => slot,
                         None => return Ok((out, last)),
                     },
@@ -563,7 +591,7 @@ impl<'a> Messaging<'a> {
     /// tombstone, or a message older than the grace period, then this slot's number was handed
     /// out before that and its sender is long gone; seal the slot and return what it now holds.
     /// `None` while the slot may still be written.
-    fn seal_if_abandoned(
+    async fn seal_if_abandoned(
         &self,
         group_id: &str,
         seq: u64,
@@ -578,7 +606,7 @@ impl<'a> Messaging<'a> {
             }
             let to = horizon.min(from + GAP_LOOKAHEAD - 1);
             let keys: Vec<String> = (from..=to).map(|s| message_key(group_id, s)).collect();
-            for (key, value) in keys.iter().zip(self.store.get_many(&keys)?) {
+            for (key, value) in keys.iter().zip(self.store.get_many(&keys).await?) {
                 if let Some(bytes) = value {
                     break 'search match decode_slot(key, &bytes)? {
                         Slot::Tombstone => true,
@@ -594,12 +622,13 @@ impl<'a> Messaging<'a> {
         let key = message_key(group_id, seq);
         if self
             .store
-            .compare_and_swap(&key, None, &encode(&Slot::Tombstone))?
+            .compare_and_swap(&key, None, &encode(&Slot::Tombstone))
+            .await?
         {
             return Ok(Some(Slot::Tombstone));
         }
         // The sender (or another reader) won the race: use what it wrote.
-        match self.store.get(&key)? {
+        match self.store.get(&key).await? {
             Some(bytes) => decode_slot(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -608,14 +637,14 @@ impl<'a> Messaging<'a> {
 
 /// Removes `client_id` from the member list of `group_id` (a leftover entry, should this
 /// not happen, is dropped when the list fills up).
-pub(crate) fn leave_group(
+pub(crate) async fn leave_group(
     store: &dyn KvStore,
     group_id: &str,
     client_id: &str,
 ) -> Result<(), ApiError> {
     let key = members_key(group_id);
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let Some(raw) = store.get(&key)? else {
+        let Some(raw) = store.get(&key).await? else {
             return Ok(());
         };
         let mut members: Vec<String> =
@@ -625,7 +654,10 @@ pub(crate) fn leave_group(
         if members.len() == before {
             return Ok(());
         }
-        if store.compare_and_swap(&key, Some(&raw), &encode(&members))? {
+        if store
+            .compare_and_swap(&key, Some(&raw), &encode(&members))
+            .await?
+        {
             return Ok(());
         }
     }

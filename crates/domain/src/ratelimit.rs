@@ -196,18 +196,18 @@ impl<'a> Limiter<'a> {
         }
     }
 
-    fn load(&self, key: &str) -> Result<Option<Bucket>, ApiError> {
-        Ok(self.store.get(key)?.as_deref().and_then(parse))
+    async fn load(&self, key: &str) -> Result<Option<Bucket>, ApiError> {
+        Ok(self.store.get(key).await?.as_deref().and_then(parse))
     }
 
     /// Takes one token for `id` in `scope`, or answers 429 with `Retry-After`.
-    pub fn take(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
+    pub async fn take(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
         if policy.burst == 0 {
             return Ok(());
         }
         let key = bucket_key(scope, id);
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let raw = self.store.get(&key)?;
+            let raw = self.store.get(&key).await?;
             // An unreadable bucket counts as full (and is replaced): limits must never lock
             // anyone out for good.
             let tokens = match raw.as_deref().and_then(parse) {
@@ -222,9 +222,13 @@ impl<'a> Limiter<'a> {
                 at: self.now_ms,
             };
             let bytes = serde_json::to_vec(&next).unwrap_or_default();
-            if self.store.compare_and_swap(&key, raw.as_deref(), &bytes)? {
+            if self
+                .store
+                .compare_and_swap(&key, raw.as_deref(), &bytes)
+                .await?
+            {
                 if raw.is_none() {
-                    self.list(&key, policy.full_at(next.t, self.now_ms))?;
+                    self.list(&key, policy.full_at(next.t, self.now_ms)).await?;
                 }
                 return Ok(());
             }
@@ -236,11 +240,11 @@ impl<'a> Limiter<'a> {
     }
 
     /// Whether `id` has a token left in `scope`, without taking it.
-    pub fn check(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
+    pub async fn check(&self, scope: Scope, id: &str, policy: Policy) -> Result<(), ApiError> {
         if policy.burst == 0 {
             return Ok(());
         }
-        if let Some(b) = self.load(&bucket_key(scope, id))? {
+        if let Some(b) = self.load(&bucket_key(scope, id)).await? {
             let tokens = policy.refilled(b.t, b.at, self.now_ms);
             if tokens < MILLI {
                 return Err(too_many(scope, policy.retry_after_seconds(tokens)));
@@ -249,7 +253,7 @@ impl<'a> Limiter<'a> {
         Ok(())
     }
 
-    fn list(&self, key: &str, full_at: u64) -> Result<(), ApiError> {
+    async fn list(&self, key: &str, full_at: u64) -> Result<(), ApiError> {
         let bucket = full_at / self.index_bucket_ms;
         cleanup::add_to_index(
             self.store,
@@ -257,14 +261,15 @@ impl<'a> Limiter<'a> {
             Some((CURSOR, bucket)),
             key,
         )
+        .await
     }
 
     /// For cleanup: deletes the bucket at `key` if it is full again by now (whatever its
     /// policy: a bucket is full when refilling could add nothing, which the stored time says),
     /// or lists it again under the time it will be. Returns whether it was deleted.
-    pub(crate) fn expire(&self, key: &str, policies: &Limits) -> Result<bool, ApiError> {
-        let Some(b) = self.load(key)? else {
-            self.store.delete(key)?;
+    pub(crate) async fn expire(&self, key: &str, policies: &Limits) -> Result<bool, ApiError> {
+        let Some(b) = self.load(key).await? else {
+            self.store.delete(key).await?;
             return Ok(true);
         };
         let policy = if key.starts_with("ratelimit/login-") {
@@ -278,10 +283,10 @@ impl<'a> Limiter<'a> {
             policy.full_at(policy.refilled(b.t, b.at, self.now_ms), self.now_ms)
         };
         if full_at <= self.now_ms {
-            self.store.delete(key)?;
+            self.store.delete(key).await?;
             Ok(true)
         } else {
-            self.list(key, full_at)?;
+            self.list(key, full_at).await?;
             Ok(false)
         }
     }
@@ -297,44 +302,54 @@ mod tests {
         refill_ms: 1000,
     };
 
-    #[test]
-    fn burst_then_refill_then_429_with_retry_after() {
+    #[pollster::test]
+    async fn burst_then_refill_then_429_with_retry_after() {
         let store = MemoryStore::new();
         let at = |ms| Limiter::new(&store, ms, 60_000);
         for _ in 0..3 {
-            at(0).take(Scope::Address, "1.2.3.4", P).unwrap();
+            at(0).take(Scope::Address, "1.2.3.4", P).await.unwrap();
         }
-        let err = at(0).take(Scope::Address, "1.2.3.4", P).unwrap_err();
+        let err = at(0).take(Scope::Address, "1.2.3.4", P).await.unwrap_err();
         assert_eq!((err.status, err.code), (429, "rate_limited"));
         assert!(err.headers.contains(&("retry-after", "1".into())));
         // Another address and another scope have their own buckets.
-        at(0).take(Scope::Address, "5.6.7.8", P).unwrap();
-        at(0).take(Scope::Subject, "1.2.3.4", P).unwrap();
+        at(0).take(Scope::Address, "5.6.7.8", P).await.unwrap();
+        at(0).take(Scope::Subject, "1.2.3.4", P).await.unwrap();
         // Half a token later: still limited, told to wait the rest.
         assert_eq!(
             at(500)
                 .take(Scope::Address, "1.2.3.4", P)
+                .await
                 .unwrap_err()
                 .status,
             429
         );
-        at(1000).take(Scope::Address, "1.2.3.4", P).unwrap();
+        at(1000).take(Scope::Address, "1.2.3.4", P).await.unwrap();
         assert_eq!(
             at(1000)
                 .take(Scope::Address, "1.2.3.4", P)
+                .await
                 .unwrap_err()
                 .status,
             429
         );
         // A long pause refills to the burst, never beyond.
         for _ in 0..3 {
-            at(100_000).take(Scope::Address, "1.2.3.4", P).unwrap();
+            at(100_000)
+                .take(Scope::Address, "1.2.3.4", P)
+                .await
+                .unwrap();
         }
-        assert!(at(100_000).take(Scope::Address, "1.2.3.4", P).is_err());
+        assert!(
+            at(100_000)
+                .take(Scope::Address, "1.2.3.4", P)
+                .await
+                .is_err()
+        );
     }
 
-    #[test]
-    fn check_does_not_spend_and_off_means_off() {
+    #[pollster::test]
+    async fn check_does_not_spend_and_off_means_off() {
         let store = MemoryStore::new();
         let limiter = Limiter::new(&store, 0, 60_000);
         let one = Policy {
@@ -343,45 +358,55 @@ mod tests {
         };
         limiter
             .check(Scope::LoginFailureUser, "alice", one)
+            .await
             .unwrap();
         limiter
             .check(Scope::LoginFailureUser, "alice", one)
+            .await
             .unwrap();
-        limiter.take(Scope::LoginFailureUser, "alice", one).unwrap();
+        limiter
+            .take(Scope::LoginFailureUser, "alice", one)
+            .await
+            .unwrap();
         let err = limiter
             .check(Scope::LoginFailureUser, "alice", one)
+            .await
             .unwrap_err();
         assert_eq!(err.code, "too_many_login_failures");
         assert!(err.headers.contains(&("retry-after", "60".into())));
         for _ in 0..1000 {
-            limiter.take(Scope::Address, "x", Policy::OFF).unwrap();
+            limiter
+                .take(Scope::Address, "x", Policy::OFF)
+                .await
+                .unwrap();
         }
-        assert!(store.get("ratelimit/addr/x").unwrap().is_none());
+        assert!(store.get("ratelimit/addr/x").await.unwrap().is_none());
     }
 
     /// A store on which some other request always wins the swap.
     struct AlwaysRaced(MemoryStore);
 
+    #[async_trait::async_trait(?Send)]
     impl KvStore for AlwaysRaced {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-            self.0.get(key)
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+            self.0.get(key).await
         }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
-            self.0.set(key, value)
+        async fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+            self.0.set(key, value).await
         }
-        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
-            self.0.delete(key)
+        async fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+            self.0.delete(key).await
         }
-        fn get_many(
+        async fn get_many(
             &self,
             keys: &[String],
         ) -> Result<Vec<Option<Vec<u8>>>, crate::store::StoreError> {
-            self.0.get_many(keys)
+            self.0.get_many(keys).await
         }
-        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
-            self.0.increment(key, delta)
+        async fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+            self.0.increment(key, delta).await
         }
-        fn compare_and_swap(
+        async fn compare_and_swap(
             &self,
             _: &str,
             _: Option<&[u8]>,
@@ -391,34 +416,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn contention_while_tokens_are_left_is_not_a_refusal() {
+    #[pollster::test]
+    async fn contention_while_tokens_are_left_is_not_a_refusal() {
         let store = AlwaysRaced(MemoryStore::new());
         Limiter::new(&store, 0, 60_000)
             .take(Scope::Subject, "busy", P)
+            .await
             .unwrap();
         // An empty bucket refuses without trying to write.
         let empty = serde_json::to_vec(&Bucket { t: 0, at: 0 }).unwrap();
-        store.0.set("ratelimit/sub/busy", &empty).unwrap();
+        store.0.set("ratelimit/sub/busy", &empty).await.unwrap();
         assert_eq!(
             Limiter::new(&store, 0, 60_000)
                 .take(Scope::Subject, "busy", P)
+                .await
                 .unwrap_err()
                 .status,
             429
         );
     }
 
-    #[test]
-    fn client_ip_drops_the_port() {
+    #[pollster::test]
+    async fn client_ip_drops_the_port() {
         assert_eq!(client_ip("127.0.0.1:5000").as_deref(), Some("127.0.0.1"));
         assert_eq!(client_ip("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(client_ip("10.0.0.1").as_deref(), Some("10.0.0.1"));
         assert_eq!(client_ip("not an address"), None);
     }
 
-    #[test]
-    fn buckets_are_indexed_once_and_expire_when_full() {
+    #[pollster::test]
+    async fn buckets_are_indexed_once_and_expire_when_full() {
         let store = MemoryStore::new();
         let limits = Limits {
             requests: P,
@@ -426,27 +453,31 @@ mod tests {
         };
         Limiter::new(&store, 0, 1000)
             .take(Scope::Address, "a", P)
+            .await
             .unwrap();
         Limiter::new(&store, 10, 1000)
             .take(Scope::Address, "a", P)
+            .await
             .unwrap();
         // Created at 0 with 2 of 3 left: full at 1000 -> listed in bucket 1 only.
         assert_eq!(
-            store.get(&index_bucket_key(1)).unwrap().unwrap(),
+            store.get(&index_bucket_key(1)).await.unwrap().unwrap(),
             br#"["ratelimit/addr/a"]"#
         );
         // At 1000 it is not full (the second take happened at 10): listed again.
         assert!(
             !Limiter::new(&store, 1000, 1000)
                 .expire("ratelimit/addr/a", &limits)
+                .await
                 .unwrap()
         );
-        assert!(store.get(&index_bucket_key(2)).unwrap().is_some());
+        assert!(store.get(&index_bucket_key(2)).await.unwrap().is_some());
         assert!(
             Limiter::new(&store, 2010, 1000)
                 .expire("ratelimit/addr/a", &limits)
+                .await
                 .unwrap()
         );
-        assert!(store.get("ratelimit/addr/a").unwrap().is_none());
+        assert!(store.get("ratelimit/addr/a").await.unwrap().is_none());
     }
 }

@@ -14,18 +14,19 @@ pub enum StoreError {
     Other(String),
 }
 
+#[async_trait::async_trait(?Send)]
 pub trait KvStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
-    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Values for `keys`, in the same order.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Atomically adds `delta` to the counter at `key` (absent counts as 0) and returns the
     /// new value. `delta == 0` reads the counter.
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// Atomically writes `new` if the value at `key` still equals `expected` (`None`: absent).
     /// Returns whether the write happened.
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,
@@ -60,27 +61,28 @@ impl MemoryStore {
     }
 }
 
+#[async_trait::async_trait(?Send)]
 impl KvStore for MemoryStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock_entries().get(key).cloned())
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.lock_entries().insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock_entries().remove(key);
         Ok(())
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let entries = self.lock_entries();
         Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let value = counters.entry(key.to_owned()).or_insert(0);
         *value = value
@@ -89,7 +91,7 @@ impl KvStore for MemoryStore {
         Ok(*value)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,
@@ -108,21 +110,21 @@ impl KvStore for MemoryStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn compare_and_swap_creates_only_when_absent() {
+    #[pollster::test]
+    async fn compare_and_swap_creates_only_when_absent() {
         let store = MemoryStore::new();
-        assert!(store.compare_and_swap("k", None, b"1").unwrap());
-        assert!(!store.compare_and_swap("k", None, b"2").unwrap());
-        assert!(!store.compare_and_swap("k", Some(b"2"), b"3").unwrap());
-        assert!(store.compare_and_swap("k", Some(b"1"), b"3").unwrap());
-        assert_eq!(store.get("k").unwrap().unwrap(), b"3");
+        assert!(store.compare_and_swap("k", None, b"1").await.unwrap());
+        assert!(!store.compare_and_swap("k", None, b"2").await.unwrap());
+        assert!(!store.compare_and_swap("k", Some(b"2"), b"3").await.unwrap());
+        assert!(store.compare_and_swap("k", Some(b"1"), b"3").await.unwrap());
+        assert_eq!(store.get("k").await.unwrap().unwrap(), b"3");
     }
 
-    #[test]
-    fn increment_by_zero_reads() {
+    #[pollster::test]
+    async fn increment_by_zero_reads() {
         let store = MemoryStore::new();
-        assert_eq!(store.increment("c", 0).unwrap(), 0);
-        assert_eq!(store.increment("c", 2).unwrap(), 2);
-        assert_eq!(store.increment("c", 0).unwrap(), 2);
+        assert_eq!(store.increment("c", 0).await.unwrap(), 0);
+        assert_eq!(store.increment("c", 2).await.unwrap(), 2);
+        assert_eq!(store.increment("c", 0).await.unwrap(), 2);
     }
 }

@@ -31,20 +31,21 @@ impl WasiKv {
     }
 }
 
+#[async_trait::async_trait(?Send)]
 impl KvStore for WasiKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bucket.get(key).map_err(convert)
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.bucket.set(key, value).map_err(convert)
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.bucket.delete(key).map_err(convert)
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -56,11 +57,11 @@ impl KvStore for WasiKv {
         Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         atomics::increment(&self.bucket, key, delta).map_err(convert)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,

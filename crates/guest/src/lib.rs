@@ -28,6 +28,13 @@ use mcp_edge_domain::env::SystemEnv;
 use mcp_edge_domain::http::{Request, Response};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
+/// Runs a domain handler to completion. The domain's store seam is asynchronous for
+/// platforms whose storage is (Workers); `wasi:keyvalue` calls return at once, so these
+/// futures are ready when first polled and nothing ever waits here.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
 /// Runs `f` with what a stateful endpoint is given: the default store, its configuration, the
 /// system clock and randomness, and the audit trail on standard output.
 pub fn with_context<T>(
@@ -50,11 +57,11 @@ pub fn with_context<T>(
 pub fn serve_with_store(
     request: IncomingRequest,
     out: ResponseOutparam,
-    handler: fn(&Request, &Ctx) -> Response,
+    handler: impl AsyncFnOnce(&Request, &Ctx<'_>) -> Response,
 ) {
     serve(request, out, |req| {
         with_context(
-            |ctx| handler(&req, ctx),
+            |ctx| block_on(handler(&req, ctx)),
             |e| {
                 mcp_edge_domain::http::respond(Err(mcp_edge_domain::ApiError::store_unavailable(
                     &e,

@@ -97,8 +97,8 @@ fn code(resp: &Response) -> String {
         .to_string()
 }
 
-#[test]
-fn login_issues_a_bearer_token_with_the_role() {
+#[pollster::test]
+async fn login_issues_a_bearer_token_with_the_role() {
     let w = World::new();
     let resp = login(
         &post(
@@ -107,7 +107,8 @@ fn login_issues_a_bearer_token_with_the_role() {
             json!({"username": "rita", "password": "rita-pw"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(resp.status, 200);
     let b = body(&resp);
     assert_eq!(
@@ -124,8 +125,8 @@ fn login_issues_a_bearer_token_with_the_role() {
     assert_eq!(principal.subject, "rita");
 }
 
-#[test]
-fn login_failures() {
+#[pollster::test]
+async fn login_failures() {
     let w = World::new();
     let wrong = login(
         &post(
@@ -134,7 +135,8 @@ fn login_failures() {
             json!({"username": "rita", "password": "nope"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     let unknown = login(
         &post(
             "/login",
@@ -142,7 +144,8 @@ fn login_failures() {
             json!({"username": "nobody", "password": "rita-pw"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(
         (wrong.status, wrong.body.clone()),
         (unknown.status, unknown.body.clone())
@@ -151,16 +154,17 @@ fn login_failures() {
     let bad_name = login(
         &post("/login", None, json!({"username": "a/b", "password": "x"})),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(bad_name.status, 400);
-    let missing = login(&post("/login", None, json!({"username": "rita"})), &w.ctx());
+    let missing = login(&post("/login", None, json!({"username": "rita"})), &w.ctx()).await;
     assert_eq!(
         (missing.status, code(&missing).as_str()),
         (400, "invalid_request")
     );
     let mut get_req = post("/login", None, json!({}));
     get_req.method = "GET".into();
-    assert_eq!(login(&get_req, &w.ctx()).status, 405);
+    assert_eq!(login(&get_req, &w.ctx()).await.status, 405);
     let mut no_secret = w.config.clone();
     no_secret.remove(keys::JWT_SECRET);
     let resp = login(
@@ -173,15 +177,16 @@ fn login_failures() {
             config: &no_secret,
             ..w.ctx()
         },
-    );
+    )
+    .await;
     assert_eq!(
         (resp.status, code(&resp).as_str()),
         (500, "server_misconfigured")
     );
 }
 
-#[test]
-fn full_flow_through_the_handlers() {
+#[pollster::test]
+async fn full_flow_through_the_handlers() {
     let w = World::new();
     let (wendy, will) = (w.token("wendy"), w.token("will"));
     let r = register(
@@ -191,7 +196,8 @@ fn full_flow_through_the_handlers() {
             json!({"client_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(r.status, 201);
     let r = register(
         &post(
@@ -200,7 +206,8 @@ fn full_flow_through_the_handlers() {
             json!({"client_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(
         register(
@@ -211,6 +218,7 @@ fn full_flow_through_the_handlers() {
             ),
             &w.ctx()
         )
+        .await
         .status,
         201
     );
@@ -222,7 +230,8 @@ fn full_flow_through_the_handlers() {
             json!({"sender_id": "a", "group_id": "g", "payload": {"k": [1, 2]}}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(s.status, 202);
     let sb = body(&s);
     assert_eq!(sb["seq"], 1);
@@ -236,6 +245,7 @@ fn full_flow_through_the_handlers() {
             ),
             &w.ctx()
         )
+        .await
         .status,
         202
     );
@@ -247,7 +257,8 @@ fn full_flow_through_the_handlers() {
             Some(&will),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(r.status, 200);
     let rb = body(&r);
     assert_eq!(rb["messages"][0]["payload"], json!({"k": [1, 2]}));
@@ -256,8 +267,8 @@ fn full_flow_through_the_handlers() {
     assert_eq!(rb["next_after"], 2);
 }
 
-#[test]
-fn auth_table_for_messaging() {
+#[pollster::test]
+async fn auth_table_for_messaging() {
     let w = World::new();
     let wendy = w.token("wendy");
     let rita = w.token("rita");
@@ -268,8 +279,9 @@ fn auth_table_for_messaging() {
             json!({"client_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
-    let reg = |t: Option<&str>| {
+    )
+    .await;
+    let reg = async |t: Option<&str>| {
         register(
             &post(
                 "/mcp/register",
@@ -278,11 +290,12 @@ fn auth_table_for_messaging() {
             ),
             &w.ctx(),
         )
+        .await
         .status
     };
-    assert_eq!(reg(None), 401);
-    assert_eq!(reg(Some("garbage")), 401);
-    assert_eq!(reg(Some(&rita)), 403);
+    assert_eq!(reg(None).await, 401);
+    assert_eq!(reg(Some("garbage")).await, 401);
+    assert_eq!(reg(Some(&rita)).await, 403);
     let snd = send(
         &post(
             "/mcp/send",
@@ -290,7 +303,8 @@ fn auth_table_for_messaging() {
             json!({"sender_id": "a", "group_id": "g", "payload": 1}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(snd.status, 403);
     let other = send(
         &post(
@@ -299,7 +313,8 @@ fn auth_table_for_messaging() {
             json!({"sender_id": "a", "group_id": "g", "payload": 1}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(
         (other.status, code(&other).as_str()),
         (403, "client_owned_by_other")
@@ -316,13 +331,14 @@ fn auth_table_for_messaging() {
             &get("/mcp/receive", "client_id=a&group_id=g", Some(&wendy)),
             &ctx
         )
+        .await
         .status,
         401
     );
 }
 
-#[test]
-fn validation_errors() {
+#[pollster::test]
+async fn validation_errors() {
     let w = World::new();
     let t = w.token("wendy");
     register(
@@ -332,7 +348,8 @@ fn validation_errors() {
             json!({"client_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     let too_big = send(
         &post(
             "/mcp/send",
@@ -340,7 +357,8 @@ fn validation_errors() {
             json!({"sender_id": "a", "group_id": "g", "payload": "x".repeat(200)}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(
         (too_big.status, code(&too_big).as_str()),
         (413, "payload_too_large")
@@ -352,7 +370,8 @@ fn validation_errors() {
             json!({"sender_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(no_payload.status, 400);
     for q in [
         "group_id=g",
@@ -364,30 +383,31 @@ fn validation_errors() {
         "client_id=a&client_id=b&group_id=g",
         "client_id=%2F&group_id=g",
     ] {
-        let r = receive(&get("/mcp/receive", q, Some(&t)), &w.ctx());
+        let r = receive(&get("/mcp/receive", q, Some(&t)), &w.ctx()).await;
         assert_eq!(r.status, 400, "{q}");
     }
     let r = receive(
         &get("/mcp/receive", "client_id=nobody&group_id=g", Some(&t)),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!((r.status, code(&r).as_str()), (404, "client_not_found"));
 }
 
-#[test]
-fn health_and_readiness() {
+#[pollster::test]
+async fn health_and_readiness() {
     let mut req = Request::get("");
-    assert_eq!(health(&req, || unreachable!()).status, 200);
+    assert_eq!(health(&req, async || unreachable!()).await.status, 200);
     req.path = "/ready".into();
-    assert_eq!(health(&req, || Ok(())).status, 200);
-    let down = health(&req, || Err(StoreError::Other("disk gone".into())));
+    assert_eq!(health(&req, async || Ok(())).await.status, 200);
+    let down = health(&req, async || Err(StoreError::Other("disk gone".into()))).await;
     assert_eq!((down.status, code(&down).as_str()), (503, "not_ready"));
     req.path = "/nope".into();
-    assert_eq!(health(&req, || Ok(())).status, 404);
+    assert_eq!(health(&req, async || Ok(())).await.status, 404);
 }
 
-#[test]
-fn every_action_leaves_an_audit_record_without_secrets() {
+#[pollster::test]
+async fn every_action_leaves_an_audit_record_without_secrets() {
     let w = World::new();
     let mut req = post(
         "/login",
@@ -396,7 +416,7 @@ fn every_action_leaves_an_audit_record_without_secrets() {
     );
     req.headers
         .push(("spin-client-addr".into(), b"127.0.0.1:5555".to_vec()));
-    let token = body(&login(&req, &w.ctx()))["access_token"]
+    let token = body(&login(&req, &w.ctx()).await)["access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -407,7 +427,8 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             json!({"username": "wendy", "password": "guess"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     register(
         &post(
             "/mcp/register",
@@ -415,7 +436,8 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             json!({"client_id": "a", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     register(
         &post(
             "/mcp/register",
@@ -423,7 +445,8 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             json!({"client_id": "b", "group_id": "g"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     send(
         &post(
             "/mcp/send",
@@ -431,7 +454,8 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             json!({"sender_id": "a", "group_id": "g", "payload": "top secret payload"}),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     receive(
         &get(
             "/mcp/receive",
@@ -439,11 +463,13 @@ fn every_action_leaves_an_audit_record_without_secrets() {
             Some(&w.token("will")),
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     receive(
         &get("/mcp/receive", "client_id=b&group_id=g", None),
         &w.ctx(),
-    );
+    )
+    .await;
     let records = w.audit.records();
     let kinds: Vec<(&str, u16)> = records.iter().map(|r| (r.audit, r.status)).collect();
     assert_eq!(
@@ -478,14 +504,14 @@ fn from_addr(mut req: Request, addr: &str) -> Request {
     req
 }
 
-#[test]
-fn a_subject_is_limited_across_addresses_and_an_address_across_subjects() {
+#[pollster::test]
+async fn a_subject_is_limited_across_addresses_and_an_address_across_subjects() {
     let mut w = World::new();
     w.config.insert(keys::RATE_LIMIT_BURST.into(), "3".into());
     w.config
         .insert(keys::RATE_LIMIT_REFILL_MS.into(), "60000".into());
     let (wendy, will) = (w.token("wendy"), w.token("will"));
-    let poll = |token: &str, addr: &str| {
+    let poll = async |token: &str, addr: &str| {
         receive(
             &from_addr(
                 get("/mcp/receive", "client_id=c&group_id=g", Some(token)),
@@ -493,31 +519,32 @@ fn a_subject_is_limited_across_addresses_and_an_address_across_subjects() {
             ),
             &w.ctx(),
         )
+        .await
     };
     // Wendy from three addresses: her own bucket runs out, though no address's does.
     for addr in ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"] {
-        assert_eq!(poll(&wendy, addr).status, 404); // not registered, but admitted
+        assert_eq!(poll(&wendy, addr).await.status, 404); // not registered, but admitted
     }
-    let limited = poll(&wendy, "10.0.0.4:1");
+    let limited = poll(&wendy, "10.0.0.4:1").await;
     assert_eq!(
         (limited.status, code(&limited).as_str()),
         (429, "rate_limited")
     );
     assert_eq!(limited.header("retry-after"), Some("60"));
     // Will from the first address is admitted (address 10.0.0.1 has 2 left)...
-    assert_eq!(poll(&will, "10.0.0.1:2").status, 404);
-    assert_eq!(poll(&will, "10.0.0.1:3").status, 404);
+    assert_eq!(poll(&will, "10.0.0.1:2").await.status, 404);
+    assert_eq!(poll(&will, "10.0.0.1:3").await.status, 404);
     // ...until that address's bucket is empty, whoever asks.
-    assert_eq!(poll(&will, "10.0.0.1:4").status, 429);
+    assert_eq!(poll(&will, "10.0.0.1:4").await.status, 429);
     // Time refills both.
     w.env.advance(60_000);
-    assert_eq!(poll(&wendy, "10.0.0.1:5").status, 404);
+    assert_eq!(poll(&wendy, "10.0.0.1:5").await.status, 404);
 }
 
-#[test]
-fn failed_logins_lock_a_user_name_across_addresses() {
+#[pollster::test]
+async fn failed_logins_lock_a_user_name_across_addresses() {
     let w = World::new();
-    let attempt = |password: &str, addr: &str| {
+    let attempt = async |password: &str, addr: &str| {
         login(
             &from_addr(
                 post(
@@ -529,11 +556,12 @@ fn failed_logins_lock_a_user_name_across_addresses() {
             ),
             &w.ctx(),
         )
+        .await
     };
     for i in 0..5 {
-        assert_eq!(attempt("guess", &format!("10.1.0.{i}:1")).status, 401);
+        assert_eq!(attempt("guess", &format!("10.1.0.{i}:1")).await.status, 401);
     }
-    let locked = attempt("wendy-pw", "10.9.9.9:1");
+    let locked = attempt("wendy-pw", "10.9.9.9:1").await;
     assert_eq!(
         (locked.status, code(&locked).as_str()),
         (429, "too_many_login_failures")
@@ -549,8 +577,9 @@ fn failed_logins_lock_a_user_name_across_addresses() {
             "10.9.9.9:2",
         ),
         &w.ctx(),
-    );
+    )
+    .await;
     assert_eq!(rita.status, 200);
     w.env.advance(60_000);
-    assert_eq!(attempt("wendy-pw", "10.9.9.9:3").status, 200);
+    assert_eq!(attempt("wendy-pw", "10.9.9.9:3").await.status, 200);
 }

@@ -26,30 +26,30 @@ fn messaging<'a>(store: &'a MemoryStore, env: &'a FakeEnv, cap: u64) -> Messagin
     Messaging::new(store, env).with_cleanup_index(BUCKET, cap)
 }
 
-fn registered(store: &MemoryStore) -> i64 {
-    store.increment(REGISTERED_CLIENTS_KEY, 0).unwrap()
+async fn registered(store: &MemoryStore) -> i64 {
+    store.increment(REGISTERED_CLIENTS_KEY, 0).await.unwrap()
 }
 
-#[test]
-fn stale_clients_are_removed_and_live_ones_kept() {
+#[pollster::test]
+async fn stale_clients_are_removed_and_live_ones_kept() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
-    m.register("w", "stale", "g").unwrap();
-    m.register("w", "live", "g").unwrap();
-    assert_eq!(registered(&store), 2);
+    m.register("w", "stale", "g").await.unwrap();
+    m.register("w", "live", "g").await.unwrap();
+    assert_eq!(registered(&store).await, 2);
     for _ in 0..10 {
         env.advance(1_000);
-        m.receive("w", "live", "g", None, 10).unwrap(); // heartbeats
+        m.receive("w", "live", "g", None, 10).await.unwrap(); // heartbeats
     }
-    let report = Cleanup::new(&store, &env, settings()).run().unwrap();
+    let report = Cleanup::new(&store, &env, settings()).run().await.unwrap();
     assert_eq!(report.clients_removed, 1);
     assert!(report.complete);
-    assert!(store.get(&client_key("stale")).unwrap().is_none());
-    assert!(store.get(&client_key("live")).unwrap().is_some());
-    assert_eq!(registered(&store), 1);
+    assert!(store.get(&client_key("stale")).await.unwrap().is_none());
+    assert!(store.get(&client_key("live")).await.unwrap().is_some());
+    assert_eq!(registered(&store).await, 1);
     // idempotent: a second run finds nothing more
     assert_eq!(
-        Cleanup::new(&store, &env, settings()).run().unwrap(),
+        Cleanup::new(&store, &env, settings()).run().await.unwrap(),
         Report {
             complete: true,
             ..Report::default()
@@ -57,17 +57,17 @@ fn stale_clients_are_removed_and_live_ones_kept() {
     );
     // the expired client can register again, fresh
     assert!(matches!(
-        m.register("w", "stale", "g"),
+        m.register("w", "stale", "g").await,
         Ok(crate::messaging::Registration::Created(_))
     ));
 }
 
-#[test]
-fn work_is_bounded_and_resumes() {
+#[pollster::test]
+async fn work_is_bounded_and_resumes() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
     for i in 0..25 {
-        m.register("w", &format!("c{i}"), "g").unwrap();
+        m.register("w", &format!("c{i}"), "g").await.unwrap();
     }
     env.advance(10_000);
     let small = Settings {
@@ -77,7 +77,7 @@ fn work_is_bounded_and_resumes() {
     let mut removed = 0;
     let mut runs = 0;
     loop {
-        let report = Cleanup::new(&store, &env, small).run().unwrap();
+        let report = Cleanup::new(&store, &env, small).run().await.unwrap();
         removed += report.clients_removed;
         runs += 1;
         if report.complete {
@@ -86,30 +86,32 @@ fn work_is_bounded_and_resumes() {
         assert!(runs < 10, "cleanup must make progress");
     }
     assert_eq!((removed, runs), (25, 3));
-    assert_eq!(registered(&store), 0);
+    assert_eq!(registered(&store).await, 0);
 }
 
-#[test]
-fn overlapping_runs_remove_each_client_once() {
+#[pollster::test]
+async fn overlapping_runs_remove_each_client_once() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
     for i in 0..40 {
-        m.register("w", &format!("c{i}"), "g").unwrap();
+        m.register("w", &format!("c{i}"), "g").await.unwrap();
     }
     env.advance(10_000);
     let total: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
-                    Cleanup::new(
-                        &store,
-                        &env,
-                        Settings {
-                            budget: 7,
-                            ..settings()
-                        },
+                    pollster::block_on(
+                        Cleanup::new(
+                            &store,
+                            &env,
+                            Settings {
+                                budget: 7,
+                                ..settings()
+                            },
+                        )
+                        .run(),
                     )
-                    .run()
                     .unwrap()
                     .clients_removed
                 })
@@ -117,38 +119,38 @@ fn overlapping_runs_remove_each_client_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
-    let rest: u64 = (0..10)
-        .map(|_| {
-            Cleanup::new(&store, &env, settings())
-                .run()
-                .unwrap()
-                .clients_removed
-        })
-        .sum();
+    let mut rest = 0;
+    for _ in 0..10 {
+        rest += Cleanup::new(&store, &env, settings())
+            .run()
+            .await
+            .unwrap()
+            .clients_removed;
+    }
     assert_eq!(total + rest, 40);
-    assert_eq!(registered(&store), 0);
+    assert_eq!(registered(&store).await, 0);
 }
 
-#[test]
-fn retention_deletes_old_messages_and_readers_skip_them() {
+#[pollster::test]
+async fn retention_deletes_old_messages_and_readers_skip_them() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
-    m.register("w", "s", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
     for i in 0..5 {
-        m.send("w", "s", "g", json!(i)).unwrap();
+        m.send("w", "s", "g", json!(i)).await.unwrap();
     }
     env.advance(25_000);
-    m.register("w", "s", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
-    m.send("w", "s", "g", json!("fresh")).unwrap();
-    let report = Cleanup::new(&store, &env, settings()).run().unwrap();
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
+    m.send("w", "s", "g", json!("fresh")).await.unwrap();
+    let report = Cleanup::new(&store, &env, settings()).run().await.unwrap();
     assert_eq!(report.messages_removed, 5);
-    assert_eq!(tail(&store, "g").unwrap(), 5);
+    assert_eq!(tail(&store, "g").await.unwrap(), 5);
     for seq in 1..=5 {
-        assert!(store.get(&message_key("g", seq)).unwrap().is_none());
+        assert!(store.get(&message_key("g", seq)).await.unwrap().is_none());
     }
-    let got = m.receive("w", "r", "g", Some(0), 100).unwrap();
+    let got = m.receive("w", "r", "g", Some(0), 100).await.unwrap();
     assert_eq!(
         got.messages
             .iter()
@@ -158,25 +160,25 @@ fn retention_deletes_old_messages_and_readers_skip_them() {
     );
     // nothing was resurrected as a tombstone below the tail
     for seq in 1..=5 {
-        assert!(store.get(&message_key("g", seq)).unwrap().is_none());
+        assert!(store.get(&message_key("g", seq)).await.unwrap().is_none());
     }
 }
 
-#[test]
-fn a_full_backlog_refuses_sends_until_cleanup_trims_to_the_cap() {
+#[pollster::test]
+async fn a_full_backlog_refuses_sends_until_cleanup_trims_to_the_cap() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 10);
-    m.register("w", "s", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
     // The cap plus a tenth of it are accepted...
     for i in 0..11 {
-        m.send("w", "s", "g", json!(i)).unwrap();
+        m.send("w", "s", "g", json!(i)).await.unwrap();
     }
     // ...then sends are refused without taking a sequence number.
-    let refused = m.send("w", "s", "g", json!("over")).unwrap_err();
+    let refused = m.send("w", "s", "g", json!("over")).await.unwrap_err();
     assert_eq!((refused.status, refused.code), (429, "group_backlog_full"));
     assert!(refused.headers.iter().any(|(h, _)| *h == "retry-after"));
-    assert_eq!(store.increment(&head_key("g"), 0).unwrap(), 11);
+    assert_eq!(store.increment(&head_key("g"), 0).await.unwrap(), 11);
     let report = Cleanup::new(
         &store,
         &env,
@@ -186,25 +188,26 @@ fn a_full_backlog_refuses_sends_until_cleanup_trims_to_the_cap() {
         },
     )
     .run()
+    .await
     .unwrap();
     assert_eq!(report.messages_removed, 1);
-    let got = m.receive("w", "r", "g", Some(0), 100).unwrap();
+    let got = m.receive("w", "r", "g", Some(0), 100).await.unwrap();
     assert_eq!(
         got.messages.first().map(|x| x.payload.clone()),
         Some(json!(1))
     );
     assert_eq!(got.messages.len(), 10);
     // Room again: the next send is accepted and delivered.
-    m.send("w", "s", "g", json!("next")).unwrap();
-    let got = m.receive("w", "r", "g", None, 100).unwrap();
+    m.send("w", "s", "g", json!("next")).await.unwrap();
+    let got = m.receive("w", "r", "g", None, 100).await.unwrap();
     assert_eq!(
         got.messages.last().map(|x| x.payload.clone()),
         Some(json!("next"))
     );
 }
 
-#[test]
-fn settings_come_from_configuration() {
+#[pollster::test]
+async fn settings_come_from_configuration() {
     let src = std::collections::HashMap::from([
         (
             config::keys::CLIENT_TIMEOUT_SECONDS.to_string(),
@@ -232,26 +235,26 @@ fn settings_come_from_configuration() {
     assert_eq!(Settings::from_config(&bad).unwrap_err().status, 500);
 }
 
-#[test]
-fn a_record_claimed_by_an_interrupted_run_reads_as_unregistered() {
+#[pollster::test]
+async fn a_record_claimed_by_an_interrupted_run_reads_as_unregistered() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
-    m.register("w", "c", "g").unwrap();
+    m.register("w", "c", "g").await.unwrap();
     // a run claimed the record and died before deleting it
-    store.set(&client_key("c"), EXPIRED_MARKER).unwrap();
+    store.set(&client_key("c"), EXPIRED_MARKER).await.unwrap();
     assert_eq!(
-        m.receive("w", "c", "g", None, 10).unwrap_err().code,
+        m.receive("w", "c", "g", None, 10).await.unwrap_err().code,
         "client_not_found"
     );
     assert!(matches!(
-        m.register("w", "c", "g"),
+        m.register("w", "c", "g").await,
         Ok(crate::messaging::Registration::Created(_))
     ));
-    assert!(m.receive("w", "c", "g", None, 10).is_ok());
+    assert!(m.receive("w", "c", "g", None, 10).await.is_ok());
 }
 
-#[test]
-fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
+#[pollster::test]
+async fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
     use crate::ratelimit::{Limiter, Policy, Scope};
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let policy = Policy {
@@ -264,29 +267,33 @@ fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
     };
     Limiter::new(&store, T0, BUCKET)
         .take(Scope::Address, "1.1.1.1", policy)
+        .await
         .unwrap();
     Limiter::new(&store, T0, BUCKET)
         .take(Scope::Subject, "wendy", policy)
+        .await
         .unwrap();
     env.advance(2_500);
     // Wendy keeps going; the address goes quiet.
     Limiter::new(&store, env.now_ms(), BUCKET)
         .take(Scope::Subject, "wendy", policy)
+        .await
         .unwrap();
-    let run = || {
+    let run = async || {
         let with_limits = Settings {
             limits,
             ..settings()
         };
         Cleanup::new(&store, &env, with_limits)
             .run()
+            .await
             .unwrap()
             .rate_limits_removed
     };
-    assert_eq!(run(), 1);
-    assert!(store.get("ratelimit/addr/1.1.1.1").unwrap().is_none());
-    assert!(store.get("ratelimit/sub/wendy").unwrap().is_some());
+    assert_eq!(run().await, 1);
+    assert!(store.get("ratelimit/addr/1.1.1.1").await.unwrap().is_none());
+    assert!(store.get("ratelimit/sub/wendy").await.unwrap().is_some());
     env.advance(5_000);
-    assert_eq!(run(), 1);
-    assert!(store.get("ratelimit/sub/wendy").unwrap().is_none());
+    assert_eq!(run().await, 1);
+    assert!(store.get("ratelimit/sub/wendy").await.unwrap().is_none());
 }

@@ -30,8 +30,8 @@ fn serve_public(req: &Request) -> Result<Response, ApiError> {
     serve(req, &tree(), Visibility::Public)
 }
 
-#[test]
-fn versions_are_listed_newest_first_and_latest_resolves() {
+#[pollster::test]
+async fn versions_are_listed_newest_first_and_latest_resolves() {
     assert_eq!(versions(&tree()), vec!["v10", "v2", "v1", "v0"]);
     for path in ["", "/"] {
         let resp = serve_public(&get(path)).unwrap();
@@ -55,8 +55,8 @@ fn versions_are_listed_newest_first_and_latest_resolves() {
     );
 }
 
-#[test]
-fn files_get_their_content_type() {
+#[pollster::test]
+async fn files_get_their_content_type() {
     let cases = [
         ("/v1/page.html", "text/html; charset=utf-8"),
         ("/v1/style.css", "text/css; charset=utf-8"),
@@ -70,8 +70,8 @@ fn files_get_their_content_type() {
     }
 }
 
-#[test]
-fn directories_serve_their_index_and_redirect_without_slash() {
+#[pollster::test]
+async fn directories_serve_their_index_and_redirect_without_slash() {
     let resp = serve_public(&get("/v1/guide/")).unwrap();
     assert_eq!(resp.body, b"<h1>guide</h1>");
     let resp = serve_public(&get("/v1/guide")).unwrap();
@@ -90,8 +90,8 @@ fn directories_serve_their_index_and_redirect_without_slash() {
     assert_eq!(serve_public(&get("/v2/")).unwrap_err().status, 404);
 }
 
-#[test]
-fn markdown_is_rendered_or_raw_by_accept() {
+#[pollster::test]
+async fn markdown_is_rendered_or_raw_by_accept() {
     let html = serve_public(&get_with("/v1/index.md", "accept", "text/html,*/*;q=0.8")).unwrap();
     assert_eq!(
         html.header("content-type"),
@@ -121,8 +121,8 @@ fn markdown_is_rendered_or_raw_by_accept() {
     assert_eq!(err.status, 406);
 }
 
-#[test]
-fn etag_revalidation_gives_304() {
+#[pollster::test]
+async fn etag_revalidation_gives_304() {
     let first = serve_public(&get("/v1/page.html")).unwrap();
     let tag = first.header("etag").unwrap().to_string();
     assert!(tag.starts_with('"') && tag.ends_with('"'));
@@ -141,8 +141,8 @@ fn etag_revalidation_gives_304() {
     assert_eq!(resp.status, 200);
 }
 
-#[test]
-fn head_has_headers_but_no_body() {
+#[pollster::test]
+async fn head_has_headers_but_no_body() {
     let mut req = get("/v1/page.html");
     req.method = "HEAD".into();
     let resp = serve_public(&req).unwrap();
@@ -153,14 +153,14 @@ fn head_has_headers_but_no_body() {
     assert_eq!(serve_public(&req).unwrap_err().status, 405);
 }
 
-#[test]
-fn private_docs_are_not_cached_publicly() {
+#[pollster::test]
+async fn private_docs_are_not_cached_publicly() {
     let resp = serve(&get("/v1/page.html"), &tree(), Visibility::Private).unwrap();
     assert_eq!(resp.header("cache-control"), Some("private, no-cache"));
 }
 
-#[test]
-fn traversal_and_odd_paths_are_404() {
+#[pollster::test]
+async fn traversal_and_odd_paths_are_404() {
     let long = format!("/v1/{}", "a".repeat(MAX_PATH_LEN));
     let cases = [
         "/v1/../notes/secret.md",
@@ -191,8 +191,8 @@ fn traversal_and_odd_paths_are_404() {
     }
 }
 
-#[test]
-fn safe_segment_decodes_once_and_filters() {
+#[pollster::test]
+async fn safe_segment_decodes_once_and_filters() {
     assert_eq!(safe_segment("api.md").as_deref(), Some("api.md"));
     assert_eq!(safe_segment("a%2Db").as_deref(), Some("a-b"));
     for bad in [

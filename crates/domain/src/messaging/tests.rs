@@ -18,16 +18,16 @@ fn payloads(r: &Received) -> Vec<Value> {
     r.messages.iter().map(|m| m.payload.clone()).collect()
 }
 
-#[test]
-fn register_creates_then_refreshes_the_heartbeat() {
+#[pollster::test]
+async fn register_creates_then_refreshes_the_heartbeat() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
     assert!(matches!(
-        m.register("alice", "c1", "g"),
+        m.register("alice", "c1", "g").await,
         Ok(Registration::Created(_))
     ));
     env.advance(5_000);
-    match m.register("alice", "c1", "g").unwrap() {
+    match m.register("alice", "c1", "g").await.unwrap() {
         Registration::Refreshed(r) => {
             assert_eq!(r.last_heartbeat_ms, T0 + 5_000);
             assert_eq!(r.registered_at_ms, T0);
@@ -36,28 +36,38 @@ fn register_creates_then_refreshes_the_heartbeat() {
     }
 }
 
-#[test]
-fn a_client_belongs_to_its_first_registrant() {
+#[pollster::test]
+async fn a_client_belongs_to_its_first_registrant() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("alice", "c1", "g").unwrap();
-    let err = m.register("bob", "c1", "g").unwrap_err();
+    m.register("alice", "c1", "g").await.unwrap();
+    let err = m.register("bob", "c1", "g").await.unwrap_err();
     assert_eq!((err.status, err.code), (403, "client_owned_by_other"));
-    let err = m.send("bob", "c1", "g", json!("x")).unwrap_err();
+    let err = m.send("bob", "c1", "g", json!("x")).await.unwrap_err();
     assert_eq!(err.status, 403);
-    let err = m.receive("bob", "c1", "g", None, 10).unwrap_err();
+    let err = m.receive("bob", "c1", "g", None, 10).await.unwrap_err();
     assert_eq!(err.status, 403);
 }
 
-#[test]
-fn invalid_ids_are_400() {
+#[pollster::test]
+async fn invalid_ids_are_400() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    assert_eq!(m.register("a", "bad id", "g").unwrap_err().status, 400);
-    assert_eq!(m.register("a", "c", "g/../x").unwrap_err().status, 400);
-    assert_eq!(m.send("a", "c", "", json!(1)).unwrap_err().status, 400);
+    assert_eq!(
+        m.register("a", "bad id", "g").await.unwrap_err().status,
+        400
+    );
+    assert_eq!(
+        m.register("a", "c", "g/../x").await.unwrap_err().status,
+        400
+    );
+    assert_eq!(
+        m.send("a", "c", "", json!(1)).await.unwrap_err().status,
+        400
+    );
     assert_eq!(
         m.receive("a", &"c".repeat(129), "g", None, 1)
+            .await
             .unwrap_err()
             .status,
         400
@@ -65,197 +75,210 @@ fn invalid_ids_are_400() {
     assert!(store.is_empty());
 }
 
-#[test]
-fn send_needs_a_registered_member_of_the_group() {
+#[pollster::test]
+async fn send_needs_a_registered_member_of_the_group() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    let err = m.send("alice", "ghost", "g", json!("x")).unwrap_err();
+    let err = m.send("alice", "ghost", "g", json!("x")).await.unwrap_err();
     assert_eq!((err.status, err.code), (404, "client_not_found"));
-    m.register("alice", "c1", "a").unwrap();
-    let err = m.send("alice", "c1", "b", json!("x")).unwrap_err();
+    m.register("alice", "c1", "a").await.unwrap();
+    let err = m.send("alice", "c1", "b", json!("x")).await.unwrap_err();
     assert_eq!((err.status, err.code), (403, "not_in_group"));
-    let err = m.receive("alice", "c1", "b", None, 10).unwrap_err();
+    let err = m.receive("alice", "c1", "b", None, 10).await.unwrap_err();
     assert_eq!((err.status, err.code), (403, "not_in_group"));
 }
 
-#[test]
-fn members_receive_each_others_messages_but_not_their_own() {
+#[pollster::test]
+async fn members_receive_each_others_messages_but_not_their_own() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("alice", "a", "g").unwrap();
-    m.register("bob", "b", "g").unwrap();
-    let sent = m.send("alice", "a", "g", json!({"n": 1})).unwrap();
+    m.register("alice", "a", "g").await.unwrap();
+    m.register("bob", "b", "g").await.unwrap();
+    let sent = m.send("alice", "a", "g", json!({"n": 1})).await.unwrap();
     assert_eq!(sent.seq, 1);
-    m.send("bob", "b", "g", json!("from b")).unwrap();
+    m.send("bob", "b", "g", json!("from b")).await.unwrap();
 
-    let for_b = m.receive("bob", "b", "g", None, 100).unwrap();
+    let for_b = m.receive("bob", "b", "g", None, 100).await.unwrap();
     assert_eq!(payloads(&for_b), vec![json!({"n": 1})]);
     assert_eq!(for_b.messages[0].sender_id, "a");
     assert_eq!(for_b.next_after, 2);
-    let for_a = m.receive("alice", "a", "g", None, 100).unwrap();
+    let for_a = m.receive("alice", "a", "g", None, 100).await.unwrap();
     assert_eq!(payloads(&for_a), vec![json!("from b")]);
 
     // simple polls advanced the stored cursors: nothing is redelivered
     assert!(
         m.receive("bob", "b", "g", None, 100)
+            .await
             .unwrap()
             .messages
             .is_empty()
     );
     assert!(
         m.receive("alice", "a", "g", None, 100)
+            .await
             .unwrap()
             .messages
             .is_empty()
     );
 }
 
-#[test]
-fn a_client_sees_only_messages_sent_after_it_joined() {
+#[pollster::test]
+async fn a_client_sees_only_messages_sent_after_it_joined() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("alice", "a", "g").unwrap();
-    m.send("alice", "a", "g", json!("early")).unwrap();
-    m.register("bob", "b", "g").unwrap();
-    m.send("alice", "a", "g", json!("late")).unwrap();
-    let got = m.receive("bob", "b", "g", Some(0), 100).unwrap();
+    m.register("alice", "a", "g").await.unwrap();
+    m.send("alice", "a", "g", json!("early")).await.unwrap();
+    m.register("bob", "b", "g").await.unwrap();
+    m.send("alice", "a", "g", json!("late")).await.unwrap();
+    let got = m.receive("bob", "b", "g", Some(0), 100).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("late")]);
 }
 
-#[test]
-fn moving_to_another_group_starts_fresh_there() {
+#[pollster::test]
+async fn moving_to_another_group_starts_fresh_there() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("alice", "a", "g1").unwrap();
-    m.register("alice", "a2", "g2").unwrap();
-    m.send("alice", "a2", "g2", json!("before move")).unwrap();
+    m.register("alice", "a", "g1").await.unwrap();
+    m.register("alice", "a2", "g2").await.unwrap();
+    m.send("alice", "a2", "g2", json!("before move"))
+        .await
+        .unwrap();
     assert!(matches!(
-        m.register("alice", "a", "g2"),
+        m.register("alice", "a", "g2").await,
         Ok(Registration::Refreshed(_))
     ));
-    m.send("alice", "a2", "g2", json!("after move")).unwrap();
+    m.send("alice", "a2", "g2", json!("after move"))
+        .await
+        .unwrap();
     assert_eq!(
-        m.send("alice", "a", "g1", json!(1)).unwrap_err().code,
+        m.send("alice", "a", "g1", json!(1)).await.unwrap_err().code,
         "not_in_group"
     );
-    let got = m.receive("alice", "a", "g2", None, 10).unwrap();
+    let got = m.receive("alice", "a", "g2", None, 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("after move")]);
 }
 
-fn members(store: &MemoryStore, group: &str) -> Vec<String> {
+async fn members(store: &MemoryStore, group: &str) -> Vec<String> {
     store
         .get(&members_key(group))
+        .await
         .unwrap()
         .map(|b| serde_json::from_slice(&b).unwrap())
         .unwrap_or_default()
 }
 
-#[test]
-fn a_full_group_refuses_new_members_but_not_its_own() {
+#[pollster::test]
+async fn a_full_group_refuses_new_members_but_not_its_own() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env).with_max_clients(2);
-    m.register("alice", "a", "g").unwrap();
-    m.register("alice", "b", "g").unwrap();
-    let full = m.register("alice", "c", "g").unwrap_err();
+    m.register("alice", "a", "g").await.unwrap();
+    m.register("alice", "b", "g").await.unwrap();
+    let full = m.register("alice", "c", "g").await.unwrap_err();
     assert_eq!((full.status, full.code), (409, "group_full"));
-    assert!(store.get(&client_key("c")).unwrap().is_none());
+    assert!(store.get(&client_key("c")).await.unwrap().is_none());
     // Members still refresh, and other groups are unaffected.
     assert!(matches!(
-        m.register("alice", "a", "g"),
+        m.register("alice", "a", "g").await,
         Ok(Registration::Refreshed(_))
     ));
-    m.register("alice", "c", "other").unwrap();
+    m.register("alice", "c", "other").await.unwrap();
     // Moving out makes room; the list follows the move.
-    m.register("alice", "b", "other").unwrap();
-    assert_eq!(members(&store, "g"), vec!["a"]);
-    assert_eq!(members(&store, "other"), vec!["c", "b"]);
-    m.register("alice", "d", "g").unwrap();
-    assert_eq!(members(&store, "g"), vec!["a", "d"]);
+    m.register("alice", "b", "other").await.unwrap();
+    assert_eq!(members(&store, "g").await, vec!["a"]);
+    assert_eq!(members(&store, "other").await, vec!["c", "b"]);
+    m.register("alice", "d", "g").await.unwrap();
+    assert_eq!(members(&store, "g").await, vec!["a", "d"]);
 }
 
-#[test]
-fn a_full_member_list_drops_members_whose_record_is_gone() {
+#[pollster::test]
+async fn a_full_member_list_drops_members_whose_record_is_gone() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env).with_max_clients(2);
-    m.register("alice", "a", "g").unwrap();
-    m.register("alice", "b", "g").unwrap();
+    m.register("alice", "a", "g").await.unwrap();
+    m.register("alice", "b", "g").await.unwrap();
     // As if a register died after joining the list, or an expiry after deleting the record.
-    store.delete(&client_key("a")).unwrap();
-    m.register("alice", "c", "g").unwrap();
-    assert_eq!(members(&store, "g"), vec!["b", "c"]);
+    store.delete(&client_key("a")).await.unwrap();
+    m.register("alice", "c", "g").await.unwrap();
+    assert_eq!(members(&store, "g").await, vec!["b", "c"]);
 }
 
-#[test]
-fn after_acknowledges_and_survives_a_lost_response() {
+#[pollster::test]
+async fn after_acknowledges_and_survives_a_lost_response() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("w", "s", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
     for i in 0..5 {
-        m.send("w", "s", "g", json!(i)).unwrap();
+        m.send("w", "s", "g", json!(i)).await.unwrap();
     }
-    let first = m.receive("w", "r", "g", Some(0), 2).unwrap();
+    let first = m.receive("w", "r", "g", Some(0), 2).await.unwrap();
     assert_eq!(payloads(&first), vec![json!(0), json!(1)]);
     // the response was "lost": asking again with the same `after` redelivers
-    let again = m.receive("w", "r", "g", Some(0), 2).unwrap();
+    let again = m.receive("w", "r", "g", Some(0), 2).await.unwrap();
     assert_eq!(again, first);
     let next = m
         .receive("w", "r", "g", Some(first.next_after), 10)
+        .await
         .unwrap();
     assert_eq!(payloads(&next), vec![json!(2), json!(3), json!(4)]);
-    let done = m.receive("w", "r", "g", Some(next.next_after), 10).unwrap();
+    let done = m
+        .receive("w", "r", "g", Some(next.next_after), 10)
+        .await
+        .unwrap();
     assert!(done.messages.is_empty());
     assert_eq!(done.next_after, 5);
     // an acknowledgement beyond the head is clamped: later messages are not skipped
-    let far = m.receive("w", "r", "g", Some(1_000), 10).unwrap();
+    let far = m.receive("w", "r", "g", Some(1_000), 10).await.unwrap();
     assert_eq!(far.next_after, 5);
-    m.send("w", "s", "g", json!(5)).unwrap();
+    m.send("w", "s", "g", json!(5)).await.unwrap();
     assert_eq!(
-        payloads(&m.receive("w", "r", "g", None, 10).unwrap()),
+        payloads(&m.receive("w", "r", "g", None, 10).await.unwrap()),
         vec![json!(5)]
     );
 }
 
-#[test]
-fn limit_caps_the_batch_and_own_messages_are_acknowledged_silently() {
+#[pollster::test]
+async fn limit_caps_the_batch_and_own_messages_are_acknowledged_silently() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("w", "a", "g").unwrap();
-    m.register("w", "b", "g").unwrap();
+    m.register("w", "a", "g").await.unwrap();
+    m.register("w", "b", "g").await.unwrap();
     for i in 0..3 {
-        m.send("w", "a", "g", json!(i)).unwrap();
-        m.send("w", "b", "g", json!(format!("own {i}"))).unwrap();
+        m.send("w", "a", "g", json!(i)).await.unwrap();
+        m.send("w", "b", "g", json!(format!("own {i}")))
+            .await
+            .unwrap();
     }
-    let got = m.receive("w", "b", "g", Some(0), 2).unwrap();
+    let got = m.receive("w", "b", "g", Some(0), 2).await.unwrap();
     assert_eq!(payloads(&got), vec![json!(0), json!(1)]);
     assert_eq!(got.next_after, 3);
-    let rest = m.receive("w", "b", "g", Some(3), 10).unwrap();
+    let rest = m.receive("w", "b", "g", Some(3), 10).await.unwrap();
     assert_eq!(payloads(&rest), vec![json!(2)]);
     assert_eq!(rest.next_after, 6);
 }
 
-#[test]
-fn receiving_is_a_heartbeat() {
+#[pollster::test]
+async fn receiving_is_a_heartbeat() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("w", "a", "g").unwrap();
+    m.register("w", "a", "g").await.unwrap();
     env.advance(60_000);
-    m.receive("w", "a", "g", None, 10).unwrap();
-    let (_, rec) = m.load_client("a").unwrap().unwrap();
+    m.receive("w", "a", "g", None, 10).await.unwrap();
+    let (_, rec) = m.load_client("a").await.unwrap().unwrap();
     assert_eq!(rec.last_heartbeat_ms, T0 + 60_000);
 }
 
-#[test]
-fn an_in_flight_send_holds_back_later_messages_until_written() {
+#[pollster::test]
+async fn an_in_flight_send_holds_back_later_messages_until_written() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("w", "s1", "g").unwrap();
-    m.register("w", "s2", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
+    m.register("w", "s1", "g").await.unwrap();
+    m.register("w", "s2", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
     // s1 has taken number 1 but not written it yet; s2 completes number 2.
-    let seq1 = m.allocate("g").unwrap();
-    m.send("w", "s2", "g", json!("second")).unwrap();
-    let early = m.receive("w", "r", "g", None, 10).unwrap();
+    let seq1 = m.allocate("g").await.unwrap();
+    m.send("w", "s2", "g", json!("second")).await.unwrap();
+    let early = m.receive("w", "r", "g", None, 10).await.unwrap();
     assert!(
         early.messages.is_empty(),
         "must not skip the in-flight slot"
@@ -269,27 +292,28 @@ fn an_in_flight_send_holds_back_later_messages_until_written() {
         payload: json!("first"),
         timestamp_ms: env.now_ms(),
     };
-    assert!(m.publish(&msg).unwrap());
-    let got = m.receive("w", "r", "g", None, 10).unwrap();
+    assert!(m.publish(&msg).await.unwrap());
+    let got = m.receive("w", "r", "g", None, 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("first"), json!("second")]);
 }
 
-#[test]
-fn an_abandoned_slot_is_sealed_after_the_grace_period_and_a_late_sender_retries() {
+#[pollster::test]
+async fn an_abandoned_slot_is_sealed_after_the_grace_period_and_a_late_sender_retries() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    m.register("w", "s", "g").unwrap();
-    m.register("w", "r", "g").unwrap();
-    let dead = m.allocate("g").unwrap();
-    m.send("w", "s", "g", json!("after the gap")).unwrap();
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
+    let dead = m.allocate("g").await.unwrap();
+    m.send("w", "s", "g", json!("after the gap")).await.unwrap();
     assert!(
         m.receive("w", "r", "g", Some(0), 10)
+            .await
             .unwrap()
             .messages
             .is_empty()
     );
     env.advance(GAP_GRACE_MS);
-    let got = m.receive("w", "r", "g", Some(0), 10).unwrap();
+    let got = m.receive("w", "r", "g", Some(0), 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("after the gap")]);
     assert_eq!(got.next_after, 2);
     // the slow sender wakes up: its slot is sealed, so its write is refused...
@@ -301,18 +325,18 @@ fn an_abandoned_slot_is_sealed_after_the_grace_period_and_a_late_sender_retries(
         payload: json!("late"),
         timestamp_ms: env.now_ms(),
     };
-    assert!(!m.publish(&late).unwrap());
+    assert!(!m.publish(&late).await.unwrap());
     // ...and a full send retries on a fresh number, so nothing is lost.
-    let resent = m.send("w", "s", "g", json!("late")).unwrap();
+    let resent = m.send("w", "s", "g", json!("late")).await.unwrap();
     assert_eq!(resent.seq, 3);
     assert_eq!(
-        payloads(&m.receive("w", "r", "g", Some(2), 10).unwrap()),
+        payloads(&m.receive("w", "r", "g", Some(2), 10).await.unwrap()),
         vec![json!("late")]
     );
 }
 
-#[test]
-fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order() {
+#[pollster::test]
+async fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order() {
     const SENDERS: usize = 6;
     const PER_SENDER: usize = 150;
     const RECEIVERS: usize = 3;
@@ -320,10 +344,10 @@ fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order() {
     let env = Arc::new(crate::env::SystemEnv);
     let m = Messaging::new(store.as_ref(), env.as_ref());
     for r in 0..RECEIVERS {
-        m.register("w", &format!("r{r}"), "g").unwrap();
+        m.register("w", &format!("r{r}"), "g").await.unwrap();
     }
     for s in 0..SENDERS {
-        m.register("w", &format!("s{s}"), "g").unwrap();
+        m.register("w", &format!("s{s}"), "g").await.unwrap();
     }
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
@@ -332,7 +356,7 @@ fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order() {
             scope.spawn(move || {
                 let m = Messaging::new(store.as_ref(), env.as_ref());
                 for i in 0..PER_SENDER {
-                    m.send("w", &format!("s{s}"), "g", json!([s, i])).unwrap();
+                    pollster::block_on(m.send("w", &format!("s{s}"), "g", json!([s, i]))).unwrap();
                 }
             });
         }
@@ -344,9 +368,9 @@ fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order() {
                 let mut got = Vec::new();
                 // bounded: each round either makes progress or the senders are still running
                 for _ in 0..1_000_000 {
-                    let batch = m
-                        .receive("w", &format!("r{r}"), "g", Some(after), 7)
-                        .unwrap();
+                    let batch =
+                        pollster::block_on(m.receive("w", &format!("r{r}"), "g", Some(after), 7))
+                            .unwrap();
                     after = batch.next_after;
                     got.extend(batch.messages.into_iter().map(|m| m.payload));
                     if got.len() >= SENDERS * PER_SENDER {
@@ -402,23 +426,24 @@ proptest! {
     /// sender's order, and nothing unpublished is delivered.
     #[test]
     fn interleaved_sends_and_polls_never_lose_or_duplicate(steps in prop::collection::vec(step(), 1..80)) {
+        pollster::block_on(async {
         let (store, env) = setup();
         let m = Messaging::new(&store, &env);
-        for r in 0..2 { m.register("w", &format!("r{r}"), "g").unwrap(); }
-        for s in 0..3 { m.register("w", &format!("s{s}"), "g").unwrap(); }
+        for r in 0..2 { m.register("w", &format!("r{r}"), "g").await.unwrap(); }
+        for s in 0..3 { m.register("w", &format!("s{s}"), "g").await.unwrap(); }
         let mut pending: Vec<Option<u64>> = vec![None; 3];
         let mut counters = [0u64; 3];
         let mut published: Vec<(usize, u64)> = Vec::new();
         let mut after = [0u64; 2];
         let mut got: Vec<Vec<(usize, u64)>> = vec![Vec::new(), Vec::new()];
-        let poll = |m: &Messaging, r: usize, limit: usize, got: &mut Vec<Vec<(usize, u64)>>, after: &mut [u64; 2]| {
-            let batch = m.receive("w", &format!("r{r}"), "g", Some(after[r]), limit).unwrap();
+        let poll = async |m: &Messaging, r: usize, limit: usize, got: &mut Vec<Vec<(usize, u64)>>, after: &mut [u64; 2]| {
+            let batch = m.receive("w", &format!("r{r}"), "g", Some(after[r]), limit).await.unwrap();
             after[r] = batch.next_after;
             got[r].extend(batch.messages.iter().map(|msg| (msg.payload[0].as_u64().unwrap() as usize, msg.payload[1].as_u64().unwrap())));
         };
         for step in steps {
             match step {
-                Step::Allocate(s) if pending[s].is_none() => pending[s] = Some(m.allocate("g").unwrap()),
+                Step::Allocate(s) if pending[s].is_none() => pending[s] = Some(m.allocate("g").await.unwrap()),
                 Step::Allocate(_) => {}
                 Step::Publish(s) => if let Some(seq) = pending[s].take() {
                     let msg = StoredMessage {
@@ -429,19 +454,19 @@ proptest! {
                         payload: json!([s, counters[s]]),
                         timestamp_ms: env.now_ms(),
                     };
-                    if m.publish(&msg).unwrap() {
+                    if m.publish(&msg).await.unwrap() {
                         published.push((s, counters[s]));
                         counters[s] += 1;
                     }
                 },
-                Step::Poll(r, limit) => poll(&m, r, limit, &mut got, &mut after),
+                Step::Poll(r, limit) => poll(&m, r, limit, &mut got, &mut after).await,
                 Step::Tick => env.advance(GAP_GRACE_MS / 2),
             }
         }
         // Drain: abandoned slots get sealed once the grace period has passed.
         env.advance(GAP_GRACE_MS * 2);
         for r in 0..2 {
-            for _ in 0..200 { poll(&m, r, 5, &mut got, &mut after); }
+            for _ in 0..200 { poll(&m, r, 5, &mut got, &mut after).await; }
             let mut delivered = got[r].clone();
             for (s, count) in counters.iter().enumerate() {
                 let from_s: Vec<u64> = delivered.iter().filter(|(x, _)| *x == s).map(|(_, i)| *i).collect();
@@ -452,5 +477,7 @@ proptest! {
             expected.sort();
             prop_assert_eq!(delivered, expected);
         }
+        Ok::<(), TestCaseError>(())
+        })?;
     }
 }

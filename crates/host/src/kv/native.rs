@@ -23,20 +23,21 @@ fn other(err: KvError) -> StoreError {
     StoreError::Other(err.to_string())
 }
 
+#[async_trait::async_trait(?Send)]
 impl KvStore for BackendStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.backend.get(&self.label, key).map_err(other)
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.backend.set(&self.label, key, value).map_err(other)
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.backend.delete(&self.label, key).map_err(other)
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut found: std::collections::HashMap<String, Vec<u8>> = self
             .backend
             .get_many(&self.label, keys)
@@ -46,13 +47,13 @@ impl KvStore for BackendStore {
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         self.backend
             .increment(&self.label, key, delta)
             .map_err(other)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,
@@ -69,20 +70,20 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[test]
-    fn the_domain_store_contract_holds_over_a_backend() {
+    #[pollster::test]
+    async fn the_domain_store_contract_holds_over_a_backend() {
         let store = BackendStore::new(
             Arc::new(super::super::memory::MemoryBackend::new()),
             "default",
         );
-        assert!(store.compare_and_swap("k", None, b"1").unwrap());
-        assert!(!store.compare_and_swap("k", None, b"2").unwrap());
-        assert_eq!(store.increment("c", 2).unwrap(), 2);
+        assert!(store.compare_and_swap("k", None, b"1").await.unwrap());
+        assert!(!store.compare_and_swap("k", None, b"2").await.unwrap());
+        assert_eq!(store.increment("c", 2).await.unwrap(), 2);
         assert_eq!(
-            store.get_many(&["x".into(), "k".into()]).unwrap(),
+            store.get_many(&["x".into(), "k".into()]).await.unwrap(),
             vec![None, Some(b"1".to_vec())]
         );
-        store.delete("k").unwrap();
-        assert_eq!(store.get("k").unwrap(), None);
+        store.delete("k").await.unwrap();
+        assert_eq!(store.get("k").await.unwrap(), None);
     }
 }

@@ -1,0 +1,266 @@
+//! The key-value state on Durable Objects: the keyspace is split over objects of the
+//! `KvShard` class by what the keys belong to, and each key-value operation of the domain is
+//! one call to the object that holds its key.
+//!
+//! | keys | object | |
+//! |---|---|---|
+//! | `group/{g}/…` (log slots, head, tail, members) | `group/{g}`: one per group | a group's log lives together |
+//! | `client/{c}` (owner, group, cursor, heartbeat) | `client/{c}`: one per client | |
+//! | `ratelimit/{scope}/{id}` | one per bucket | |
+//! | `index/…`, `stats/…` | `registry` | written about once per group or client a minute |
+//!
+//! Every object is strongly consistent and runs one operation at a time, so each key keeps
+//! the atomic reads, writes, counters and compare-and-swap that `wasi:keyvalue` gives the
+//! components: the domain's algorithms, written for exactly that, hold unchanged.
+
+use mcp_edge_domain::store::{KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+use worker::{
+    DurableObject, Env, ObjectNamespace, Request, RequestInit, Response, Result, State,
+    durable_object,
+};
+
+use crate::store::SqlKv;
+
+/// The binding of the shards' namespace (`[[durable_objects.bindings]]` in wrangler.toml).
+pub const BINDING: &str = "MCP_KV";
+
+/// The object that holds `key`.
+pub fn shard_for(key: &str) -> &str {
+    let owner = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .map(|rest| &key[..prefix.len() + rest.find('/').unwrap_or(rest.len())])
+    };
+    owner("group/")
+        .or_else(|| owner("client/"))
+        .or_else(|| key.starts_with("ratelimit/").then_some(key))
+        .unwrap_or("registry")
+}
+
+/// One key-value operation, as sent to a shard. Values travel hex-encoded.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    GetMany {
+        keys: Vec<String>,
+    },
+    Set {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    Increment {
+        key: String,
+        delta: i64,
+    },
+    CompareAndSwap {
+        key: String,
+        expected: Option<String>,
+        value: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Values { values: Vec<Option<String>> },
+    Counter { counter: i64 },
+    Swapped { swapped: bool },
+    Done { done: bool },
+    Failed { error: String },
+}
+
+fn unhex(s: &str) -> std::result::Result<Vec<u8>, StoreError> {
+    hex::decode(s).map_err(|e| StoreError::Other(format!("shard protocol: {e}")))
+}
+
+fn apply(kv: &SqlKv, op: Op) -> std::result::Result<Reply, StoreError> {
+    Ok(match op {
+        Op::GetMany { keys } => Reply::Values {
+            values: kv
+                .get_many(&keys)?
+                .into_iter()
+                .map(|v| v.map(hex::encode))
+                .collect(),
+        },
+        Op::Set { key, value } => {
+            kv.set(&key, &unhex(&value)?)?;
+            Reply::Done { done: true }
+        }
+        Op::Delete { key } => {
+            kv.delete(&key)?;
+            Reply::Done { done: true }
+        }
+        Op::Increment { key, delta } => Reply::Counter {
+            counter: kv.increment(&key, delta)?,
+        },
+        Op::CompareAndSwap {
+            key,
+            expected,
+            value,
+        } => Reply::Swapped {
+            swapped: kv.compare_and_swap(
+                &key,
+                expected.map(|e| unhex(&e)).transpose()?.as_deref(),
+                &unhex(&value)?,
+            )?,
+        },
+    })
+}
+
+#[durable_object]
+pub struct KvShard {
+    state: State,
+}
+
+impl DurableObject for KvShard {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let reply = match req.json::<Op>().await {
+            Err(e) => Reply::Failed {
+                error: format!("shard protocol: {e}"),
+            },
+            Ok(op) => SqlKv::open(self.state.storage().sql())
+                .and_then(|kv| apply(&kv, op))
+                .unwrap_or_else(|e| Reply::Failed {
+                    error: e.to_string(),
+                }),
+        };
+        Response::from_json(&reply)
+    }
+}
+
+/// The domain's store seam over the shards, used by the Worker.
+pub struct ShardedKv {
+    namespace: ObjectNamespace,
+}
+
+impl ShardedKv {
+    pub fn open(env: &Env) -> std::result::Result<Self, StoreError> {
+        env.durable_object(BINDING)
+            .map(|namespace| Self { namespace })
+            .map_err(|e| StoreError::Other(format!("durable object binding {BINDING}: {e}")))
+    }
+
+    async fn call(&self, shard: &str, op: &Op) -> std::result::Result<Reply, StoreError> {
+        let failed = |e: worker::Error| StoreError::Other(format!("shard {shard}: {e}"));
+        let body = serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(worker::Method::Post)
+            .with_body(Some(body.into()));
+        let req = Request::new_with_init("https://shard/op", &init).map_err(failed)?;
+        let stub = self.namespace.get_by_name(shard).map_err(failed)?;
+        let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
+        match resp.json::<Reply>().await.map_err(failed)? {
+            Reply::Failed { error } => Err(StoreError::Other(format!("shard {shard}: {error}"))),
+            reply => Ok(reply),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> StoreError {
+    StoreError::Other(format!("shard protocol: unexpected reply {reply:?}"))
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for ShardedKv {
+    async fn get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        let mut values = self.get_many(&[key.to_owned()]).await?;
+        Ok(values.pop().flatten())
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> std::result::Result<(), StoreError> {
+        let op = Op::Set {
+            key: key.to_owned(),
+            value: hex::encode(value),
+        };
+        self.call(shard_for(key), &op).await.map(drop)
+    }
+
+    async fn delete(&self, key: &str) -> std::result::Result<(), StoreError> {
+        let op = Op::Delete {
+            key: key.to_owned(),
+        };
+        self.call(shard_for(key), &op).await.map(drop)
+    }
+
+    /// One call per shard involved (a group's slots are all in one).
+    async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> std::result::Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = vec![None; keys.len()];
+        let mut shards: Vec<&str> = keys.iter().map(|k| shard_for(k)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let (positions, wanted): (Vec<usize>, Vec<String>) = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| shard_for(k) == shard)
+                .map(|(i, k)| (i, k.clone()))
+                .unzip();
+            match self.call(shard, &Op::GetMany { keys: wanted }).await? {
+                Reply::Values { values } if values.len() == positions.len() => {
+                    for (i, value) in positions.into_iter().zip(values) {
+                        out[i] = value.map(|v| unhex(&v)).transpose()?;
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> std::result::Result<i64, StoreError> {
+        let op = Op::Increment {
+            key: key.to_owned(),
+            delta,
+        };
+        match self.call(shard_for(key), &op).await? {
+            Reply::Counter { counter } => Ok(counter),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> std::result::Result<bool, StoreError> {
+        let op = Op::CompareAndSwap {
+            key: key.to_owned(),
+            expected: expected.map(hex::encode),
+            value: hex::encode(new),
+        };
+        match self.call(shard_for(key), &op).await? {
+            Reply::Swapped { swapped } => Ok(swapped),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_for;
+
+    #[test]
+    fn keys_go_to_the_object_of_what_they_belong_to() {
+        assert_eq!(shard_for("group/g1/msg/42"), "group/g1");
+        assert_eq!(shard_for("group/g1/head"), "group/g1");
+        assert_eq!(shard_for("client/alice"), "client/alice");
+        assert_eq!(
+            shard_for("ratelimit/addr/1.2.3.4"),
+            "ratelimit/addr/1.2.3.4"
+        );
+        assert_eq!(shard_for("index/heartbeat/7"), "registry");
+        assert_eq!(shard_for("stats/registered_clients"), "registry");
+        assert_eq!(shard_for("health/probe"), "registry");
+    }
+}
