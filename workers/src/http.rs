@@ -153,3 +153,43 @@ pub fn finish(resp: Response, request_id: &str) -> worker::Result<Response> {
     }
     Ok(resp.with_headers(headers))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    /// The Worker serves exactly the routes of spin.toml, each with its component's handler.
+    #[test]
+    fn routes_match_spin_toml() {
+        let manifest: toml::Value =
+            toml::from_str(include_str!("../../spin.toml")).expect("spin.toml parses");
+        let triggers = manifest["trigger"]["http"]
+            .as_array()
+            .expect("HTTP triggers");
+        let mut seen = Vec::new();
+        for trigger in triggers {
+            let (route, component) = (
+                trigger["route"].as_str().unwrap_or_default(),
+                trigger["component"].as_str().unwrap_or_default(),
+            );
+            let path = route.trim_end_matches("/...");
+            let expected = match component {
+                "login" => Route::Login,
+                "register" => Route::Register,
+                "send" => Route::Send,
+                "receive" => Route::Receive,
+                "cleanup" => Route::Cleanup,
+                "docs" => Route::Docs(String::new()),
+                "health" => Route::Health(String::new()),
+                other => panic!("spin.toml routes to {other}, which the Worker does not serve"),
+            };
+            assert_eq!(Route::of(path), expected, "{route}");
+            seen.push(component);
+        }
+        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert_eq!(Route::of("/docs/v1/a.md"), Route::Docs("/v1/a.md".into()));
+        assert_eq!(Route::of("/health/ready"), Route::Health("/ready".into()));
+        assert_eq!(Route::of("/docsx"), Route::NotFound);
+        assert_eq!(Route::of("/login/"), Route::NotFound);
+    }
+}
