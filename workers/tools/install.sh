@@ -13,15 +13,17 @@ cd "$root"
 rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   rustup target add wasm32-unknown-unknown
 
-# worker-build refuses a wasm-bindgen CLI that differs from the library in Cargo.lock.
+# Both tools are built unoptimised (--debug): they run a few seconds per build, and that takes
+# a third of the CPU time to compile. worker-build refuses a wasm-bindgen CLI that differs
+# from the library in Cargo.lock.
 wbg_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
 if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; then
   echo "installing wasm-bindgen-cli $wbg_version" >&2
-  cargo install --quiet --force wasm-bindgen-cli@"$wbg_version" --root "$tools"
+  cargo install --quiet --debug --force wasm-bindgen-cli@"$wbg_version" --root "$tools"
 fi
 if ! "$tools/bin/worker-build" --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
   echo "installing worker-build $WORKER_BUILD_VERSION" >&2
-  cargo install --quiet --force worker-build@"$WORKER_BUILD_VERSION" --root "$tools"
+  cargo install --quiet --debug --force worker-build@"$WORKER_BUILD_VERSION" --root "$tools"
 fi
 
 # wrangler 4.86 runs on Node 20, the machines' Node; older ones get Node 22 from npm.
