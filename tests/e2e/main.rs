@@ -11,6 +11,7 @@ mod bundle;
 mod concurrency;
 mod cron;
 mod deployment;
+mod limits;
 mod wrangler;
 
 /// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.
@@ -41,4 +42,7 @@ on_every_runtime!(
     api::health_request_ids_and_security_headers,
     concurrency::concurrent_senders_and_receivers_lose_and_duplicate_nothing,
     cron::scheduled_cleanup_expires_stale_clients_and_old_messages_only,
+    limits::an_address_over_its_budget_gets_429_with_retry_after,
+    limits::repeated_login_failures_lock_out_even_the_right_password_for_a_while,
+    limits::group_size_message_size_and_backlog_limits_are_clear_4xx,
 );

@@ -51,13 +51,15 @@ async fn stateful(
         .unwrap_or_else(|e| respond(Err(e)))
 }
 
-/// The caller's address for the rate limits, as the runtime passes it: `spin-client-addr`,
-/// here from `CF-Connecting-IP`; a client's own `spin-*` headers are dropped, as there.
+/// The caller's address for the rate limits, as the runtime passes it: `spin-client-addr`
+/// (`ip:port`, an IPv6 address in brackets), here from `CF-Connecting-IP`; a client's own
+/// `spin-*` headers are dropped, as there.
 fn with_client_addr(mut req: ApiRequest, client_ip: Option<String>) -> ApiRequest {
     req.headers.retain(|(name, _)| !name.starts_with("spin-"));
-    if let Some(ip) = client_ip {
+    if let Some(ip) = client_ip.and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok()) {
+        let addr = std::net::SocketAddr::new(ip, 0).to_string();
         req.headers
-            .push(("spin-client-addr".into(), format!("{ip}:0").into_bytes()));
+            .push(("spin-client-addr".into(), addr.into_bytes()));
     }
     req
 }
@@ -130,5 +132,37 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         .and_then(|pass| pass.map(drop));
     if let Err(e) = outcome {
         worker::console_error!("{{\"cleanup\":\"failed\",\"detail\":{:?}}}", e.message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_edge_domain::http::Request as ApiRequest;
+    use mcp_edge_domain::ratelimit::client_ip;
+
+    use super::with_client_addr;
+
+    fn addr_of(ip: Option<&str>) -> Option<String> {
+        let req = ApiRequest {
+            headers: vec![("spin-client-addr".into(), b"6.6.6.6:1".to_vec())],
+            ..ApiRequest::default()
+        };
+        let req = with_client_addr(req, ip.map(str::to_owned));
+        req.header("spin-client-addr").and_then(client_ip)
+    }
+
+    /// Every address Cloudflare may give reaches the rate limiter as itself, IPv6 included
+    /// (an unbracketed `1:2:3:4:5:6:7:8:0` would parse as no address and escape the limit).
+    #[test]
+    fn the_connecting_ip_becomes_the_limited_address() {
+        assert_eq!(addr_of(Some("203.0.113.7")).as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            addr_of(Some("2001:db8:1:2:3:4:5:6")).as_deref(),
+            Some("2001:db8:1:2:3:4:5:6")
+        );
+        assert_eq!(addr_of(Some("::1")).as_deref(), Some("::1"));
+        // A spoofed runtime header never stands in for the platform's.
+        assert_eq!(addr_of(None), None);
+        assert_eq!(addr_of(Some("not an ip")), None);
     }
 }

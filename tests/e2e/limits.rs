@@ -1,16 +1,16 @@
 //! Abuse limits over HTTP: rate limits with `Retry-After`, failed-login limits, and the size
-//! limits of groups and messages, each a clear 4xx.
+//! limits of groups and messages, each a clear 4xx, the same on every runtime (the Worker
+//! limits by `CF-Connecting-IP` where the runtime uses the connection's address).
 
 use serde_json::json;
 
-use crate::support;
+use crate::deployment::{Deployment, Kind};
 
-#[test]
-fn an_address_over_its_budget_gets_429_with_retry_after() {
-    let server = support::server("spin.toml")
-        .env("SPIN_VARIABLE_RATE_LIMIT_BURST", "8")
-        .env("SPIN_VARIABLE_RATE_LIMIT_REFILL_MS", "60000")
-        .start();
+pub fn an_address_over_its_budget_gets_429_with_retry_after(kind: Kind) {
+    let server = Deployment::start(
+        kind,
+        &[("rate_limit_burst", "8"), ("rate_limit_refill_ms", "60000")],
+    );
     let mut answers = Vec::new();
     for i in 0..10 {
         // Unauthenticated: floods of bad tokens count against the address too. A spoofed
@@ -45,9 +45,8 @@ fn an_address_over_its_budget_gets_429_with_retry_after() {
     assert_eq!(server.get("/docs/v1/index.md", &[]).status, 200);
 }
 
-#[test]
-fn repeated_login_failures_lock_out_even_the_right_password_for_a_while() {
-    let server = support::app();
+pub fn repeated_login_failures_lock_out_even_the_right_password_for_a_while(kind: Kind) {
+    let server = Deployment::start(kind, &[]);
     for _ in 0..5 {
         let r = server.post_json(
             "/login",
@@ -84,13 +83,15 @@ fn repeated_login_failures_lock_out_even_the_right_password_for_a_while() {
     assert_eq!(other.status, 429);
 }
 
-#[test]
-fn group_size_message_size_and_backlog_limits_are_clear_4xx() {
-    let server = support::server("spin.toml")
-        .env("SPIN_VARIABLE_MAX_CLIENTS_PER_GROUP", "2")
-        .env("SPIN_VARIABLE_MAX_MESSAGES_PER_GROUP", "10")
-        .env("SPIN_VARIABLE_MAX_PAYLOAD_BYTES", "1024")
-        .start();
+pub fn group_size_message_size_and_backlog_limits_are_clear_4xx(kind: Kind) {
+    let server = Deployment::start(
+        kind,
+        &[
+            ("max_clients_per_group", "2"),
+            ("max_messages_per_group", "10"),
+            ("max_payload_bytes", "1024"),
+        ],
+    );
     let wendy = server.token("wendy");
     assert_eq!(server.register(&wendy, "a", "small").status, 201);
     assert_eq!(server.register(&wendy, "b", "small").status, 201);
