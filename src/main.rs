@@ -86,7 +86,7 @@ struct UpArgs {
     #[arg(long, default_value_t = 128)]
     memory_limit_mib: usize,
     /// Largest request body accepted, in bytes (larger: 413).
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = mcp_edge_domain::http::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Component instances alive at once.
     #[arg(long, default_value_t = 256)]

@@ -3,11 +3,11 @@
 //! `spin-*` headers), done the same way here so that clients cannot tell the two apart.
 
 use mcp_edge_domain::error::ApiError;
-use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
+use mcp_edge_domain::http::{
+    MAX_BODY_BYTES, Request as ApiRequest, Response as ApiResponse, body_too_large,
+    request_id as choose_request_id, respond,
+};
 use worker::{Headers, Request, Response, ResponseBuilder};
-
-/// Largest request body accepted (the runtime's default `--max-body-bytes`).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Where a path goes, with Spin's routing semantics over the routes of `spin.toml`: the exact
 /// routes, and the `/docs/...` and `/health/...` wildcards with their path info.
@@ -58,14 +58,6 @@ pub fn method(req: &Request) -> String {
     req.inner().method().to_ascii_uppercase()
 }
 
-pub fn too_large() -> ApiError {
-    ApiError::new(
-        413,
-        "payload_too_large",
-        format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-    )
-}
-
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`] (declared or actual).
 pub async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let declared = req
@@ -75,13 +67,13 @@ pub async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+        return Err(body_too_large(MAX_BODY_BYTES));
     }
     let bytes = req.bytes().await.map_err(|_| {
         ApiError::bad_request("unreadable_body", "the request body could not be read")
     })?;
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(too_large());
+        return Err(body_too_large(MAX_BODY_BYTES));
     }
     Ok(bytes)
 }
@@ -125,16 +117,7 @@ pub fn error(err: ApiError) -> worker::Result<Response> {
 
 /// The request id: the client's `x-request-id` when sensible, else a fresh one.
 pub fn request_id(req: &Request) -> String {
-    req.headers()
-        .get("x-request-id")
-        .ok()
-        .flatten()
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| {
-            let mut id = [0u8; 8];
-            let _ = getrandom::fill(&mut id);
-            hex::encode(id)
-        })
+    choose_request_id(req.headers().get("x-request-id").ok().flatten().as_deref())
 }
 
 /// What every answer carries, whoever produced it: the request id, `nosniff`, and no

@@ -13,6 +13,8 @@
 //! the atomic reads, writes, counters and compare-and-swap that `wasi:keyvalue` gives the
 //! components: the domain's algorithms, written for exactly that, hold unchanged.
 
+use std::cell::Cell;
+
 use mcp_edge_domain::store::{KvStore, StoreError};
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -112,12 +114,27 @@ fn apply(kv: &SqlKv, op: Op) -> std::result::Result<Reply, StoreError> {
 
 #[durable_object]
 pub struct KvShard {
-    state: State,
+    kv: SqlKv,
+    /// Whether this instance has made sure its tables exist (once, not per operation).
+    tables_ready: Cell<bool>,
+}
+
+impl KvShard {
+    fn run(&self, op: Op) -> std::result::Result<Reply, StoreError> {
+        if !self.tables_ready.get() {
+            self.kv.create_tables()?;
+            self.tables_ready.set(true);
+        }
+        apply(&self.kv, op)
+    }
 }
 
 impl DurableObject for KvShard {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self {
+            kv: SqlKv::new(state.storage().sql()),
+            tables_ready: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -125,11 +142,9 @@ impl DurableObject for KvShard {
             Err(e) => Reply::Failed {
                 error: format!("shard protocol: {e}"),
             },
-            Ok(op) => SqlKv::open(self.state.storage().sql())
-                .and_then(|kv| apply(&kv, op))
-                .unwrap_or_else(|e| Reply::Failed {
-                    error: e.to_string(),
-                }),
+            Ok(op) => self.run(op).unwrap_or_else(|e| Reply::Failed {
+                error: e.to_string(),
+            }),
         };
         Response::from_json(&reply)
     }

@@ -22,36 +22,41 @@ fn blob(b: &[u8]) -> SqlStorageValue {
     SqlStorageValue::Blob(b.to_vec())
 }
 
-/// The rows of a cursor, each as its column values.
-fn rows(cursor: SqlCursor) -> Result<Vec<Vec<SqlStorageValue>>, StoreError> {
-    cursor.raw().map(|row| row.map_err(failed)).collect()
+/// The first column of the first row of a cursor, if any.
+fn first_value(cursor: SqlCursor) -> Result<Option<SqlStorageValue>, StoreError> {
+    cursor
+        .raw()
+        .next()
+        .transpose()
+        .map(|row| row.and_then(|r| r.into_iter().next()))
+        .map_err(failed)
 }
 
 impl SqlKv {
-    /// Opens the store, creating its tables on first use.
-    pub fn open(sql: SqlStorage) -> Result<Self, StoreError> {
-        sql.exec(
+    /// The store over an object's SQL storage; [`SqlKv::create_tables`] once per object
+    /// instance before the first operation.
+    pub fn new(sql: SqlStorage) -> Self {
+        Self { sql }
+    }
+
+    pub fn create_tables(&self) -> Result<(), StoreError> {
+        self.exec(
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-            None,
-        )
-        .map_err(failed)?;
-        sql.exec(
+            vec![],
+        )?;
+        self.exec(
             "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-            None,
+            vec![],
         )
-        .map_err(failed)?;
-        Ok(Self { sql })
+        .map(drop)
     }
 
     fn exec(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<SqlCursor, StoreError> {
         self.sql.exec(query, args).map_err(failed)
     }
-}
 
-impl SqlKv {
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = rows(self.exec("SELECT value FROM kv WHERE key = ?", vec![text(key)])?)?;
-        match found.into_iter().next().and_then(|r| r.into_iter().next()) {
+        match first_value(self.exec("SELECT value FROM kv WHERE key = ?", vec![text(key)])?)? {
             None => Ok(None),
             Some(SqlStorageValue::Blob(bytes)) => Ok(Some(bytes)),
             Some(SqlStorageValue::String(s)) => Ok(Some(s.into_bytes())),
@@ -80,19 +85,31 @@ impl SqlKv {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// Read, add and write in one synchronous step: the object runs nothing in between, and
+    /// an overflow fails without writing, as in every other backend.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        let found = rows(self.exec(
-            "INSERT INTO counters (key, value) VALUES (?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = value + excluded.value RETURNING value",
-            vec![text(key), SqlStorageValue::Integer(delta)],
-        )?)?;
-        match found.into_iter().next().and_then(|r| r.into_iter().next()) {
-            Some(SqlStorageValue::Integer(n)) => Ok(n),
-            Some(SqlStorageValue::Float(f)) => Ok(f as i64),
-            other => Err(StoreError::Other(format!(
-                "counter {key} read back as {other:?}"
-            ))),
+        let current = match first_value(
+            self.exec("SELECT value FROM counters WHERE key = ?", vec![text(key)])?,
+        )? {
+            None => 0,
+            Some(SqlStorageValue::Integer(n)) => n,
+            Some(other) => {
+                return Err(StoreError::Other(format!(
+                    "counter {key} has an unexpected type: {other:?}"
+                )));
+            }
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StoreError::Other(format!("counter {key} overflowed")))?;
+        if delta != 0 {
+            self.exec(
+                "INSERT INTO counters (key, value) VALUES (?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                vec![text(key), SqlStorageValue::Integer(next)],
+            )?;
         }
+        Ok(next)
     }
 
     pub fn compare_and_swap(
@@ -103,15 +120,15 @@ impl SqlKv {
     ) -> Result<bool, StoreError> {
         // RETURNING tells whether a row was written (rows_written also counts index rows).
         let written = match expected {
-            None => rows(self.exec(
+            None => first_value(self.exec(
                 "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING 1",
                 vec![text(key), blob(new)],
             )?)?,
-            Some(old) => rows(self.exec(
+            Some(old) => first_value(self.exec(
                 "UPDATE kv SET value = ? WHERE key = ? AND value = ? RETURNING 1",
                 vec![blob(new), text(key), blob(old)],
             )?)?,
         };
-        Ok(!written.is_empty())
+        Ok(written.is_some())
     }
 }

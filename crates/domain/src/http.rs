@@ -169,6 +169,29 @@ pub fn with_common_headers(mut resp: Response) -> Response {
     resp
 }
 
+/// The largest request body any runtime accepts by default (`mcp-edge --max-body-bytes`, the
+/// components' own read limit, the Worker's cap).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The `413` for a request body over `max` bytes, the same from every runtime.
+pub fn body_too_large(max: usize) -> ApiError {
+    ApiError::payload_too_large(format!("request body exceeds {max} bytes"))
+}
+
+/// The request id a runtime tags an answer and its logs with: the client's `x-request-id`
+/// when it is 1-128 visible ASCII characters (safe to echo and to log), else a fresh one.
+pub fn request_id(offered: Option<&str>) -> String {
+    offered
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let mut id = [0u8; 8];
+            // Without an entropy source the id is only less unique; the request still runs.
+            let _ = getrandom::fill(&mut id);
+            hex::encode(id)
+        })
+}
+
 /// Runs a handler and turns its error into the JSON error response.
 pub fn respond(result: Result<Response, ApiError>) -> Response {
     with_common_headers(result.unwrap_or_else(Response::from))
@@ -195,6 +218,22 @@ mod tests {
                 .push(("content-type".into(), ct.as_bytes().to_vec()));
         }
         req
+    }
+
+    #[test]
+    fn request_ids_are_echoed_only_when_safe() {
+        assert_eq!(request_id(Some("trace-123")), "trace-123");
+        for unsafe_id in [
+            None,
+            Some(""),
+            Some("a b"),
+            Some("é"),
+            Some(&*"x".repeat(129)),
+        ] {
+            let fresh = request_id(unsafe_id);
+            assert_eq!(fresh.len(), 16, "{unsafe_id:?}");
+            assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
     }
 
     #[test]

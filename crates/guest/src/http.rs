@@ -3,13 +3,13 @@
 use std::io::{Read, Write};
 
 use mcp_edge_domain::ApiError;
-use mcp_edge_domain::http::{Request, Response, respond};
+use mcp_edge_domain::http::{Request, Response, body_too_large, respond};
 use wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
 /// Largest request body a component reads (the host usually refuses larger ones first).
-pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+const MAX_BODY_BYTES: u64 = mcp_edge_domain::http::MAX_BODY_BYTES as u64;
 
 fn method_name(method: &Method) -> String {
     match method {
@@ -36,9 +36,7 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
         read.map_err(|_| unreadable())?;
     }
     if bytes.len() as u64 > MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large(format!(
-            "request body exceeds {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(body_too_large(MAX_BODY_BYTES as usize));
     }
     Ok(bytes)
 }

@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use mcp_edge_domain::ApiError;
-use mcp_edge_domain::http::respond;
+use mcp_edge_domain::http::{body_too_large, request_id as choose_request_id, respond};
 
 use crate::audit::AuditLog;
 use crate::engine::EPOCH_TICK;
@@ -180,7 +180,11 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 /// A runtime-level error, in the same JSON shape and with the same headers the components
 /// use (the domain's error model), so clients cannot tell who answered.
 fn json_error(status: u16, code: &'static str, message: &str) -> Response<Body> {
-    let domain = respond(Err(ApiError::new(status, code, message)));
+    error_response(ApiError::new(status, code, message))
+}
+
+fn error_response(error: ApiError) -> Response<Body> {
+    let domain = respond(Err(error));
     let mut resp = Response::new(full(domain.body));
     *resp.status_mut() =
         StatusCode::from_u16(domain.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -193,16 +197,11 @@ fn json_error(status: u16, code: &'static str, message: &str) -> Response<Body> 
 }
 
 fn request_id(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let mut id = [0u8; 8];
-            let _ = getrandom::fill(&mut id);
-            hex::encode(id)
-        })
+    choose_request_id(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// How a guest ended without answering.
@@ -291,13 +290,7 @@ impl App {
             );
         };
         let max = self.limits.max_body_bytes;
-        let too_large = || {
-            json_error(
-                413,
-                "payload_too_large",
-                &format!("request body exceeds {max} bytes"),
-            )
-        };
+        let too_large = || error_response(body_too_large(max));
         let declared = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
