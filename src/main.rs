@@ -192,7 +192,19 @@ fn hash_password() -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+/// Errors a user can cause (a missing target, a port in use, a bad manifest) are shown as
+/// one line with their causes, never with a backtrace.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {

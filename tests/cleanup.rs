@@ -57,7 +57,7 @@ fn the_schedule_expires_stale_clients_and_old_messages_but_nothing_live() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let gone = loop {
         let r = s.receive(&t, "stale", "g", Some(0));
-        if r.status == 404 || Instant::now() > deadline {
+        if r.status == 410 || Instant::now() > deadline {
             break r;
         }
         s.receive(&t, "live", "g", Some(live_cursor));
@@ -65,7 +65,7 @@ fn the_schedule_expires_stale_clients_and_old_messages_but_nothing_live() {
     };
     assert_eq!(
         (gone.status, gone.error_code().as_str()),
-        (404, "client_not_found")
+        (410, "client_expired")
     );
     // the live client is untouched and gets the fresh message; old ones are gone for
     // anyone who asks from the start
@@ -130,7 +130,11 @@ fn the_admin_route_runs_cleanup_on_demand_for_admins_only() {
     assert_eq!(ran.status, 200, "{}", ran.text());
     assert_eq!(ran.json()["clients_removed"], 1);
     assert_eq!(ran.json()["complete"], true);
-    assert_eq!(s.receive(&writer, "idle", "g", None).status, 404);
+    let gone = s.receive(&writer, "idle", "g", None);
+    assert_eq!(
+        (gone.status, gone.error_code().as_str()),
+        (410, "client_expired")
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::deployment::{Deployment, Kind, eventually};
 
 pub fn scheduled_cleanup_expires_stale_clients_and_old_messages_only(kind: Kind) {
-    let s = Deployment::start(
+    let s = Deployment::start_scheduled(
         kind,
         &[
             ("client_timeout_seconds", "2"),
@@ -41,13 +41,13 @@ pub fn scheduled_cleanup_expires_stale_clients_and_old_messages_only(kind: Kind)
     s.fire_cron();
     let gone = eventually(Duration::from_secs(15), || {
         s.receive(&t, "live", "g", Some(live_cursor));
-        s.receive(&t, "stale", "g", Some(0)).status == 404
+        s.receive(&t, "stale", "g", Some(0)).status == 410
     });
-    assert!(gone, "the stale client was not removed");
+    assert!(gone, "the stale client was not expired");
     let stale = s.receive(&t, "stale", "g", Some(0));
     assert_eq!(
         (stale.status, stale.error_code().as_str()),
-        (404, "client_not_found")
+        (410, "client_expired")
     );
     let live = s.receive(&t, "live", "g", Some(live_cursor)).json();
     assert_eq!(live["messages"][0]["payload"], "fresh");
@@ -61,5 +61,11 @@ pub fn scheduled_cleanup_expires_stale_clients_and_old_messages_only(kind: Kind)
         payloads,
         vec![json!("fresh")],
         "expired messages were deleted"
+    );
+    // ... and whoever asks for them is told what it missed.
+    assert_eq!(
+        from_start["missed"],
+        json!({"first_seq": 1, "last_seq": 3, "count": 3, "first_held_seq": 4}),
+        "{from_start}"
     );
 }

@@ -36,14 +36,25 @@ impl std::ops::Deref for Deployment {
 
 impl Deployment {
     /// Starts `kind` with the suite's users and secret and the given variables (Spin variable
-    /// names, e.g. `client_timeout_seconds`), on a fresh store.
+    /// names, e.g. `client_timeout_seconds`), on a fresh store, with no cleanup schedule:
+    /// cleanup runs when the test says so ([`Deployment::cleanup`]), so no test races one.
     pub fn start(kind: Kind, vars: &[(&str, &str)]) -> Deployment {
+        Self::start_with(kind, vars, "off")
+    }
+
+    /// As [`Deployment::start`], with the runtime's cleanup scheduled every second (the
+    /// Worker's Cron Trigger fires on [`Deployment::fire_cron`]). Tests of the schedule
+    /// assert on the state it leaves, never on which pass did the work.
+    pub fn start_scheduled(kind: Kind, vars: &[(&str, &str)]) -> Deployment {
+        Self::start_with(kind, vars, "* * * * * *")
+    }
+
+    fn start_with(kind: Kind, vars: &[(&str, &str)], schedule: &str) -> Deployment {
         let process = match kind {
             Kind::Runtime => {
-                // The scheduled cleanup runs every second: `fire_cron` then only waits.
                 let mut builder = support::server("spin.toml")
                     .arg("--cleanup-schedule")
-                    .arg("* * * * * *");
+                    .arg(schedule);
                 for (name, value) in vars {
                     builder = builder.env(
                         &format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
@@ -58,12 +69,42 @@ impl Deployment {
     }
 
     /// Fires the scheduled cleanup: the Worker's Cron Trigger through wrangler's
-    /// `/__scheduled`; the runtime's schedule runs every second by itself.
+    /// `/__scheduled`; the runtime's schedule (of [`Deployment::start_scheduled`]) runs every
+    /// second by itself.
     pub fn fire_cron(&self) {
         if let Process::Workers(dev) = &self.process {
             let r = dev.get("/__scheduled?cron=*+*+*+*+*", &[]);
             assert_eq!(r.status, 200, "scheduled event: {}", r.text());
         }
+    }
+
+    /// One cleanup pass through `POST /admin/cleanup`; its report.
+    pub fn cleanup(&self) -> serde_json::Value {
+        let admin = self.token("admin");
+        let r = self.request(
+            "POST",
+            "/admin/cleanup",
+            &[("authorization", &format!("Bearer {admin}"))],
+            None,
+        );
+        assert_eq!(r.status, 200, "cleanup: {}", r.text());
+        r.json()
+    }
+
+    /// Cleanup passes until one reports it is complete (bounded); their reports summed.
+    pub fn cleanup_until_complete(&self) -> serde_json::Value {
+        let mut total = serde_json::json!({"clients_removed": 0, "messages_removed": 0});
+        for _ in 0..50 {
+            let report = self.cleanup();
+            for field in ["clients_removed", "messages_removed"] {
+                let sum = total[field].as_u64().unwrap_or(0) + report[field].as_u64().unwrap_or(0);
+                total[field] = sum.into();
+            }
+            if report["complete"] == true {
+                return total;
+            }
+        }
+        panic!("cleanup never completed: {total}");
     }
 }
 

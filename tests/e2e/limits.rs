@@ -130,15 +130,7 @@ pub fn group_size_message_size_and_backlog_limits_are_clear_4xx(kind: Kind) {
         .collect();
     assert_eq!(payloads, (0..11).map(|i| json!(i)).collect::<Vec<_>>());
     // A cleanup pass trims the group to its cap and sends are accepted again.
-    let admin = server.token("admin");
-    let cleanup = server.request(
-        "POST",
-        "/admin/cleanup",
-        &[("authorization", &format!("Bearer {admin}"))],
-        None,
-    );
-    assert_eq!(cleanup.status, 200, "{}", cleanup.text());
-    assert_eq!(cleanup.json()["messages_removed"], 1);
+    assert_eq!(server.cleanup()["messages_removed"], 1);
     assert_eq!(
         server
             .send(&wendy, "a", "small", json!("room again"))

@@ -11,7 +11,9 @@ mod bundle;
 mod concurrency;
 mod cron;
 mod deployment;
+mod integrity;
 mod limits;
+mod members;
 mod wrangler;
 
 /// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.
@@ -45,4 +47,11 @@ on_every_runtime!(
     limits::an_address_over_its_budget_gets_429_with_retry_after,
     limits::repeated_login_failures_lock_out_even_the_right_password_for_a_while,
     limits::group_size_message_size_and_backlog_limits_are_clear_4xx,
+    integrity::a_large_backlog_is_received_in_pages_exactly_once,
+    integrity::many_groups_at_a_bucket_boundary_are_all_accepted_once,
+    integrity::a_full_group_under_concurrent_sends_and_cleanup_never_wedges,
+    integrity::retries_with_an_idempotency_key_store_once,
+    members::a_member_back_from_a_quiet_spell_gets_what_was_sent_meanwhile,
+    members::a_trim_by_the_cap_is_reported_as_missed,
+    members::a_return_after_the_retention_reports_everything_missed,
 );

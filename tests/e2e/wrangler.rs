@@ -14,6 +14,8 @@ use crate::support::{self, Client};
 pub fn ensure_built() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
+        // The toolchain script brings Node.js 22 from npm when the system's is older.
+        mcp_edge_provision::ensure_program("npm", "npm");
         let out = Command::new("bash")
             .arg("workers/tools/build.sh")
             .current_dir(support::root())

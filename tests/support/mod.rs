@@ -523,6 +523,7 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        mcp_edge_provision::ensure_program("redis-server", "redis-server");
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -537,7 +538,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
+            .expect("start redis-server");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -7,7 +7,9 @@
 //! | `group/{g}/…` (log slots, head, tail, members) | `group/{g}`: one per group | a group's log lives together |
 //! | `client/{c}` (owner, group, cursor, heartbeat) | `client/{c}`: one per client | |
 //! | `ratelimit/{scope}/{id}` | one per bucket | |
-//! | `index/…`, `stats/…` | `registry` | written about once per group or client a minute |
+//! | `index/{name}/{shard}/…`, `index/capcheck/{shard}` | one per index shard | appends that cannot lose a race |
+//! | `stats/{name}/{shard}` | one per counter shard | |
+//! | `index/{name}/cursor`, anything else | `registry` | read on the hot path, written once a bucket |
 //!
 //! Every object is strongly consistent and runs one operation at a time, so each key keeps
 //! the atomic reads, writes, counters and compare-and-swap that `wasi:keyvalue` gives the
@@ -33,9 +35,22 @@ pub fn shard_for(key: &str) -> &str {
         key.strip_prefix(prefix)
             .map(|rest| &key[..prefix.len() + rest.find('/').unwrap_or(rest.len())])
     };
+    // `index/{name}/{shard}/…` and `stats/{name}/{shard}`: the first three segments, when
+    // the third is a shard number.
+    let sharded = |prefix: &str| {
+        let rest = key.strip_prefix(prefix)?;
+        let name_end = rest.find('/')?;
+        let after = &rest[name_end + 1..];
+        let shard_len = after.find('/').unwrap_or(after.len());
+        let shard = &after[..shard_len];
+        (!shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| &key[..prefix.len() + name_end + 1 + shard_len])
+    };
     owner("group/")
         .or_else(|| owner("client/"))
         .or_else(|| key.starts_with("ratelimit/").then_some(key))
+        .or_else(|| sharded("index/"))
+        .or_else(|| sharded("stats/"))
         .unwrap_or("registry")
 }
 
@@ -274,8 +289,20 @@ mod tests {
             shard_for("ratelimit/addr/1.2.3.4"),
             "ratelimit/addr/1.2.3.4"
         );
-        assert_eq!(shard_for("index/heartbeat/7"), "registry");
-        assert_eq!(shard_for("stats/registered_clients"), "registry");
+        assert_eq!(
+            shard_for("index/heartbeat/3/29000000/n"),
+            "index/heartbeat/3"
+        );
+        assert_eq!(
+            shard_for("index/messages/0/29000000/17"),
+            "index/messages/0"
+        );
+        assert_eq!(shard_for("index/capcheck/5"), "index/capcheck/5");
+        assert_eq!(shard_for("index/heartbeat/cursor"), "registry");
+        assert_eq!(
+            shard_for("stats/registered_clients/2"),
+            "stats/registered_clients/2"
+        );
         assert_eq!(shard_for("health/probe"), "registry");
     }
 }

@@ -2,12 +2,12 @@
 //! capabilities its endpoint is granted, and returns the [`Response`] to send. Components
 //! (and any other platform adapter) only convert requests and responses.
 
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::audit::{AuditRecord, AuditSink};
 use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
-use crate::cleanup::{self, Cleanup};
 use crate::config::{self, ConfigSource, DocsAccess};
 use crate::cors::Cors;
 use crate::docs::{self, DocsSource, Visibility};
@@ -15,8 +15,10 @@ use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond, with_common_headers};
 use crate::ids::validate_id;
+use crate::messaging::log::{Missed, Received};
+use crate::messaging::members::Registration;
 use crate::messaging::{
-    DEFAULT_RECEIVE_LIMIT, MAX_RECEIVE_LIMIT, Messaging, Registration, StoredMessage,
+    self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging, StoredMessage,
 };
 use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
@@ -35,19 +37,21 @@ pub struct Ctx<'a> {
 
 /// The message log with the cleanup index and limits configured for this deployment.
 fn messaging<'a>(ctx: &'a Ctx<'_>) -> Result<Messaging<'a>, ApiError> {
-    let cap = config::number(
-        ctx.config,
-        config::keys::MAX_MESSAGES_PER_GROUP,
-        config::DEFAULT_MAX_MESSAGES_PER_GROUP,
-    )?;
-    let max_clients = config::number(
-        ctx.config,
-        config::keys::MAX_CLIENTS_PER_GROUP,
-        config::DEFAULT_MAX_CLIENTS_PER_GROUP,
-    )?;
-    Ok(Messaging::new(ctx.store, ctx.env)
-        .with_cleanup_index(cleanup::bucket_ms(ctx.config)?, cap)
-        .with_max_clients(max_clients))
+    let limits = LogLimits {
+        bucket_ms: config::cleanup_bucket_ms(ctx.config)?,
+        cap: config::number(
+            ctx.config,
+            config::keys::MAX_MESSAGES_PER_GROUP,
+            config::DEFAULT_MAX_MESSAGES_PER_GROUP,
+        )?,
+        max_clients: config::number(
+            ctx.config,
+            config::keys::MAX_CLIENTS_PER_GROUP,
+            config::DEFAULT_MAX_CLIENTS_PER_GROUP,
+        )?,
+        max_receive_bytes: config::max_receive_bytes(ctx.config)?,
+    };
+    Ok(Messaging::new(ctx.store, ctx.env).with_limits(limits))
 }
 
 /// The frame of every endpoint: CORS preflights are answered here, and CORS headers added to
@@ -79,7 +83,11 @@ struct Guard<'a> {
 impl<'a> Guard<'a> {
     fn new(req: &Request, ctx: &'a Ctx<'_>) -> Result<Self, ApiError> {
         Ok(Self {
-            limiter: Limiter::new(ctx.store, ctx.env.now_ms(), cleanup::bucket_ms(ctx.config)?),
+            limiter: Limiter::new(
+                ctx.store,
+                ctx.env.now_ms(),
+                config::cleanup_bucket_ms(ctx.config)?,
+            ),
             limits: Limits::from_config(ctx.config)?,
             addr: req.header("spin-client-addr").and_then(client_ip),
         })
@@ -255,12 +263,13 @@ pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
             let body: RegisterBody = req.json()?;
             rec.client_id = Some(body.client_id.clone());
             rec.group_id = Some(body.group_id.clone());
-            let (status, record) = match messaging(ctx)?
+            let (status, resumed, record) = match messaging(ctx)?
                 .register(&who.subject, &body.client_id, &body.group_id)
                 .await?
             {
-                Registration::Created(r) => (201, r),
-                Registration::Refreshed(r) => (200, r),
+                Registration::Created(r) => (201, false, r),
+                Registration::Resumed(r) => (201, true, r),
+                Registration::Refreshed(r) => (200, false, r),
             };
             Ok(Response::json(
                 status,
@@ -269,6 +278,8 @@ pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
                     "group_id": record.group_id,
                     "registered_at": rfc3339_ms(record.registered_at_ms),
                     "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
+                    "resumed": resumed,
+                    "cursor": record.cursor,
                 }),
             ))
         },
@@ -276,9 +287,10 @@ pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
     .await
 }
 
-/// Distinguishes an absent field from an explicit `null` (a valid payload).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// Distinguishes an absent field from an explicit `null` (a valid payload), keeping the
+/// payload's text as sent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    messaging::raw_payload(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -286,8 +298,11 @@ struct SendBody {
     sender_id: String,
     group_id: String,
     #[serde(default, deserialize_with = "present")]
-    payload: Option<Value>,
+    payload: Option<Box<RawValue>>,
 }
+
+/// The header that names a send for safe retries.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `POST /mcp/send`
 pub async fn send(req: &Request, ctx: &Ctx<'_>) -> Response {
@@ -302,39 +317,94 @@ pub async fn send(req: &Request, ctx: &Ctx<'_>) -> Response {
             .payload
             .ok_or_else(|| ApiError::bad_request("invalid_request", "missing field `payload`"))?;
         let limit = config::max_payload_bytes(ctx.config)?;
-        let size = serde_json::to_vec(&payload)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = payload.get().len();
         if size > limit {
             return Err(ApiError::payload_too_large(format!(
-                "payload is {size} bytes serialized; the limit is {limit}"
+                "payload is {size} bytes; the limit is {limit}"
             )));
         }
+        let key = req.header(IDEMPOTENCY_KEY);
         let sent = messaging(ctx)?
-            .send(&who.subject, &body.sender_id, &body.group_id, payload)
+            .send(&who.subject, &body.sender_id, &body.group_id, payload, key)
             .await?;
         rec.message_id = Some(sent.message_id.clone());
-        Ok(Response::json(
+        let resp = Response::json(
             202,
             &json!({
                 "message_id": sent.message_id,
                 "seq": sent.seq,
                 "timestamp": rfc3339_ms(sent.timestamp_ms),
             }),
-        ))
+        );
+        Ok(if sent.replayed {
+            resp.with_header("idempotent-replayed", "true")
+        } else {
+            resp
+        })
     })
     .await
 }
 
-fn message_json(m: &StoredMessage) -> Value {
-    json!({
-        "message_id": m.message_id,
-        "seq": m.seq,
-        "sender_id": m.sender_id,
-        "group_id": m.group_id,
-        "payload": m.payload,
-        "timestamp": rfc3339_ms(m.timestamp_ms),
-    })
+/// A message as receivers get it: the payload's JSON text is copied through, never parsed.
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    message_id: &'a str,
+    seq: u64,
+    sender_id: &'a str,
+    group_id: &'a str,
+    payload: &'a RawValue,
+    timestamp: String,
+}
+
+impl<'a> From<&'a StoredMessage> for MessageOut<'a> {
+    fn from(m: &'a StoredMessage) -> Self {
+        Self {
+            message_id: &m.message_id,
+            seq: m.seq,
+            sender_id: &m.sender_id,
+            group_id: &m.group_id,
+            payload: &m.payload,
+            timestamp: rfc3339_ms(m.timestamp_ms),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MissedOut {
+    first_seq: u64,
+    last_seq: u64,
+    count: u64,
+    first_held_seq: u64,
+}
+
+impl From<Missed> for MissedOut {
+    fn from(m: Missed) -> Self {
+        Self {
+            first_seq: m.first_seq,
+            last_seq: m.last_seq,
+            count: m.count(),
+            first_held_seq: m.first_held_seq(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReceiveOut<'a> {
+    messages: Vec<MessageOut<'a>>,
+    next_after: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<MissedOut>,
+}
+
+fn receive_answer(got: &Received) -> Result<Response, ApiError> {
+    Response::try_json(
+        200,
+        &ReceiveOut {
+            messages: got.messages.iter().map(MessageOut::from).collect(),
+            next_after: got.next_after,
+            missed: got.missed.map(MissedOut::from),
+        },
+    )
 }
 
 fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
@@ -390,17 +460,14 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             let group_id = group_id.ok_or_else(|| missing("group_id"))?;
             rec.client_id = Some(client_id.clone());
             rec.group_id = Some(group_id.clone());
-            let got = messaging(ctx)?
-                .receive(&who.subject, &client_id, &group_id, after, limit)
+            // The answer is built before the cursor moves past what it holds.
+            let (count, resp) = messaging(ctx)?
+                .receive(&who.subject, &client_id, &group_id, after, limit, |got| {
+                    Ok((got.messages.len(), receive_answer(got)?))
+                })
                 .await?;
-            rec.message_count = Some(got.messages.len());
-            Ok(Response::json(
-                200,
-                &json!({
-                    "messages": got.messages.iter().map(message_json).collect::<Vec<_>>(),
-                    "next_after": got.next_after,
-                }),
-            ))
+            rec.message_count = Some(count);
+            Ok(resp)
         },
     )
     .await
@@ -431,9 +498,9 @@ pub async fn docs(
 }
 
 /// One cleanup pass, recorded in the audit trail (the scheduled entry point).
-pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<cleanup::Report, ApiError> {
+pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<messaging::Report, ApiError> {
     let mut record = AuditRecord::new("cleanup");
-    let result = match cleanup::Settings::from_config(ctx.config) {
+    let result = match messaging::Settings::from_config(ctx.config) {
         Ok(settings) => Cleanup::new(ctx.store, ctx.env, settings).run().await,
         Err(e) => Err(e),
     };

@@ -16,6 +16,7 @@ pub mod keys {
     pub const USERS: &str = "users";
     pub const TOKEN_TTL_SECONDS: &str = "token_ttl_seconds";
     pub const MAX_PAYLOAD_BYTES: &str = "max_payload_bytes";
+    pub const MAX_RECEIVE_BYTES: &str = "max_receive_bytes";
     pub const DOCS_ACCESS: &str = "docs_access";
     pub const CLIENT_TIMEOUT_SECONDS: &str = "client_timeout_seconds";
     pub const MESSAGE_RETENTION_SECONDS: &str = "message_retention_seconds";
@@ -32,6 +33,7 @@ pub mod keys {
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_RECEIVE_BYTES: usize = 4 * 1024 * 1024;
 pub const MIN_SECRET_BYTES: usize = 32;
 pub const DEFAULT_MAX_CLIENTS_PER_GROUP: u64 = 1000;
 pub const DEFAULT_MAX_MESSAGES_PER_GROUP: u64 = 10_000;
@@ -60,6 +62,17 @@ fn value(src: &dyn ConfigSource, key: &str) -> Result<Option<String>, ApiError> 
 /// A numeric variable, or `default` when unset.
 pub fn number(src: &dyn ConfigSource, key: &str, default: u64) -> Result<u64, ApiError> {
     parse_number(src, key, default)
+}
+
+/// A numeric variable that must not be 0, or `default` when unset.
+pub fn positive(src: &dyn ConfigSource, key: &str, default: u64) -> Result<u64, ApiError> {
+    let value = number(src, key, default)?;
+    if value == 0 {
+        return Err(ApiError::misconfigured(format!(
+            "configuration variable {key} must be positive"
+        )));
+    }
+    Ok(value)
 }
 
 fn parse_number<T: std::str::FromStr>(
@@ -93,18 +106,23 @@ pub fn jwt_secret(src: &dyn ConfigSource) -> Result<Vec<u8>, ApiError> {
 }
 
 pub fn token_ttl_seconds(src: &dyn ConfigSource) -> Result<u64, ApiError> {
-    let ttl = parse_number(src, keys::TOKEN_TTL_SECONDS, DEFAULT_TOKEN_TTL_SECONDS)?;
-    if ttl == 0 {
-        return Err(ApiError::misconfigured(format!(
-            "configuration variable {} must be positive",
-            keys::TOKEN_TTL_SECONDS
-        )));
-    }
-    Ok(ttl)
+    positive(src, keys::TOKEN_TTL_SECONDS, DEFAULT_TOKEN_TTL_SECONDS)
 }
 
 pub fn max_payload_bytes(src: &dyn ConfigSource) -> Result<usize, ApiError> {
     parse_number(src, keys::MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)
+}
+
+/// About the most bytes of messages one receive answers with (at least one message).
+pub fn max_receive_bytes(src: &dyn ConfigSource) -> Result<usize, ApiError> {
+    let max = positive(src, keys::MAX_RECEIVE_BYTES, DEFAULT_MAX_RECEIVE_BYTES as u64)?;
+    Ok(usize::try_from(max).unwrap_or(usize::MAX))
+}
+
+/// The cleanup index's bucket width, shared by the endpoints that list and the cleanup that
+/// reads.
+pub fn cleanup_bucket_ms(src: &dyn ConfigSource) -> Result<u64, ApiError> {
+    Ok(positive(src, keys::CLEANUP_BUCKET_SECONDS, 60)?.saturating_mul(1000))
 }
 
 /// Who may read the docs.

@@ -120,11 +120,16 @@ impl Response {
     }
 
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        Self::try_json(status, value).unwrap_or_else(Self::from)
+    }
+
+    /// A JSON response, or the error if `value` cannot be serialised.
+    pub fn try_json<T: Serialize>(status: u16, value: &T) -> Result<Self, ApiError> {
         match serde_json::to_vec(value) {
-            Ok(body) => Self::new(status)
+            Ok(body) => Ok(Self::new(status)
                 .with_header("content-type", "application/json")
-                .with_body(body),
-            Err(e) => Self::from(ApiError::new(500, "serialization_error", e.to_string())),
+                .with_body(body)),
+            Err(e) => Err(ApiError::new(500, "serialization_error", e.to_string())),
         }
     }
 

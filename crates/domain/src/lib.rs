@@ -2,15 +2,16 @@
 //!
 //! Everything a client can observe is decided here, once: request and response types
 //! ([`http`]), validation ([`ids`]), the error model ([`error`]), configuration ([`config`]),
-//! tokens, passwords and roles ([`auth`]), the client registry and message log over a
-//! key-value store ([`store`], [`messaging`]), versioned docs ([`docs`]) and the endpoint
-//! handlers that tie them together ([`api`]), and the audit trail they leave ([`audit`]). Platform adapters (the WASI components, a native
-//! server, a Worker) supply storage, configuration, files, time and randomness through traits.
+//! tokens, passwords and roles ([`auth`]), the messaging wing (client registry, group logs,
+//! idempotent sends and their cleanup, [`messaging`]) over a key-value store ([`store`]) with
+//! its cleanup indexes ([`index`]), abuse limits ([`ratelimit`]), versioned docs ([`docs`]),
+//! the endpoint handlers that tie them together ([`api`]), and the audit trail they leave
+//! ([`audit`]). Platform adapters (the WASI components, a native server, a Worker) supply
+//! storage, configuration, files, time and randomness through traits.
 
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod cleanup;
 pub mod config;
 pub mod cors;
 pub mod docs;
@@ -20,6 +21,9 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod ids;
+pub mod index;
+#[cfg(test)]
+pub mod interleave;
 pub mod messaging;
 pub mod ratelimit;
 pub mod store;

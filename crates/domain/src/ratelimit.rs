@@ -5,27 +5,24 @@
 //! | key | value |
 //! |---|---|
 //! | `ratelimit/{scope}/{id}` | [`Bucket`] (JSON): milli-tokens left and when that was computed |
-//! | `index/ratelimit/{bucket}` | JSON list of bucket keys that will be full again in that time bucket |
-//! | `index/ratelimit/cursor` | the oldest index bucket not yet processed |
 //!
 //! A bucket that has refilled completely is indistinguishable from an absent one, so the
-//! scheduled cleanup deletes it. The hot path writes the index only when it creates a bucket;
-//! cleanup re-lists buckets that are not full yet under the time they will be.
+//! scheduled cleanup deletes it. The hot path lists a bucket in [`index::RATE_LIMITS`] only
+//! when it creates it (an append that cannot lose a race); cleanup lists buckets that are not
+//! full yet again under the time they will be.
+//!
+//! Addresses are limited per IPv4 address and per IPv6 /64: one IPv6 customer is handed a
+//! whole /64, so a per-address bucket would give it 2^64 fresh buckets.
 
 use serde::{Deserialize, Serialize};
 
-use crate::cleanup;
 use crate::config::{self, ConfigSource};
 use crate::error::ApiError;
+use crate::index;
 use crate::store::KvStore;
 
-pub const CURSOR: &str = "index/ratelimit/cursor";
 const MAX_CAS_ATTEMPTS: usize = 16;
 const MILLI: u64 = 1000;
-
-pub fn index_bucket_key(bucket: u64) -> String {
-    format!("index/ratelimit/{bucket}")
-}
 
 /// A token bucket's shape: `burst` tokens, one more every `refill_ms`. `burst == 0` turns the
 /// limit off.
@@ -145,15 +142,29 @@ pub struct Bucket {
     pub at: u64,
 }
 
-/// The client address to limit by: the IP of `spin-client-addr` (`ip:port` or `[ip]:port`),
-/// without the port, which changes with every connection.
+/// The client address to limit by, from `spin-client-addr` (`ip:port`, `[ip]:port` or a bare
+/// IP) without the port, which changes with every connection: the IPv4 address, or the
+/// IPv6 /64 network (`2001:db8:1:2::/64`). IPv4-mapped IPv6 addresses count as IPv4.
 pub fn client_ip(addr: &str) -> Option<String> {
-    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
-        return Some(sock.ip().to_string());
-    }
-    addr.parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| ip.to_string())
+    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+    let ip = match addr.parse::<SocketAddr>() {
+        Ok(sock) => sock.ip(),
+        Err(_) => addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()?,
+    };
+    Some(match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", Ipv6Addr::from(network))
+            }
+        },
+    })
 }
 
 pub struct Limiter<'a> {
@@ -255,13 +266,7 @@ impl<'a> Limiter<'a> {
 
     async fn list(&self, key: &str, full_at: u64) -> Result<(), ApiError> {
         let bucket = full_at / self.index_bucket_ms;
-        cleanup::add_to_index(
-            self.store,
-            &index_bucket_key(bucket),
-            Some((CURSOR, bucket)),
-            key,
-        )
-        .await
+        Ok(index::RATE_LIMITS.add(self.store, bucket, key).await?)
     }
 
     /// For cleanup: deletes the bucket at `key` if it is full again by now (whatever its
@@ -437,11 +442,41 @@ mod tests {
     }
 
     #[pollster::test]
-    async fn client_ip_drops_the_port() {
+    async fn client_ip_drops_the_port_and_groups_ipv6_by_64() {
         assert_eq!(client_ip("127.0.0.1:5000").as_deref(), Some("127.0.0.1"));
-        assert_eq!(client_ip("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(client_ip("10.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(client_ip("[::1]:80").as_deref(), Some("::/64"));
+        assert_eq!(
+            client_ip("[::ffff:10.1.2.3]:80").as_deref(),
+            Some("10.1.2.3")
+        );
+        // Every address of one /64 is one client; the next /64 is another.
+        let net = Some("2001:db8:1:2::/64");
+        assert_eq!(client_ip("[2001:db8:1:2::1]:443").as_deref(), net);
+        assert_eq!(
+            client_ip("[2001:db8:1:2:ffff:ffff:ffff:ffff]:1").as_deref(),
+            net
+        );
+        assert_eq!(client_ip("2001:db8:1:2:abcd::9").as_deref(), net);
+        assert_eq!(client_ip("[2001:db8:1:2::9]").as_deref(), net);
+        assert_eq!(
+            client_ip("[2001:db8:1:3::1]:443").as_deref(),
+            Some("2001:db8:1:3::/64")
+        );
         assert_eq!(client_ip("not an address"), None);
+    }
+
+    #[pollster::test]
+    async fn one_ipv6_64_shares_one_bucket() {
+        let store = MemoryStore::new();
+        let limiter = Limiter::new(&store, 0, 60_000);
+        for host in 1..=3 {
+            let ip = client_ip(&format!("[2001:db8::{host}]:5000")).unwrap();
+            limiter.take(Scope::Address, &ip, P).await.unwrap();
+        }
+        let ip = client_ip("[2001:db8::ffff]:6000").unwrap();
+        let err = limiter.take(Scope::Address, &ip, P).await.unwrap_err();
+        assert_eq!(err.status, 429);
     }
 
     #[pollster::test]
@@ -459,11 +494,17 @@ mod tests {
             .take(Scope::Address, "a", P)
             .await
             .unwrap();
+        let listed = async |bucket| {
+            let shard = index::shard_of("ratelimit/addr/a");
+            index::RATE_LIMITS
+                .read(&store, bucket, shard)
+                .await
+                .unwrap()
+                .ids
+        };
         // Created at 0 with 2 of 3 left: full at 1000 -> listed in bucket 1 only.
-        assert_eq!(
-            store.get(&index_bucket_key(1)).await.unwrap().unwrap(),
-            br#"["ratelimit/addr/a"]"#
-        );
+        assert_eq!(listed(1).await, [Some("ratelimit/addr/a".to_owned())]);
+        assert!(listed(0).await.is_empty());
         // At 1000 it is not full (the second take happened at 10): listed again.
         assert!(
             !Limiter::new(&store, 1000, 1000)
@@ -471,7 +512,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert!(store.get(&index_bucket_key(2)).await.unwrap().is_some());
+        assert_eq!(listed(2).await.len(), 1);
         assert!(
             Limiter::new(&store, 2010, 1000)
                 .expire("ratelimit/addr/a", &limits)

@@ -19,6 +19,14 @@ pub trait KvStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes every key in `keys` (absent ones are skipped). Not atomic as a whole: each
+    /// key is deleted or not, and a failure may leave some deleted.
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
     /// Values for `keys`, in the same order.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Atomically adds `delta` to the counter at `key` (absent counts as 0) and returns the
@@ -51,6 +59,22 @@ impl MemoryStore {
         self.lock_entries().len()
     }
 
+    /// Every key holding a value or a counter, sorted: for tests asserting that nothing
+    /// leaks. (The domain itself never lists keys.)
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.lock_entries().keys().cloned().collect();
+        keys.extend(
+            self.counters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, _)| k.clone()),
+        );
+        keys.sort();
+        keys
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -74,6 +98,11 @@ impl KvStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock_entries().remove(key);
+        // Counters are keys too: deleting one resets it, as on every backend.
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         Ok(())
     }
 

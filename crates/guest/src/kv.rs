@@ -45,6 +45,13 @@ impl KvStore for WasiKv {
         self.bucket.delete(key).map_err(convert)
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        batch::delete_many(&self.bucket, keys).map_err(convert)
+    }
+
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

@@ -42,8 +42,25 @@ fn is_stale(
     Ok(false)
 }
 
-/// Builds stale components; returns how many were built.
+/// The `--target` a build command compiles for, if it names one.
+fn target_of(command: &str) -> Option<&str> {
+    let mut words = command.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "--target" {
+            return words.next();
+        }
+        if let Some(target) = word.strip_prefix("--target=") {
+            return Some(target);
+        }
+    }
+    None
+}
+
+/// Builds stale components; returns how many were built. A Rust target a build command
+/// needs is installed first (with rustup), or the build stops with one line saying what to run.
 pub fn build(manifest: &Manifest, base: &Path) -> Result<usize> {
+    let machine = mcp_edge_provision::Machine::current();
+    let mut ready: Vec<String> = Vec::new();
     let mut built = 0;
     for (id, component) in &manifest.component {
         let Some(decl) = &component.build else {
@@ -53,6 +70,15 @@ pub fn build(manifest: &Manifest, base: &Path) -> Result<usize> {
         if !is_stale(base, component, &workdir, &decl.watch)? {
             tracing::info!(component = %id, "up to date");
             continue;
+        }
+        if let Some(target) = target_of(&decl.command)
+            && !ready.iter().any(|t| t == target)
+        {
+            machine
+                .rust_target(target)
+                .ready()
+                .map_err(anyhow::Error::msg)?;
+            ready.push(target.to_owned());
         }
         tracing::info!(component = %id, command = %decl.command, "building");
         let status = Command::new("sh")
@@ -76,4 +102,22 @@ pub fn build(manifest: &Manifest, base: &Path) -> Result<usize> {
         built += 1;
     }
     Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_of;
+
+    #[test]
+    fn the_target_is_read_off_the_build_command() {
+        assert_eq!(
+            target_of("cargo build --target wasm32-wasip2 --release -p x"),
+            Some("wasm32-wasip2")
+        );
+        assert_eq!(
+            target_of("cargo build --target=wasm32-wasip2"),
+            Some("wasm32-wasip2")
+        );
+        assert_eq!(target_of("make component"), None);
+    }
 }

@@ -150,11 +150,12 @@ impl MetricsEndpoint {
     pub async fn render(&self) -> Response<Body> {
         let backend = self.backend.clone();
         let clients = tokio::task::spawn_blocking(move || {
-            backend.increment(
-                crate::kv::DEFAULT_STORE,
-                mcp_edge_domain::messaging::REGISTERED_CLIENTS_KEY,
-                0,
-            )
+            mcp_edge_domain::messaging::registered_clients_keys()
+                .iter()
+                .try_fold(0i64, |sum, key| {
+                    let n = backend.increment(crate::kv::DEFAULT_STORE, key, 0)?;
+                    Ok::<i64, crate::kv::KvError>(sum.saturating_add(n))
+                })
         })
         .await;
         if let Ok(Ok(count)) = clients {

@@ -29,6 +29,7 @@ fn backends() -> (Fixture, Vec<Box<dyn Backend>>) {
         .local_addr()
         .unwrap()
         .port();
+    mcp_edge_provision::ensure_program("redis-server", "redis-server");
     let redis = Command::new("redis-server")
         .args([
             "--bind",
@@ -42,7 +43,7 @@ fn backends() -> (Fixture, Vec<Box<dyn Backend>>) {
         ])
         .stdout(Stdio::null())
         .spawn()
-        .expect("the backend tests need redis-server (apt-get install redis-server)");
+        .expect("start redis-server");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "redis-server did not start");

@@ -4,9 +4,13 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::json;
 
+use super::log::*;
+use super::members::*;
+use super::testing::raw;
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::store::MemoryStore;
+use serde_json::Value;
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -15,7 +19,7 @@ fn setup() -> (MemoryStore, FakeEnv) {
 }
 
 fn payloads(r: &Received) -> Vec<Value> {
-    r.messages.iter().map(|m| m.payload.clone()).collect()
+    r.messages.iter().map(|m| m.value()).collect()
 }
 
 #[pollster::test]
@@ -43,9 +47,12 @@ async fn a_client_belongs_to_its_first_registrant() {
     m.register("alice", "c1", "g").await.unwrap();
     let err = m.register("bob", "c1", "g").await.unwrap_err();
     assert_eq!((err.status, err.code), (403, "client_owned_by_other"));
-    let err = m.send("bob", "c1", "g", json!("x")).await.unwrap_err();
+    let err = m
+        .send_value("bob", "c1", "g", json!("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status, 403);
-    let err = m.receive("bob", "c1", "g", None, 10).await.unwrap_err();
+    let err = m.poll("bob", "c1", "g", None, 10).await.unwrap_err();
     assert_eq!(err.status, 403);
 }
 
@@ -62,11 +69,14 @@ async fn invalid_ids_are_400() {
         400
     );
     assert_eq!(
-        m.send("a", "c", "", json!(1)).await.unwrap_err().status,
+        m.send_value("a", "c", "", json!(1))
+            .await
+            .unwrap_err()
+            .status,
         400
     );
     assert_eq!(
-        m.receive("a", &"c".repeat(129), "g", None, 1)
+        m.poll("a", &"c".repeat(129), "g", None, 1)
             .await
             .unwrap_err()
             .status,
@@ -79,12 +89,18 @@ async fn invalid_ids_are_400() {
 async fn send_needs_a_registered_member_of_the_group() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
-    let err = m.send("alice", "ghost", "g", json!("x")).await.unwrap_err();
+    let err = m
+        .send_value("alice", "ghost", "g", json!("x"))
+        .await
+        .unwrap_err();
     assert_eq!((err.status, err.code), (404, "client_not_found"));
     m.register("alice", "c1", "a").await.unwrap();
-    let err = m.send("alice", "c1", "b", json!("x")).await.unwrap_err();
+    let err = m
+        .send_value("alice", "c1", "b", json!("x"))
+        .await
+        .unwrap_err();
     assert_eq!((err.status, err.code), (403, "not_in_group"));
-    let err = m.receive("alice", "c1", "b", None, 10).await.unwrap_err();
+    let err = m.poll("alice", "c1", "b", None, 10).await.unwrap_err();
     assert_eq!((err.status, err.code), (403, "not_in_group"));
 }
 
@@ -94,27 +110,32 @@ async fn members_receive_each_others_messages_but_not_their_own() {
     let m = Messaging::new(&store, &env);
     m.register("alice", "a", "g").await.unwrap();
     m.register("bob", "b", "g").await.unwrap();
-    let sent = m.send("alice", "a", "g", json!({"n": 1})).await.unwrap();
+    let sent = m
+        .send_value("alice", "a", "g", json!({"n": 1}))
+        .await
+        .unwrap();
     assert_eq!(sent.seq, 1);
-    m.send("bob", "b", "g", json!("from b")).await.unwrap();
+    m.send_value("bob", "b", "g", json!("from b"))
+        .await
+        .unwrap();
 
-    let for_b = m.receive("bob", "b", "g", None, 100).await.unwrap();
+    let for_b = m.poll("bob", "b", "g", None, 100).await.unwrap();
     assert_eq!(payloads(&for_b), vec![json!({"n": 1})]);
     assert_eq!(for_b.messages[0].sender_id, "a");
     assert_eq!(for_b.next_after, 2);
-    let for_a = m.receive("alice", "a", "g", None, 100).await.unwrap();
+    let for_a = m.poll("alice", "a", "g", None, 100).await.unwrap();
     assert_eq!(payloads(&for_a), vec![json!("from b")]);
 
     // simple polls advanced the stored cursors: nothing is redelivered
     assert!(
-        m.receive("bob", "b", "g", None, 100)
+        m.poll("bob", "b", "g", None, 100)
             .await
             .unwrap()
             .messages
             .is_empty()
     );
     assert!(
-        m.receive("alice", "a", "g", None, 100)
+        m.poll("alice", "a", "g", None, 100)
             .await
             .unwrap()
             .messages
@@ -127,10 +148,14 @@ async fn a_client_sees_only_messages_sent_after_it_joined() {
     let (store, env) = setup();
     let m = Messaging::new(&store, &env);
     m.register("alice", "a", "g").await.unwrap();
-    m.send("alice", "a", "g", json!("early")).await.unwrap();
+    m.send_value("alice", "a", "g", json!("early"))
+        .await
+        .unwrap();
     m.register("bob", "b", "g").await.unwrap();
-    m.send("alice", "a", "g", json!("late")).await.unwrap();
-    let got = m.receive("bob", "b", "g", Some(0), 100).await.unwrap();
+    m.send_value("alice", "a", "g", json!("late"))
+        .await
+        .unwrap();
+    let got = m.poll("bob", "b", "g", Some(0), 100).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("late")]);
 }
 
@@ -140,21 +165,24 @@ async fn moving_to_another_group_starts_fresh_there() {
     let m = Messaging::new(&store, &env);
     m.register("alice", "a", "g1").await.unwrap();
     m.register("alice", "a2", "g2").await.unwrap();
-    m.send("alice", "a2", "g2", json!("before move"))
+    m.send_value("alice", "a2", "g2", json!("before move"))
         .await
         .unwrap();
     assert!(matches!(
         m.register("alice", "a", "g2").await,
         Ok(Registration::Refreshed(_))
     ));
-    m.send("alice", "a2", "g2", json!("after move"))
+    m.send_value("alice", "a2", "g2", json!("after move"))
         .await
         .unwrap();
     assert_eq!(
-        m.send("alice", "a", "g1", json!(1)).await.unwrap_err().code,
+        m.send_value("alice", "a", "g1", json!(1))
+            .await
+            .unwrap_err()
+            .code,
         "not_in_group"
     );
-    let got = m.receive("alice", "a", "g2", None, 10).await.unwrap();
+    let got = m.poll("alice", "a", "g2", None, 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("after move")]);
 }
 
@@ -209,30 +237,30 @@ async fn after_acknowledges_and_survives_a_lost_response() {
     m.register("w", "s", "g").await.unwrap();
     m.register("w", "r", "g").await.unwrap();
     for i in 0..5 {
-        m.send("w", "s", "g", json!(i)).await.unwrap();
+        m.send_value("w", "s", "g", json!(i)).await.unwrap();
     }
-    let first = m.receive("w", "r", "g", Some(0), 2).await.unwrap();
+    let first = m.poll("w", "r", "g", Some(0), 2).await.unwrap();
     assert_eq!(payloads(&first), vec![json!(0), json!(1)]);
     // the response was "lost": asking again with the same `after` redelivers
-    let again = m.receive("w", "r", "g", Some(0), 2).await.unwrap();
+    let again = m.poll("w", "r", "g", Some(0), 2).await.unwrap();
     assert_eq!(again, first);
     let next = m
-        .receive("w", "r", "g", Some(first.next_after), 10)
+        .poll("w", "r", "g", Some(first.next_after), 10)
         .await
         .unwrap();
     assert_eq!(payloads(&next), vec![json!(2), json!(3), json!(4)]);
     let done = m
-        .receive("w", "r", "g", Some(next.next_after), 10)
+        .poll("w", "r", "g", Some(next.next_after), 10)
         .await
         .unwrap();
     assert!(done.messages.is_empty());
     assert_eq!(done.next_after, 5);
     // an acknowledgement beyond the head is clamped: later messages are not skipped
-    let far = m.receive("w", "r", "g", Some(1_000), 10).await.unwrap();
+    let far = m.poll("w", "r", "g", Some(1_000), 10).await.unwrap();
     assert_eq!(far.next_after, 5);
-    m.send("w", "s", "g", json!(5)).await.unwrap();
+    m.send_value("w", "s", "g", json!(5)).await.unwrap();
     assert_eq!(
-        payloads(&m.receive("w", "r", "g", None, 10).await.unwrap()),
+        payloads(&m.poll("w", "r", "g", None, 10).await.unwrap()),
         vec![json!(5)]
     );
 }
@@ -244,15 +272,15 @@ async fn limit_caps_the_batch_and_own_messages_are_acknowledged_silently() {
     m.register("w", "a", "g").await.unwrap();
     m.register("w", "b", "g").await.unwrap();
     for i in 0..3 {
-        m.send("w", "a", "g", json!(i)).await.unwrap();
-        m.send("w", "b", "g", json!(format!("own {i}")))
+        m.send_value("w", "a", "g", json!(i)).await.unwrap();
+        m.send_value("w", "b", "g", json!(format!("own {i}")))
             .await
             .unwrap();
     }
-    let got = m.receive("w", "b", "g", Some(0), 2).await.unwrap();
+    let got = m.poll("w", "b", "g", Some(0), 2).await.unwrap();
     assert_eq!(payloads(&got), vec![json!(0), json!(1)]);
     assert_eq!(got.next_after, 3);
-    let rest = m.receive("w", "b", "g", Some(3), 10).await.unwrap();
+    let rest = m.poll("w", "b", "g", Some(3), 10).await.unwrap();
     assert_eq!(payloads(&rest), vec![json!(2)]);
     assert_eq!(rest.next_after, 6);
 }
@@ -263,8 +291,10 @@ async fn receiving_is_a_heartbeat() {
     let m = Messaging::new(&store, &env);
     m.register("w", "a", "g").await.unwrap();
     env.advance(60_000);
-    m.receive("w", "a", "g", None, 10).await.unwrap();
-    let (_, rec) = m.load_client("a").await.unwrap().unwrap();
+    m.poll("w", "a", "g", None, 10).await.unwrap();
+    let Lookup::Live(_, rec) = lookup(&store, "a").await.unwrap() else {
+        panic!("a is registered")
+    };
     assert_eq!(rec.last_heartbeat_ms, T0 + 60_000);
 }
 
@@ -277,8 +307,8 @@ async fn an_in_flight_send_holds_back_later_messages_until_written() {
     m.register("w", "r", "g").await.unwrap();
     // s1 has taken number 1 but not written it yet; s2 completes number 2.
     let seq1 = m.allocate("g").await.unwrap();
-    m.send("w", "s2", "g", json!("second")).await.unwrap();
-    let early = m.receive("w", "r", "g", None, 10).await.unwrap();
+    m.send_value("w", "s2", "g", json!("second")).await.unwrap();
+    let early = m.poll("w", "r", "g", None, 10).await.unwrap();
     assert!(
         early.messages.is_empty(),
         "must not skip the in-flight slot"
@@ -289,11 +319,11 @@ async fn an_in_flight_send_holds_back_later_messages_until_written() {
         seq: seq1,
         sender_id: "s1".into(),
         group_id: "g".into(),
-        payload: json!("first"),
+        payload: raw(json!("first")),
         timestamp_ms: env.now_ms(),
     };
-    assert!(m.publish(&msg).await.unwrap());
-    let got = m.receive("w", "r", "g", None, 10).await.unwrap();
+    assert!(m.publish(&msg, None).await.unwrap());
+    let got = m.poll("w", "r", "g", None, 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("first"), json!("second")]);
 }
 
@@ -304,16 +334,18 @@ async fn an_abandoned_slot_is_sealed_after_the_grace_period_and_a_late_sender_re
     m.register("w", "s", "g").await.unwrap();
     m.register("w", "r", "g").await.unwrap();
     let dead = m.allocate("g").await.unwrap();
-    m.send("w", "s", "g", json!("after the gap")).await.unwrap();
+    m.send_value("w", "s", "g", json!("after the gap"))
+        .await
+        .unwrap();
     assert!(
-        m.receive("w", "r", "g", Some(0), 10)
+        m.poll("w", "r", "g", Some(0), 10)
             .await
             .unwrap()
             .messages
             .is_empty()
     );
     env.advance(GAP_GRACE_MS);
-    let got = m.receive("w", "r", "g", Some(0), 10).await.unwrap();
+    let got = m.poll("w", "r", "g", Some(0), 10).await.unwrap();
     assert_eq!(payloads(&got), vec![json!("after the gap")]);
     assert_eq!(got.next_after, 2);
     // the slow sender wakes up: its slot is sealed, so its write is refused...
@@ -322,15 +354,15 @@ async fn an_abandoned_slot_is_sealed_after_the_grace_period_and_a_late_sender_re
         seq: dead,
         sender_id: "s".into(),
         group_id: "g".into(),
-        payload: json!("late"),
+        payload: raw(json!("late")),
         timestamp_ms: env.now_ms(),
     };
-    assert!(!m.publish(&late).await.unwrap());
+    assert!(!m.publish(&late, None).await.unwrap());
     // ...and a full send retries on a fresh number, so nothing is lost.
-    let resent = m.send("w", "s", "g", json!("late")).await.unwrap();
+    let resent = m.send_value("w", "s", "g", json!("late")).await.unwrap();
     assert_eq!(resent.seq, 3);
     assert_eq!(
-        payloads(&m.receive("w", "r", "g", Some(2), 10).await.unwrap()),
+        payloads(&m.poll("w", "r", "g", Some(2), 10).await.unwrap()),
         vec![json!("late")]
     );
 }
@@ -356,7 +388,8 @@ async fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order()
             scope.spawn(move || {
                 let m = Messaging::new(store.as_ref(), env.as_ref());
                 for i in 0..PER_SENDER {
-                    pollster::block_on(m.send("w", &format!("s{s}"), "g", json!([s, i]))).unwrap();
+                    pollster::block_on(m.send_value("w", &format!("s{s}"), "g", json!([s, i])))
+                        .unwrap();
                 }
             });
         }
@@ -369,10 +402,10 @@ async fn concurrent_senders_deliver_every_message_exactly_once_in_sender_order()
                 // bounded: each round either makes progress or the senders are still running
                 for _ in 0..1_000_000 {
                     let batch =
-                        pollster::block_on(m.receive("w", &format!("r{r}"), "g", Some(after), 7))
+                        pollster::block_on(m.poll("w", &format!("r{r}"), "g", Some(after), 7))
                             .unwrap();
                     after = batch.next_after;
-                    got.extend(batch.messages.into_iter().map(|m| m.payload));
+                    got.extend(batch.messages.into_iter().map(|m| m.value()));
                     if got.len() >= SENDERS * PER_SENDER {
                         break;
                     }
@@ -437,9 +470,9 @@ proptest! {
         let mut after = [0u64; 2];
         let mut got: Vec<Vec<(usize, u64)>> = vec![Vec::new(), Vec::new()];
         let poll = async |m: &Messaging, r: usize, limit: usize, got: &mut Vec<Vec<(usize, u64)>>, after: &mut [u64; 2]| {
-            let batch = m.receive("w", &format!("r{r}"), "g", Some(after[r]), limit).await.unwrap();
+            let batch = m.poll("w", &format!("r{r}"), "g", Some(after[r]), limit).await.unwrap();
             after[r] = batch.next_after;
-            got[r].extend(batch.messages.iter().map(|msg| (msg.payload[0].as_u64().unwrap() as usize, msg.payload[1].as_u64().unwrap())));
+            got[r].extend(batch.messages.iter().map(|msg| (msg.value()[0].as_u64().unwrap() as usize, msg.value()[1].as_u64().unwrap())));
         };
         for step in steps {
             match step {
@@ -451,10 +484,10 @@ proptest! {
                         seq,
                         sender_id: format!("s{s}"),
                         group_id: "g".into(),
-                        payload: json!([s, counters[s]]),
+                        payload: raw(json!([s, counters[s]])),
                         timestamp_ms: env.now_ms(),
                     };
-                    if m.publish(&msg).await.unwrap() {
+                    if m.publish(&msg, None).await.unwrap() {
                         published.push((s, counters[s]));
                         counters[s] += 1;
                     }

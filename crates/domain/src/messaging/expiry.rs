@@ -1,0 +1,503 @@
+//! The scheduled cleanup: expires members whose heartbeat is older than the client timeout
+//! (keeping their cursor for the retention), trims groups over their message cap, deletes
+//! messages older than the retention, forgets retained records (idempotency claims, expired
+//! members' cursors) after the retention, and deletes rate-limit buckets that have refilled.
+//!
+//! A run works through the index buckets of [`crate::index`] old enough to be entirely
+//! expired, touching only what is listed there, and stops after `budget` items; the index
+//! cursors and per-shard progress make the next run resume where it stopped. Runs may
+//! overlap: a member is expired only by whoever wins a compare-and-swap on its record, and
+//! tails only move forward.
+//!
+//! What a run never removes: a slot whose sender may still write it (unwritten, and no later
+//! message older than the grace period), and a client that heartbeated or registered after
+//! the run read it. What an interrupted run leaves, the next one finishes: a trimmed range is
+//! deleted from `swept` up to the tail, a claimed client is moved away from its claim.
+
+use serde::Serialize;
+
+use super::log::{abandoned, settled};
+use super::members::{EXPIRY_LEASE_MS, Lookup, expiring, leave_group, lookup};
+use super::{
+    AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Slot, advance, away_key,
+    capcheck_key, capmarks_key, client_key, encode, head, idempotency, idempotency::Claim,
+    message_key, read_json, read_number, registered_clients_key, swept_key, tail, tail_key,
+};
+use crate::config::{self, ConfigSource};
+use crate::env::Env;
+use crate::error::ApiError;
+use crate::index::{self, Index};
+use crate::ratelimit::{Limiter, Limits};
+use crate::store::KvStore;
+
+/// Slots deleted per store call.
+const DELETE_BATCH: u64 = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub client_timeout_ms: u64,
+    pub retention_ms: u64,
+    pub max_messages_per_group: u64,
+    /// Width of an index bucket.
+    pub bucket_ms: u64,
+    /// Items one run may touch.
+    pub budget: usize,
+    /// The rate-limit policies, to tell when a bucket is full again.
+    pub limits: Limits,
+}
+
+impl Settings {
+    pub fn from_config(src: &dyn ConfigSource) -> Result<Self, ApiError> {
+        let secs = |key: &str, default: u64| config::positive(src, key, default);
+        Ok(Self {
+            client_timeout_ms: secs(config::keys::CLIENT_TIMEOUT_SECONDS, 300)? * 1000,
+            retention_ms: secs(config::keys::MESSAGE_RETENTION_SECONDS, 86_400)? * 1000,
+            max_messages_per_group: secs(
+                config::keys::MAX_MESSAGES_PER_GROUP,
+                config::DEFAULT_MAX_MESSAGES_PER_GROUP,
+            )?,
+            bucket_ms: config::cleanup_bucket_ms(src)?,
+            budget: secs(config::keys::CLEANUP_BATCH, 1000)? as usize,
+            limits: Limits::from_config(src)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub clients_removed: u64,
+    pub messages_removed: u64,
+    pub rate_limits_removed: u64,
+    /// Idempotency claims and expired members' cursors past the retention.
+    pub records_forgotten: u64,
+    /// False when the budget ran out (or an in-flight send held a trim back); the next run
+    /// continues.
+    pub complete: bool,
+}
+
+/// Why a trim stopped where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// It reached the target.
+    Target,
+    /// The next message is younger than the retention (its timestamp).
+    Young(u64),
+    /// The next slot may still be written; whether a written slot follows it.
+    InFlight { later_written: bool },
+    /// The budget ran out.
+    Budget,
+}
+
+pub struct Cleanup<'a> {
+    store: &'a dyn KvStore,
+    env: &'a dyn Env,
+    settings: Settings,
+}
+
+impl<'a> Cleanup<'a> {
+    pub fn new(store: &'a dyn KvStore, env: &'a dyn Env, settings: Settings) -> Self {
+        Self {
+            store,
+            env,
+            settings,
+        }
+    }
+
+    /// One bounded pass.
+    pub async fn run(&self) -> Result<Report, ApiError> {
+        let mut report = Report::default();
+        let mut budget = self.settings.budget;
+        let clients_done = self.expire_clients(&mut budget, &mut report).await?;
+        let cap_done = self.enforce_caps(&mut budget, &mut report).await?;
+        let retention_done = self.enforce_retention(&mut budget, &mut report).await?;
+        let retained_done = self.forget_retained(&mut budget, &mut report).await?;
+        let limits_done = self.expire_rate_limits(&mut budget, &mut report).await?;
+        report.complete =
+            clients_done && cap_done && retention_done && retained_done && limits_done;
+        Ok(report)
+    }
+
+    /// The last bucket whose every entry is older than `age_ms`.
+    fn last_expired_bucket(&self, age_ms: u64) -> Option<u64> {
+        let horizon = self.env.now_ms().checked_sub(age_ms)?;
+        (horizon / self.settings.bucket_ms).checked_sub(1)
+    }
+
+    fn bucket_of(&self, ms: u64) -> u64 {
+        ms / self.settings.bucket_ms
+    }
+
+    /// Walks an index's buckets from its cursor up to `last`, calling `visit` on every listed
+    /// ID; `visit` spends budget and answers whether it is done with
+    /// the ID. A shard's bucket is deleted once all its IDs are done. Each bucket costs one
+    /// unit of budget too, so that a run over a long idle stretch stays bounded.
+    async fn walk(
+        &self,
+        index: Index,
+        last: Option<u64>,
+        budget: &mut usize,
+        mut visit: impl AsyncFnMut(&str, &mut usize) -> Result<bool, ApiError>,
+    ) -> Result<bool, ApiError> {
+        let (Some(last), Some(mut bucket)) = (last, index.cursor(self.store).await?) else {
+            return Ok(true);
+        };
+        while bucket <= last {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            *budget -= 1;
+            for shard in 0..index::SHARDS {
+                let entries = index.read(self.store, bucket, shard).await?;
+                if entries.appended == 0 {
+                    continue;
+                }
+                for (offset, id) in entries.ids.iter().enumerate() {
+                    let finished = match id {
+                        Some(id) if *budget > 0 => visit(id, budget).await?,
+                        Some(_) => false,
+                        None => true,
+                    };
+                    if !finished {
+                        let done = entries.done + offset as u64;
+                        index.mark_done(self.store, bucket, shard, done).await?;
+                        return Ok(false);
+                    }
+                }
+                index.clear(self.store, bucket, &entries).await?;
+            }
+            index.finish_bucket(self.store, bucket).await?;
+            bucket += 1;
+        }
+        Ok(true)
+    }
+
+    async fn expire_clients(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let timeout = self.settings.client_timeout_ms;
+        let now = self.env.now_ms();
+        self.walk(
+            index::HEARTBEATS,
+            self.last_expired_bucket(timeout),
+            budget,
+            async |client_id, budget| {
+                *budget -= 1;
+                let key = client_key(client_id);
+                for _ in 0..MAX_CAS_ATTEMPTS {
+                    let claim = match lookup(self.store, client_id).await? {
+                        Lookup::Absent => return Ok(true),
+                        Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
+                            return Ok(true); // alive: listed again in a later bucket
+                        }
+                        Lookup::Live(bytes, record) => (bytes, Some(record), true),
+                        // Another run's claim: it finishes, unless it died holding it.
+                        Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS > now => {
+                            return Ok(false);
+                        }
+                        Lookup::Expiring(c) => (c.bytes, c.record, false),
+                    };
+                    let (bytes, record, fresh) = claim;
+                    // Claim the record (or take a dead run's claim over), so that exactly one
+                    // run at a time moves it away, and only a fresh claim counts it.
+                    let claimed = match &record {
+                        Some(r) => expiring(r, now),
+                        None => EXPIRED_MARKER.to_vec(),
+                    };
+                    if !self
+                        .store
+                        .compare_and_swap(&key, Some(&bytes), &claimed)
+                        .await?
+                    {
+                        continue; // changed meanwhile: look again
+                    }
+                    if fresh {
+                        self.store
+                            .increment(&registered_clients_key(client_id), -1)
+                            .await?;
+                        report.clients_removed += 1;
+                    }
+                    if let Some(record) = &record {
+                        self.move_away(client_id, record).await?;
+                    }
+                    // Nobody else writes a claimed key (registration waits, other runs
+                    // respect the lease), so this deletes nothing newer.
+                    self.store.delete(&key).await?;
+                    return Ok(true);
+                }
+                Ok(false)
+            },
+        )
+        .await
+    }
+
+    /// The rest of an expiry, once claimed: the group keeps the member's cursor and the
+    /// member leaves the live set.
+    async fn move_away(&self, client_id: &str, record: &ClientRecord) -> Result<(), ApiError> {
+        let now = self.env.now_ms();
+        let key = away_key(&record.group_id, client_id);
+        let away = AwayRecord {
+            owner: record.owner.clone(),
+            joined_after: record.joined_after,
+            cursor: record.cursor,
+            registered_at_ms: record.registered_at_ms,
+            expired_at_ms: now,
+        };
+        index::RETAINED
+            .add(self.store, self.bucket_of(now), &key)
+            .await?;
+        self.store.set(&key, &encode(&away)).await?;
+        leave_group(self.store, &record.group_id, client_id).await?;
+        Ok(())
+    }
+
+    /// Deletes the rate-limit buckets listed as full by now; lists the others again.
+    async fn expire_rate_limits(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let limiter = Limiter::new(self.store, self.env.now_ms(), self.settings.bucket_ms);
+        self.walk(
+            index::RATE_LIMITS,
+            self.last_expired_bucket(0),
+            budget,
+            async |key, budget| {
+                *budget -= 1;
+                if limiter.expire(key, &self.settings.limits).await? {
+                    report.rate_limits_removed += 1;
+                }
+                Ok(true)
+            },
+        )
+        .await
+    }
+
+    /// Forgets idempotency claims and away records older than the retention.
+    async fn forget_retained(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let retention = self.settings.retention_ms;
+        let now = self.env.now_ms();
+        self.walk(
+            index::RETAINED,
+            self.last_expired_bucket(retention),
+            budget,
+            async |key, budget| {
+                *budget -= 1;
+                let since = if key.contains("/away/") {
+                    read_json::<AwayRecord>(self.store, key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|(_, a)| a.expired_at_ms)
+                } else {
+                    read_json::<Claim>(self.store, key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|(_, c)| c.timestamp_ms)
+                };
+                match since {
+                    None => {}
+                    Some(at) if at + retention <= now => {
+                        self.store.delete(key).await?;
+                        report.records_forgotten += 1;
+                    }
+                    // Renewed since it was listed: listed again under its new time.
+                    Some(at) => {
+                        index::RETAINED
+                            .add(self.store, self.bucket_of(at), key)
+                            .await?
+                    }
+                }
+                Ok(true)
+            },
+        )
+        .await
+    }
+
+    /// Trims `group_id` from its tail towards `target`, a slot at a time, spending budget;
+    /// with `retention`, only messages at least that old. Unwritten slots are passed only
+    /// once sealed as abandoned. The tail moves first, then the slots are deleted (and
+    /// whatever an interrupted run left below the tail). Returns the slots trimmed and why
+    /// it stopped.
+    async fn trim(
+        &self,
+        group_id: &str,
+        target: u64,
+        retention: Option<u64>,
+        budget: &mut usize,
+    ) -> Result<(u64, Stop), ApiError> {
+        let now = self.env.now_ms();
+        let from = tail(self.store, group_id).await?;
+        let head = head(self.store, group_id).await?;
+        let target = target.min(head);
+        let mut new_tail = from;
+        let stop = 'scan: loop {
+            if new_tail >= target {
+                break Stop::Target;
+            }
+            let end = target.min(new_tail + (*budget as u64).min(DELETE_BATCH));
+            if end == new_tail {
+                break Stop::Budget;
+            }
+            let keys: Vec<String> = (new_tail + 1..=end)
+                .map(|s| message_key(group_id, s))
+                .collect();
+            for value in self.store.get_many(&keys).await? {
+                let seq = new_tail + 1;
+                let Some(slot) = settled(self.store, self.env, group_id, seq, head, value).await?
+                else {
+                    let later = abandoned(self.store, self.env, group_id, seq, head)
+                        .await?
+                        .is_some();
+                    break 'scan Stop::InFlight {
+                        later_written: later,
+                    };
+                };
+                match (&slot, retention) {
+                    (Slot::Message(m), Some(age)) if m.timestamp_ms + age > now => {
+                        break 'scan Stop::Young(m.timestamp_ms);
+                    }
+                    // A sealed reservation's claim is released before the slot goes, so that
+                    // a retry with its key sends anew.
+                    (Slot::Tombstone { claim: Some(claim) }, _) => {
+                        idempotency::release_seq(self.store, claim, seq).await?;
+                    }
+                    _ => {}
+                }
+                new_tail = seq;
+                *budget -= 1;
+            }
+        };
+        if new_tail > from {
+            advance(self.store, &tail_key(group_id), new_tail).await?;
+        }
+        self.sweep(group_id).await?;
+        Ok((new_tail - from, stop))
+    }
+
+    /// Deletes the slots from `swept` up to the tail, then moves `swept`.
+    async fn sweep(&self, group_id: &str) -> Result<(), ApiError> {
+        let swept_at = swept_key(group_id);
+        let swept = read_number(self.store, &swept_at).await?;
+        let tail = tail(self.store, group_id).await?;
+        if swept >= tail {
+            return Ok(());
+        }
+        let mut from = swept + 1;
+        while from <= tail {
+            let to = tail.min(from + DELETE_BATCH - 1);
+            let keys: Vec<String> = (from..=to).map(|s| message_key(group_id, s)).collect();
+            self.store.delete_many(&keys).await?;
+            from = to + 1;
+        }
+        advance(self.store, &swept_at, tail).await?;
+        Ok(())
+    }
+
+    /// Brings every flagged group back to its cap. A group stays flagged until a pass has
+    /// trimmed it to its cap *and* nobody flagged it again meanwhile (the mark counter).
+    async fn enforce_caps(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let cap = self.settings.max_messages_per_group;
+        let mut complete = true;
+        for shard in 0..index::SHARDS {
+            let key = capcheck_key(shard);
+            let Some((_, groups)) = read_json::<Vec<String>>(self.store, &key).await? else {
+                continue;
+            };
+            let mut finished = Vec::new();
+            for group_id in &groups {
+                if *budget == 0 {
+                    complete = false;
+                    break;
+                }
+                let marks = self.store.increment(&capmarks_key(group_id), 0).await?;
+                let head = head(self.store, group_id).await?;
+                let (removed, stop) = self
+                    .trim(group_id, head.saturating_sub(cap), None, budget)
+                    .await?;
+                report.messages_removed += removed;
+                if stop == Stop::Target {
+                    finished.push((group_id.clone(), marks));
+                } else {
+                    complete = false;
+                }
+            }
+            if finished.is_empty() {
+                continue;
+            }
+            let names: Vec<&String> = finished.iter().map(|(g, _)| g).collect();
+            self.remove_from_list(&key, &names).await?;
+            for (group_id, marks) in &finished {
+                // Flagged again while we trimmed: keep it for the next pass.
+                if self.store.increment(&capmarks_key(group_id), 0).await? != *marks {
+                    super::log::add_to_list(self.store, &key, group_id).await?;
+                }
+            }
+        }
+        Ok(complete)
+    }
+
+    async fn remove_from_list(&self, key: &str, ids: &[&String]) -> Result<(), ApiError> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some((bytes, current)) = read_json::<Vec<String>>(self.store, key).await? else {
+                return Ok(());
+            };
+            let left: Vec<String> = current.into_iter().filter(|g| !ids.contains(&g)).collect();
+            // Emptied, not deleted: only a compare-and-swap keeps a racing flag.
+            if self
+                .store
+                .compare_and_swap(key, Some(&bytes), &encode(&left))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::contention(key))
+    }
+
+    async fn enforce_retention(
+        &self,
+        budget: &mut usize,
+        report: &mut Report,
+    ) -> Result<bool, ApiError> {
+        let retention = self.settings.retention_ms;
+        let last = self.last_expired_bucket(retention);
+        // Re-listing goes beyond what this run walks: an overlapping run may be emptying
+        // the buckets up to `last`.
+        let next = last.map_or(0, |l| l + 1);
+        self.walk(index::MESSAGES, last, budget, async |group_id, budget| {
+            let (removed, stop) = self
+                .trim(group_id, u64::MAX, Some(retention), budget)
+                .await?;
+            report.messages_removed += removed;
+            // Messages left that this bucket's listing no longer covers are listed again,
+            // under the bucket in which they expire.
+            let relist = match stop {
+                Stop::Target
+                | Stop::InFlight {
+                    later_written: false,
+                } => None,
+                Stop::Budget => return Ok(false),
+                Stop::Young(ts) => Some(self.bucket_of(ts).max(next)),
+                Stop::InFlight {
+                    later_written: true,
+                } => Some(next),
+            };
+            if let Some(at) = relist {
+                index::MESSAGES.add(self.store, at, group_id).await?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+}
