@@ -15,6 +15,7 @@ pub const PASSWORD: &str = "bench-password";
 pub const MIXED_CLIENTS: usize = 1000;
 pub const MIXED_GROUPS: usize = 10;
 pub const SENDERS: usize = 64;
+pub const BOUNDARY_GROUPS: usize = 256;
 
 pub struct Plan {
     pub warmup: Duration,
@@ -187,6 +188,47 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         .await;
         out.push(Outcome {
             scenario: "send 1 KiB, 64 senders",
+            target: target.name,
+            sample,
+            peak_rss_mib: target.peak_rss_mib(),
+        });
+    }
+
+    if wanted("send: 256 groups") {
+        for g in 0..BOUNDARY_GROUPS {
+            register(addr, &writer, &format!("edge-{g}"), &format!("edge-{g}")).await?;
+        }
+        // Start so that the measured window opens just before a cleanup-bucket boundary (a
+        // minute, the default): every group's first send after it lists the group anew.
+        let bucket = Duration::from_secs(60);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let into = Duration::from_millis((now.as_millis() % bucket.as_millis()) as u64);
+        let lead = plan.warmup + Duration::from_millis(200);
+        let wait = (bucket - into).saturating_sub(lead);
+        eprintln!(
+            "  {}: waiting {:.0} s for a bucket boundary",
+            target.name,
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+        let token = writer.clone();
+        target.reset_peak_rss();
+        let sample = closed_loop(
+            addr,
+            BOUNDARY_GROUPS,
+            plan.warmup,
+            plan.duration,
+            &[202],
+            Arc::new(move |worker, i| {
+                let id = format!("edge-{worker}");
+                send_req(&token, &id, &id, json!({"n": i}))
+            }),
+        )
+        .await;
+        out.push(Outcome {
+            scenario: "send: 256 groups across a bucket boundary",
             target: target.name,
             sample,
             peak_rss_mib: target.peak_rss_mib(),

@@ -51,7 +51,11 @@ pub fn a_large_backlog_is_received_in_pages_exactly_once(kind: Kind) {
         // Plain polls: the cursor moves only past what an answer held.
         let r = s.receive(&t, "receiver", "big", None);
         assert_eq!(r.status, 200, "{}", r.text());
-        assert!(r.body.len() <= 4 * 1024 * 1024 + 64 * 1024, "{} bytes", r.body.len());
+        assert!(
+            r.body.len() <= 4 * 1024 * 1024 + 64 * 1024,
+            "{} bytes",
+            r.body.len()
+        );
         let body = r.json();
         let batch = payloads(&body);
         if batch.is_empty() {
@@ -81,8 +85,14 @@ pub fn many_groups_at_a_bucket_boundary_are_all_accepted_once(kind: Kind) {
     let s = Deployment::start(kind, &[("cleanup_bucket_seconds", "1")]);
     let t = s.token("wendy");
     for g in 0..GROUPS {
-        assert_eq!(s.register(&t, &format!("s{g}"), &format!("g{g}")).status, 201);
-        assert_eq!(s.register(&t, &format!("r{g}"), &format!("g{g}")).status, 201);
+        assert_eq!(
+            s.register(&t, &format!("s{g}"), &format!("g{g}")).status,
+            201
+        );
+        assert_eq!(
+            s.register(&t, &format!("r{g}"), &format!("g{g}")).status,
+            201
+        );
     }
     just_after_a_second_boundary();
     let answers: Vec<Vec<u16>> = std::thread::scope(|scope| {
@@ -111,7 +121,10 @@ pub fn many_groups_at_a_bucket_boundary_are_all_accepted_once(kind: Kind) {
             .iter()
             .map(|p| p[1].as_u64().unwrap_or(u64::MAX))
             .collect();
-        assert_eq!(delivered, accepted, "group {g}: refused sends must not be stored");
+        assert_eq!(
+            delivered, accepted,
+            "group {g}: refused sends must not be stored"
+        );
         assert_eq!(answers[g], vec![202; PER_GROUP as usize], "group {g}");
     }
 }
@@ -187,7 +200,10 @@ pub fn a_full_group_under_concurrent_sends_and_cleanup_never_wedges(kind: Kind) 
     for _ in 0..100 {
         let body = s.receive(&t, "reader", "full", Some(cursor)).json();
         if let Some(m) = body.get("missed") {
-            missed.push((m["first_seq"].as_u64().unwrap(), m["last_seq"].as_u64().unwrap()));
+            missed.push((
+                m["first_seq"].as_u64().unwrap(),
+                m["last_seq"].as_u64().unwrap(),
+            ));
         }
         let batch = payloads(&body);
         for p in &batch {
@@ -202,7 +218,10 @@ pub fn a_full_group_under_concurrent_sends_and_cleanup_never_wedges(kind: Kind) 
     }
     for (id, seq) in &accepted {
         let told = missed.iter().any(|&(a, b)| (a..=b).contains(seq));
-        assert!(delivered.contains(id) || told, "{id:?} (seq {seq}) lost silently");
+        assert!(
+            delivered.contains(id) || told,
+            "{id:?} (seq {seq}) lost silently"
+        );
     }
 }
 

@@ -151,16 +151,17 @@ mod tests {
         req.header("spin-client-addr").and_then(client_ip)
     }
 
-    /// Every address Cloudflare may give reaches the rate limiter as itself, IPv6 included
-    /// (an unbracketed `1:2:3:4:5:6:7:8:0` would parse as no address and escape the limit).
+    /// Every address Cloudflare may give reaches the rate limiter, IPv6 included (an
+    /// unbracketed `1:2:3:4:5:6:7:8:0` would parse as no address and escape the limit), and
+    /// an IPv6 address as its /64.
     #[test]
     fn the_connecting_ip_becomes_the_limited_address() {
         assert_eq!(addr_of(Some("203.0.113.7")).as_deref(), Some("203.0.113.7"));
         assert_eq!(
             addr_of(Some("2001:db8:1:2:3:4:5:6")).as_deref(),
-            Some("2001:db8:1:2:3:4:5:6")
+            Some("2001:db8:1:2::/64")
         );
-        assert_eq!(addr_of(Some("::1")).as_deref(), Some("::1"));
+        assert_eq!(addr_of(Some("::1")).as_deref(), Some("::/64"));
         // A spoofed runtime header never stands in for the platform's.
         assert_eq!(addr_of(None), None);
         assert_eq!(addr_of(Some("not an ip")), None);

@@ -115,7 +115,11 @@ pub fn max_payload_bytes(src: &dyn ConfigSource) -> Result<usize, ApiError> {
 
 /// About the most bytes of messages one receive answers with (at least one message).
 pub fn max_receive_bytes(src: &dyn ConfigSource) -> Result<usize, ApiError> {
-    let max = positive(src, keys::MAX_RECEIVE_BYTES, DEFAULT_MAX_RECEIVE_BYTES as u64)?;
+    let max = positive(
+        src,
+        keys::MAX_RECEIVE_BYTES,
+        DEFAULT_MAX_RECEIVE_BYTES as u64,
+    )?;
     Ok(usize::try_from(max).unwrap_or(usize::MAX))
 }
 

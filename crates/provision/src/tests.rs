@@ -152,7 +152,9 @@ fn a_present_program_installs_nothing() {
     let stage = Stage::new();
     stage.program("redis-server", "exit 0");
     apt_installing(&stage, true);
-    let outcome = stage.machine(true, "debian").debian_program("redis-server", "redis-server");
+    let outcome = stage
+        .machine(true, "debian")
+        .debian_program("redis-server", "redis-server");
     assert_eq!(outcome, Outcome::Present);
     assert!(stage.calls().is_empty(), "{:?}", stage.calls());
 }
@@ -162,18 +164,29 @@ fn not_root_not_debian_or_offline_gives_one_line_and_calls_nothing_it_should_not
     let stage = Stage::new();
     apt_installing(&stage, true);
     for (root, id) in [(false, "debian"), (true, "fedora")] {
-        let Outcome::Missing(line) = stage.machine(root, id).debian_program("redis-server", "redis-server")
+        let Outcome::Missing(line) = stage
+            .machine(root, id)
+            .debian_program("redis-server", "redis-server")
         else {
             panic!("cannot install as root={root} on {id}");
         };
         assert!(line.contains("apt-get install -y redis-server"), "{line}");
     }
-    assert!(stage.calls().is_empty(), "apt-get was called: {:?}", stage.calls());
+    assert!(
+        stage.calls().is_empty(),
+        "apt-get was called: {:?}",
+        stage.calls()
+    );
 
     let offline = Stage::new();
     apt_installing(&offline, false);
-    let outcome = offline.machine(true, "ubuntu").debian_program("redis-server", "redis-server");
-    assert!(matches!(&outcome, Outcome::Missing(l) if l.contains("offline")), "{outcome:?}");
+    let outcome = offline
+        .machine(true, "ubuntu")
+        .debian_program("redis-server", "redis-server");
+    assert!(
+        matches!(&outcome, Outcome::Missing(l) if l.contains("offline")),
+        "{outcome:?}"
+    );
     assert_eq!(offline.calls(), ["apt-get update -q"]);
 }
 
