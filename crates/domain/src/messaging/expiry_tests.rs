@@ -318,3 +318,45 @@ async fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
     assert_eq!(run().await, 1);
     assert!(store.get("ratelimit/sub/wendy").await.unwrap().is_none());
 }
+
+#[pollster::test]
+async fn retention_waits_for_a_send_in_flight_and_its_late_write_is_delivered() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
+    for i in 0..3 {
+        m.send_value("w", "s", "g", json!(i)).await.unwrap();
+    }
+    env.advance(25_000);
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
+    // A sender has taken number 4 and not written it yet; a later message is young.
+    let seq = m.allocate("g").await.unwrap();
+    let fresh = m.send_value("w", "s", "g", json!("fresh")).await.unwrap();
+    assert_eq!((seq, fresh.seq), (4, 5));
+    let report = Cleanup::new(&store, &env, settings()).run().await.unwrap();
+    assert_eq!(
+        report.messages_removed, 3,
+        "the old ones go, the slot in flight stays"
+    );
+    assert_eq!(tail(&store, "g").await.unwrap(), 3);
+    let late = StoredMessage {
+        message_id: "late".into(),
+        seq,
+        sender_id: "s".into(),
+        group_id: "g".into(),
+        payload: super::testing::raw(json!("late")),
+        timestamp_ms: env.now_ms(),
+    };
+    assert!(
+        m.publish(&late, None).await.unwrap(),
+        "the late write lands"
+    );
+    let got = m.poll("w", "r", "g", Some(0), 100).await.unwrap();
+    assert_eq!(
+        got.messages.iter().map(|x| x.value()).collect::<Vec<_>>(),
+        vec![json!("late"), json!("fresh")]
+    );
+    assert_eq!(got.missed.map(|x| x.last_seq), Some(3));
+}
