@@ -94,22 +94,32 @@ pub fn many_groups_at_a_bucket_boundary_are_all_accepted_once(kind: Kind) {
             201
         );
     }
+    // A connection per group; wrangler dev's local proxy resets connections beyond a few
+    // dozen at once, so there each connection sends for four groups in turn.
+    let lanes = if kind == Kind::Workers { 16 } else { GROUPS };
     just_after_a_second_boundary();
-    let answers: Vec<Vec<u16>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..GROUPS)
-            .map(|g| {
+    let mut answers: Vec<Vec<u16>> = vec![Vec::new(); GROUPS];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..lanes)
+            .map(|lane| {
                 let (s, t) = (&s, &t);
                 scope.spawn(move || {
-                    (0..PER_GROUP)
-                        .map(|i| {
-                            s.send(t, &format!("s{g}"), &format!("g{g}"), json!([g, i]))
-                                .status
-                        })
-                        .collect()
+                    let mut out = Vec::new();
+                    for i in 0..PER_GROUP {
+                        for g in (lane..GROUPS).step_by(lanes) {
+                            let r = s.send(t, &format!("s{g}"), &format!("g{g}"), json!([g, i]));
+                            out.push((g, r.status));
+                        }
+                    }
+                    out
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        for h in handles {
+            for (g, status) in h.join().unwrap() {
+                answers[g].push(status);
+            }
+        }
     });
     for (g, statuses) in answers.iter().enumerate() {
         let accepted: Vec<u64> = (0..PER_GROUP)
