@@ -61,13 +61,23 @@ impl Machine {
     }
 
     fn run(&self, program: &Path, args: &[&str]) -> Option<std::process::Output> {
-        Command::new(program)
-            .args(args)
-            .env("PATH", &self.path)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .ok()
+        // A program just written can be briefly "busy" while another thread's child still
+        // holds the writer's descriptor (ETXTBSY); that passes within milliseconds.
+        for _ in 0..50 {
+            let out = Command::new(program)
+                .args(args)
+                .env("PATH", &self.path)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null())
+                .output();
+            match out {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.ok(),
+            }
+        }
+        None
     }
 
     /// Whether this is Debian or a derivative (Ubuntu): `ID` or `ID_LIKE` in os-release.
