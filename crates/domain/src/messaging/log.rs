@@ -341,10 +341,7 @@ impl Messaging<'_> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let mut updated = record.clone();
             updated.cursor = updated.cursor.max(delivered_to);
-            let now = self.env.now_ms();
-            updated.last_heartbeat_ms = now.max(updated.last_heartbeat_ms);
-            updated.hb_bucket = self
-                .index_heartbeat(client_id, Some(updated.hb_bucket), now)
+            self.heartbeat(client_id, &mut updated, self.env.now_ms())
                 .await?;
             if self
                 .store

@@ -151,6 +151,28 @@ impl Messaging<'_> {
         Ok((bytes, record))
     }
 
+    /// Where a client joining `group_id` now starts: after everything handed out or trimmed.
+    async fn join_point(&self, group_id: &str) -> Result<u64, ApiError> {
+        Ok(head(self.store, group_id)
+            .await?
+            .max(tail(self.store, group_id).await?))
+    }
+
+    /// Records a heartbeat at `now` in `record` (to be written by the caller), listing the
+    /// client in the heartbeat index first.
+    pub(crate) async fn heartbeat(
+        &self,
+        client_id: &str,
+        record: &mut ClientRecord,
+        now: u64,
+    ) -> Result<(), ApiError> {
+        record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
+        record.hb_bucket = self
+            .index_heartbeat(client_id, Some(record.hb_bucket), now)
+            .await?;
+        Ok(())
+    }
+
     /// Lists the client in the heartbeat bucket of `now` unless it already is there;
     /// returns the bucket to record.
     pub(crate) async fn index_heartbeat(
@@ -195,9 +217,7 @@ impl Messaging<'_> {
                         .await?
                         .map(|(_, a)| a)
                         .filter(|a: &AwayRecord| a.owner == subject);
-                    let start = head(self.store, group_id)
-                        .await?
-                        .max(tail(self.store, group_id).await?);
+                    let start = self.join_point(group_id).await?;
                     let record = ClientRecord {
                         owner: subject.to_owned(),
                         group_id: group_id.to_owned(),
@@ -234,17 +254,12 @@ impl Messaging<'_> {
                     let left = (record.group_id != group_id).then(|| record.group_id.clone());
                     if left.is_some() {
                         self.join(group_id, client_id).await?;
-                        let start = head(self.store, group_id)
-                            .await?
-                            .max(tail(self.store, group_id).await?);
+                        let start = self.join_point(group_id).await?;
                         record.group_id = group_id.to_owned();
                         record.joined_after = start;
                         record.cursor = start;
                     }
-                    record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
-                    record.hb_bucket = self
-                        .index_heartbeat(client_id, Some(record.hb_bucket), now)
-                        .await?;
+                    self.heartbeat(client_id, &mut record, now).await?;
                     if self
                         .store
                         .compare_and_swap(&key, Some(&bytes), &encode(&record))

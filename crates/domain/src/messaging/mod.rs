@@ -241,8 +241,6 @@ fn some_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D:
 }
 
 impl Slot {
-    pub const TOMBSTONE: Slot = Slot::Tombstone { claim: None };
-
     pub fn encode(&self) -> Vec<u8> {
         let (slot, message, claim) = match self {
             Slot::Message(m) => ("message", Some(m), None),
