@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use mcp_edge_domain::accounts::{NewKey, Role, UserPatch};
+use mcp_edge_domain::env::rfc3339_ms;
 use mcp_edge_host::server::Limits;
 use mcp_edge_host::{KvBackendKind, UpOptions};
 
@@ -62,8 +64,89 @@ enum Command {
     },
     /// Print an Argon2id hash of a password read from stdin, for the `users` variable.
     HashPassword,
+    /// Manage the users of a data directory's store (`up` may be running).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage API keys for machine clients.
+    ApiKey {
+        #[command(subcommand)]
+        action: KeyAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Run one cleanup pass (the cleanup component's cron handler) and print what it removed.
     Cleanup(UpArgs),
+}
+
+/// Where the accounts live: the same options as `up`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, default_value = ".mcp-edge", global = true)]
+    data_dir: PathBuf,
+    #[arg(long, value_parser = parse_kv, default_value = "sqlite", global = true)]
+    kv: KvBackendKind,
+    /// TOML file with a `[variables]` table (for the `users` seeds).
+    #[arg(long, global = true)]
+    runtime_config_file: Option<PathBuf>,
+    /// Append audit records (JSON lines) to this file instead of stderr.
+    #[arg(long, global = true)]
+    audit_log: Option<PathBuf>,
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    Role::parse(value).ok_or_else(|| format!("expected reader, writer or admin, got {value:?}"))
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password is read from stdin.
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role, default_value = "writer")]
+        role: Role,
+    },
+    /// List users.
+    List,
+    /// Set a user's password (read from stdin); ends the user's sessions.
+    Passwd { name: String },
+    /// Change a user's role.
+    Role {
+        name: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+    /// Disable a user: its sessions and API keys stop working.
+    Disable { name: String },
+    /// Enable a disabled user (its old sessions and keys stay revoked).
+    Enable { name: String },
+    /// Remove a user, with its sessions and API keys.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create an API key; prints the key once, on stdout.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// The user the key acts as.
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_parser = parse_role, default_value = "reader")]
+        role: Role,
+        /// Expire the key after this many days (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// List API keys (never their secrets).
+    List,
+    /// Revoke an API key by id; takes effect on the next request.
+    Revoke { id: String },
 }
 
 #[derive(clap::Args)]
@@ -103,9 +186,14 @@ struct UpArgs {
     /// Append audit records (JSON lines) to this file instead of stderr.
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address instead of the main listener.
+    /// Serve Prometheus metrics on this address (without authentication; keep it on
+    /// loopback or a private network) instead of the main listener, where they need an
+    /// admin token or API key.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics on the main listener to anyone, without a credential.
+    #[arg(long)]
+    public_metrics: bool,
     /// When to run the cleanup component (cron, with seconds: `0 * * * * *` is every minute;
     /// five-field expressions work too), or `off`.
     #[arg(long, default_value = "0 * * * * *")]
@@ -131,6 +219,7 @@ impl UpArgs {
             drain: Duration::from_secs(30),
             audit_log: self.audit_log,
             metrics_listen: self.metrics_listen,
+            public_metrics: self.public_metrics,
             cleanup_schedule: Some(self.cleanup_schedule).filter(|s| s != "off"),
         }
     }
@@ -171,10 +260,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn hash_password() -> Result<()> {
+/// A password from stdin: prompted for on a terminal, else the first line.
+fn read_password(prompt: &str) -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("Password: ");
+        eprint!("{prompt}: ");
         std::io::stderr().flush()?;
     }
     let mut line = String::new();
@@ -182,14 +272,191 @@ fn hash_password() -> Result<()> {
         .lock()
         .read_line(&mut line)
         .context("cannot read the password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']);
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
         anyhow::bail!("the password is empty");
     }
-    let hash = mcp_edge_domain::auth::hash_password(password)
+    Ok(password)
+}
+
+fn hash_password() -> Result<()> {
+    let password = read_password("Password")?;
+    let hash = mcp_edge_domain::accounts::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     println!("{hash}");
     Ok(())
+}
+
+fn open_accounts(store: &StoreArgs) -> Result<mcp_edge_host::accounts::AccountsStore> {
+    mcp_edge_host::accounts::open(
+        &store.data_dir,
+        &store.kv,
+        store.runtime_config_file.as_deref(),
+        store.audit_log.as_deref(),
+    )
+}
+
+/// Runs one account change, audited under `action` with the outcome.
+fn audited<T>(
+    accounts: &mcp_edge_host::accounts::AccountsStore,
+    action: &'static str,
+    target: &str,
+    change: impl std::future::Future<Output = Result<T, mcp_edge_domain::ApiError>>,
+) -> Result<T> {
+    let result = pollster::block_on(change);
+    accounts.audit(
+        action,
+        target,
+        result.as_ref().map_or_else(|e| e.status, |_| 200),
+    );
+    result.map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+}
+
+fn user_command(action: UserAction, store: &StoreArgs) -> Result<()> {
+    let opened = open_accounts(store)?;
+    let accounts = opened.accounts();
+    let patch = |patch: UserPatch, name: &str, action| {
+        let user = audited(&opened, action, name, accounts.update_user(name, &patch))?;
+        println!(
+            "{} {} {}",
+            user.username,
+            user.role.as_str(),
+            state(user.disabled)
+        );
+        Ok(())
+    };
+    match action {
+        UserAction::Add { name, role } => {
+            let password = read_password("Password")?;
+            let user = audited(
+                &opened,
+                "user_add",
+                &name,
+                accounts.add_user(&name, &password, role),
+            )?;
+            println!("added {} ({})", user.username, user.role.as_str());
+            Ok(())
+        }
+        UserAction::List => {
+            let users = pollster::block_on(accounts.list_users())
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            for u in users {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.username,
+                    u.role.as_str(),
+                    state(u.disabled),
+                    rfc3339_ms(u.created_at_ms)
+                );
+            }
+            Ok(())
+        }
+        UserAction::Passwd { name } => {
+            let password = read_password("New password")?;
+            let update = UserPatch {
+                password: Some(password),
+                ..Default::default()
+            };
+            patch(update, &name, "user_update")
+        }
+        UserAction::Role { name, role } => {
+            let update = UserPatch {
+                role: Some(role),
+                ..Default::default()
+            };
+            patch(update, &name, "user_update")
+        }
+        UserAction::Disable { name } => {
+            let update = UserPatch {
+                disabled: Some(true),
+                ..Default::default()
+            };
+            patch(update, &name, "user_update")
+        }
+        UserAction::Enable { name } => {
+            let update = UserPatch {
+                disabled: Some(false),
+                ..Default::default()
+            };
+            patch(update, &name, "user_update")
+        }
+        UserAction::Remove { name } => {
+            audited(&opened, "user_remove", &name, accounts.remove_user(&name))?;
+            println!("removed {name}");
+            Ok(())
+        }
+    }
+}
+
+fn state(disabled: bool) -> &'static str {
+    if disabled { "disabled" } else { "active" }
+}
+
+fn key_command(action: KeyAction, store: &StoreArgs) -> Result<()> {
+    let opened = open_accounts(store)?;
+    let accounts = opened.accounts();
+    match action {
+        KeyAction::Create {
+            name,
+            user,
+            role,
+            expires_in_days,
+        } => {
+            let owner = pollster::block_on(accounts.user(&user))
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?
+                .ok_or_else(|| anyhow::anyhow!("no user {user}"))?;
+            let created_by = std::env::var("USER").map_or("cli".to_owned(), |u| format!("cli:{u}"));
+            let (record, key) = audited(
+                &opened,
+                "api_key_create",
+                &user,
+                accounts.create_key(&NewKey {
+                    name: &name,
+                    role,
+                    owner: &owner,
+                    created_by: &created_by,
+                    expires_in_seconds: expires_in_days.map(|d| d.saturating_mul(86_400)),
+                }),
+            )?;
+            println!("{key}");
+            eprintln!(
+                "created API key {} for {} ({}); it is shown only this once",
+                record.id,
+                record.user,
+                record.role.as_str()
+            );
+            Ok(())
+        }
+        KeyAction::List => {
+            let keys = pollster::block_on(accounts.list_keys())
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let now = mcp_edge_domain::env::Env::now_ms(&mcp_edge_domain::env::SystemEnv);
+            for k in keys {
+                let status = if k.revoked_at_ms.is_some() {
+                    "revoked"
+                } else if k.expires_at_ms.is_some_and(|at| at <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.user,
+                    k.role.as_str(),
+                    status,
+                    k.expires_at_ms.map_or("never".to_owned(), rfc3339_ms)
+                );
+            }
+            Ok(())
+        }
+        KeyAction::Revoke { id } => {
+            audited(&opened, "api_key_revoke", &id, accounts.revoke_key(&id))?;
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
 }
 
 /// Errors a user can cause (a missing target, a port in use, a bad manifest) are shown as
@@ -209,6 +476,8 @@ fn run() -> Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::HashPassword => hash_password(),
+        Command::User { action, store } => user_command(action, &store),
+        Command::ApiKey { action, store } => key_command(action, &store),
         Command::Build { manifest } => {
             mcp_edge_host::build(&manifest)?;
             Ok(())

@@ -107,7 +107,8 @@ fn the_schedule_expires_stale_clients_and_old_messages_but_nothing_live() {
         .map(|r| r["messages_removed"].as_u64().unwrap())
         .sum();
     assert_eq!(messages, 3);
-    let metrics = s.get("/metrics", &[]).text();
+    let admin = format!("Bearer {}", s.token("admin"));
+    let metrics = s.get("/metrics", &[("authorization", &admin)]).text();
     assert!(
         metrics.contains("mcp_edge_cleanup_runs_total{outcome=\"ok\"}"),
         "{metrics}"

@@ -129,7 +129,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 fn metrics_parse_and_move_with_traffic() {
     let s = server("spin.toml").start();
     let token = s.token("wendy");
-    let before = s.get("/metrics", &[]);
+    let admin = format!("Bearer {}", s.token("admin"));
+    let scrape_as_admin = || s.get("/metrics", &[("authorization", &admin)]);
+    let before = scrape_as_admin();
     assert_eq!(before.status, 200);
     assert!(
         before
@@ -157,7 +159,7 @@ fn metrics_parse_and_move_with_traffic() {
     // audit-derived counters are recorded when the instance finishes: allow a moment
     let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
-        let after = scrape(&s.get("/metrics", &[]).text());
+        let after = scrape(&scrape_as_admin().text());
         if value(&after, "mcp_edge_messages_delivered_total", &[]) >= 3.0
             || Instant::now() > deadline
         {
@@ -232,4 +234,43 @@ fn metrics_can_live_on_their_own_listener() {
         404,
         "not public on the main listener"
     );
+}
+
+/// On the main listener, metrics need an admin credential (an access token or an API key),
+/// unless the operator asks for them to be public.
+#[test]
+fn metrics_on_the_main_listener_need_an_admin_unless_made_public() {
+    let s = server("spin.toml").arg("--kv").arg("memory").start();
+    let status = |auth: Option<&str>| {
+        let header = auth.map(|a| format!("Bearer {a}"));
+        let headers: Vec<(&str, &str)> = header
+            .iter()
+            .map(|h| ("authorization", h.as_str()))
+            .collect();
+        s.get("/metrics", &headers).status
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some("garbage")), 401);
+    assert_eq!(status(Some(&s.token("wendy"))), 403);
+    assert_eq!(status(Some(&s.token("admin"))), 200);
+    let admin = format!("Bearer {}", s.token("admin"));
+    let created = s.request(
+        "POST",
+        "/admin/api-keys",
+        &[
+            ("authorization", &admin),
+            ("content-type", "application/json"),
+        ],
+        Some(br#"{"name":"prometheus","role":"admin"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let key = created.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(status(Some(&key)), 200);
+
+    let public = server("spin.toml")
+        .arg("--kv")
+        .arg("memory")
+        .arg("--public-metrics")
+        .start();
+    assert_eq!(public.get("/metrics", &[]).status, 200);
 }

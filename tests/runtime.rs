@@ -137,12 +137,16 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let users = mcp_edge_domain::config::parse_users(
+    let users = mcp_edge_domain::accounts::parse_users(
         &json!([{"username": "u", "role": "reader", "password_hash": hash}]).to_string(),
     )
     .unwrap();
-    assert!(mcp_edge_domain::auth::check_credentials(&users, "u", "correct horse").is_ok());
-    assert!(mcp_edge_domain::auth::check_credentials(&users, "u", "correct horse\n").is_err());
+    use mcp_edge_domain::accounts::users::password_matches;
+    assert!(password_matches("correct horse", &users[0].password_hash));
+    assert!(!password_matches(
+        "correct horse\n",
+        &users[0].password_hash
+    ));
 }
 
 #[test]

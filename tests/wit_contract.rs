@@ -36,7 +36,7 @@ fn every_component_imports_exactly_its_world() {
         .push_dir(support::root().join("wit"))
         .expect("wit/ parses");
     for name in [
-        "login", "register", "send", "receive", "docs", "health", "cleanup",
+        "login", "register", "send", "receive", "docs", "health", "cleanup", "admin",
     ] {
         let world = contract
             .select_world(&[package], Some(name))
@@ -92,13 +92,16 @@ fn every_component_imports_exactly_its_world() {
         )
     };
     let has = |name: &str, prefix: &str| imports(name).iter().any(|i| i.starts_with(prefix));
-    assert!(!has("docs", "wasi:keyvalue") && has("docs", "wasi:filesystem"));
-    // login keeps rate limits and failed-login counts, but reads no files
-    assert!(
-        has("login", "wasi:keyvalue/atomics")
-            && has("login", "wasi:config")
-            && !has("login", "wasi:filesystem")
-    );
+    // docs read files, and the store only to check an API key
+    assert!(has("docs", "wasi:keyvalue/store") && has("docs", "wasi:filesystem"));
+    // login and admin keep users, sessions, keys and failed-login counts, but read no files
+    for accounts in ["login", "admin"] {
+        assert!(
+            has(accounts, "wasi:keyvalue/atomics")
+                && has(accounts, "wasi:config")
+                && !has(accounts, "wasi:filesystem")
+        );
+    }
     assert!(
         has("health", "wasi:keyvalue")
             && !has("health", "wasi:config")

@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     let users = serde_json::json!([{
         "username": "bench",
         "role": "writer",
-        "password_hash": mcp_edge_domain::auth::hash_password(scenarios::PASSWORD)
+        "password_hash": mcp_edge_domain::accounts::hash_password(scenarios::PASSWORD)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     }])
     .to_string();

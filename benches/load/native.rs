@@ -46,12 +46,13 @@ impl Native {
         // are ready when first polled, as inside a component.
         pollster::block_on(async {
             match component {
-                "login" => api::login(req, &ctx).await,
+                "login" => api::session(req, &ctx).await,
+                "admin" => api::admin(req, &ctx).await,
                 "register" => api::register(req, &ctx).await,
                 "send" => api::send(req, &ctx).await,
                 "receive" => api::receive(req, &ctx).await,
                 "cleanup" => api::cleanup(req, &ctx).await,
-                "docs" => api::docs(req, &self.docs, &self.config, &SystemEnv, &StdoutAudit).await,
+                "docs" => api::docs(req, &self.docs, &ctx).await,
                 "health" => {
                     api::health(req, async || api::store_round_trip(&self.store).await).await
                 }

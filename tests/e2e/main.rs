@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod accounts;
 mod api;
 mod bundle;
 mod concurrency;
@@ -45,7 +46,7 @@ on_every_runtime!(
     concurrency::concurrent_senders_and_receivers_lose_and_duplicate_nothing,
     cron::scheduled_cleanup_expires_stale_clients_and_old_messages_only,
     limits::an_address_over_its_budget_gets_429_with_retry_after,
-    limits::repeated_login_failures_lock_out_even_the_right_password_for_a_while,
+    limits::failed_logins_lock_out_one_address_and_spread_guessing_but_never_the_user_elsewhere,
     limits::group_size_message_size_and_backlog_limits_are_clear_4xx,
     integrity::a_large_backlog_is_received_in_pages_exactly_once,
     integrity::many_groups_at_a_bucket_boundary_are_all_accepted_once,
@@ -54,4 +55,9 @@ on_every_runtime!(
     members::a_member_back_from_a_quiet_spell_gets_what_was_sent_meanwhile,
     members::a_trim_by_the_cap_is_reported_as_missed,
     members::a_return_after_the_retention_reports_everything_missed,
+    accounts::refresh_tokens_rotate_and_a_reused_one_revokes_the_session,
+    accounts::logout_ends_the_session,
+    accounts::api_keys_act_until_revoked,
+    accounts::an_admin_adds_disables_and_removes_users,
+    accounts::tokens_signed_with_a_previous_key_verify_until_it_is_removed,
 );

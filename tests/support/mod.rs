@@ -53,7 +53,7 @@ pub fn users_json() -> String {
     static USERS: OnceLock<String> = OnceLock::new();
     USERS
         .get_or_init(|| {
-            let hash = |pw: &str| mcp_edge_domain::auth::hash_password(pw).unwrap();
+            let hash = |pw: &str| mcp_edge_domain::accounts::hash_password(pw).unwrap();
             json!([
                 {"username": "admin", "role": "admin", "password_hash": hash("admin-pw")},
                 {"username": "wendy", "role": "writer", "password_hash": hash("wendy-pw")},
@@ -391,6 +391,35 @@ impl Client {
     /// Sends one raw request on a fresh connection and parses the answer.
     pub fn exchange(&self, bytes: &[u8]) -> RawReply {
         RawReply::parse(&self.raw(bytes))
+    }
+
+    /// `POST path` with a JSON body from the loopback address `local_ip` (127.0.0.x), so
+    /// that a test can act as several clients.
+    pub fn post_json_from(&self, local_ip: &str, path: &str, body: &Value) -> RawReply {
+        use socket2::{Domain, Socket, Type};
+        use std::io::Write;
+        let server: std::net::SocketAddr = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("base is ip:port");
+        let local: std::net::SocketAddr = format!("{local_ip}:0").parse().expect("local ip");
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.bind(&local.into()).expect("bind the local address");
+        socket.connect(&server.into()).expect("connect");
+        let mut conn: std::net::TcpStream = socket.into();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let body = body.to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).expect("write");
+        let mut out = Vec::new();
+        let _ = conn.read_to_end(&mut out);
+        RawReply::parse(&String::from_utf8_lossy(&out))
     }
 }
 

@@ -7,15 +7,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use mcp_edge_domain::api;
+use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::audit::{AuditSink, MemoryAudit};
 use mcp_edge_domain::docs::{DocsSource, Entry, children_in, is_dir_in};
-use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
+use mcp_edge_domain::error::ApiError;
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use worker::Env;
 
 use crate::config::WorkerConfig;
 use crate::platform::{ConsoleAudit, WorkerEnv};
+use crate::shard::ShardedKv;
 
 include!(concat!(env!("OUT_DIR"), "/docs_files.rs"));
 
@@ -70,7 +72,19 @@ pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
     };
     // The planning pass's audit record is kept back: only the answer given is audited.
     let held = MemoryAudit::default();
-    let first = api::docs(req, &plan, &config, &WorkerEnv, &held).await;
+    // Opening binds the namespace only: public docs make no store call (a reader's API key
+    // is checked there).
+    let store = match ShardedKv::open(env) {
+        Ok(store) => store,
+        Err(e) => return respond(Err(ApiError::store_unavailable(&e))),
+    };
+    let planning = Ctx {
+        store: &store,
+        config: &config,
+        env: &WorkerEnv,
+        audit: &held,
+    };
+    let first = api::docs(req, &plan, &planning).await;
     let wanted = plan.read.into_inner();
     if wanted.is_empty() {
         // Nothing read (a listing, a redirect, an error): the first answer is the answer.
@@ -95,5 +109,9 @@ pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
         contents: Some(&contents),
         read: RefCell::default(),
     };
-    api::docs(req, &tree, &config, &WorkerEnv, &ConsoleAudit).await
+    let answering = Ctx {
+        audit: &ConsoleAudit,
+        ..planning
+    };
+    api::docs(req, &tree, &answering).await
 }

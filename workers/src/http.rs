@@ -14,6 +14,10 @@ use worker::{Headers, Request, Response, ResponseBuilder};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Login,
+    Refresh,
+    Logout,
+    /// `/admin/users/...` and `/admin/api-keys/...`; the path info is the part after `/admin`.
+    Admin(String),
     Register,
     Send,
     Receive,
@@ -32,6 +36,8 @@ impl Route {
         };
         match path {
             "/login" => Route::Login,
+            "/token/refresh" => Route::Refresh,
+            "/logout" => Route::Logout,
             "/mcp/register" => Route::Register,
             "/mcp/send" => Route::Send,
             "/mcp/receive" => Route::Receive,
@@ -39,6 +45,11 @@ impl Route {
             _ => match (wildcard("/docs"), wildcard("/health")) {
                 (Some(info), _) => Route::Docs(info),
                 (_, Some(info)) => Route::Health(info),
+                _ if wildcard("/admin/users").is_some()
+                    || wildcard("/admin/api-keys").is_some() =>
+                {
+                    Route::Admin(path["/admin".len()..].to_owned())
+                }
                 _ => Route::NotFound,
             },
         }
@@ -47,7 +58,7 @@ impl Route {
     /// The path the domain handler sees (Spin's `spin-path-info`).
     pub fn path_info(&self) -> &str {
         match self {
-            Route::Docs(info) | Route::Health(info) => info,
+            Route::Docs(info) | Route::Health(info) | Route::Admin(info) => info,
             _ => "",
         }
     }
@@ -157,7 +168,12 @@ mod tests {
             );
             let path = route.trim_end_matches("/...");
             let expected = match component {
-                "login" => Route::Login,
+                "login" => match path {
+                    "/token/refresh" => Route::Refresh,
+                    "/logout" => Route::Logout,
+                    _ => Route::Login,
+                },
+                "admin" => Route::Admin(path["/admin".len()..].to_owned()),
                 "register" => Route::Register,
                 "send" => Route::Send,
                 "receive" => Route::Receive,
@@ -169,7 +185,12 @@ mod tests {
             assert_eq!(Route::of(path), expected, "{route}");
             seen.push(component);
         }
-        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert_eq!(seen.len(), 11, "{seen:?}");
+        assert_eq!(
+            Route::of("/admin/users/ann"),
+            Route::Admin("/users/ann".into())
+        );
+        assert_eq!(Route::of("/admin/usersx"), Route::NotFound);
         assert_eq!(Route::of("/docs/v1/a.md"), Route::Docs("/v1/a.md".into()));
         assert_eq!(Route::of("/health/ready"), Route::Health("/ready".into()));
         assert_eq!(Route::of("/docsx"), Route::NotFound);

@@ -88,6 +88,9 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     );
     let resp = match route {
         Route::Login => stateful(env, &api_req, api::login).await,
+        Route::Refresh => stateful(env, &api_req, api::refresh).await,
+        Route::Logout => stateful(env, &api_req, api::logout).await,
+        Route::Admin(_) => stateful(env, &api_req, api::admin).await,
         Route::Register => stateful(env, &api_req, api::register).await,
         Route::Send => stateful(env, &api_req, api::send).await,
         Route::Receive => stateful(env, &api_req, api::receive).await,

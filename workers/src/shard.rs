@@ -7,6 +7,8 @@
 //! | `group/{g}/…` (log slots, head, tail, members) | `group/{g}`: one per group | a group's log lives together |
 //! | `client/{c}` (owner, group, cursor, heartbeat) | `client/{c}`: one per client | |
 //! | `ratelimit/{scope}/{id}` | one per bucket | |
+//! | `refresh/token/{digest}`, `refresh/session/{id}` | one per token, one per session | |
+//! | `accounts/…` (users, API keys, their rosters) | `accounts` | few, read per API-key request |
 //! | `index/{name}/{shard}/…`, `index/capcheck/{shard}` | one per index shard | appends that cannot lose a race |
 //! | `stats/{name}/{shard}` | one per counter shard | |
 //! | `index/{name}/cursor`, anything else | `registry` | read on the hot path, written once a bucket |
@@ -49,6 +51,8 @@ pub fn shard_for(key: &str) -> &str {
     owner("group/")
         .or_else(|| owner("client/"))
         .or_else(|| key.starts_with("ratelimit/").then_some(key))
+        .or_else(|| key.starts_with("refresh/").then_some(key))
+        .or_else(|| key.starts_with("accounts/").then_some("accounts"))
         .or_else(|| sharded("index/"))
         .or_else(|| sharded("stats/"))
         .unwrap_or("registry")
@@ -304,5 +308,8 @@ mod tests {
             "stats/registered_clients/2"
         );
         assert_eq!(shard_for("health/probe"), "registry");
+        assert_eq!(shard_for("refresh/token/ab12"), "refresh/token/ab12");
+        assert_eq!(shard_for("accounts/user/ann"), "accounts");
+        assert_eq!(shard_for("accounts/keys"), "accounts");
     }
 }

@@ -6,15 +6,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use crate::accounts::{Accounts, Action, Principal, Tokens, UserEntry, bearer_token};
 use crate::audit::{AuditRecord, AuditSink};
-use crate::auth::{Action, Principal, Tokens, authenticate, check_credentials};
 use crate::config::{self, ConfigSource, DocsAccess};
 use crate::cors::Cors;
 use crate::docs::{self, DocsSource, Visibility};
 use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond, with_common_headers};
-use crate::ids::validate_id;
 use crate::messaging::log::{Missed, Received};
 use crate::messaging::members::Registration;
 use crate::messaging::{
@@ -23,9 +22,9 @@ use crate::messaging::{
 use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
-/// Longest password accepted at login (Argon2 would take any length; a bound keeps the
-/// cost of a request bounded).
-pub const MAX_PASSWORD_LEN: usize = 1024;
+mod credentials;
+pub use crate::accounts::users::MAX_PASSWORD_LEN;
+pub use credentials::{admin, login, logout, refresh, session};
 
 /// What the messaging endpoints are given.
 pub struct Ctx<'a> {
@@ -112,32 +111,44 @@ impl<'a> Guard<'a> {
             .await
     }
 
-    /// Refuses a login while the address or the user name has no failures left.
+    /// The (user name, address) bucket's id, when the platform tells the address.
+    fn pair(&self, username: &str) -> Option<String> {
+        self.addr.as_ref().map(|ip| format!("{username}@{ip}"))
+    }
+
+    /// Refuses a login while this user name has no failures left from this address, or from
+    /// all addresses together. Failures elsewhere never refuse this address's first budget.
     async fn login_allowed(&self, username: &str) -> Result<(), ApiError> {
-        let policy = self.limits.login_failures;
-        if let Some(ip) = &self.addr {
+        if let Some(pair) = self.pair(username) {
             self.limiter
-                .check(Scope::LoginFailureAddress, ip, policy)
+                .check(Scope::LoginFailurePair, &pair, self.limits.login_failures)
                 .await?;
         }
         self.limiter
-            .check(Scope::LoginFailureUser, username, policy)
+            .check(
+                Scope::LoginFailureUser,
+                username,
+                self.limits.user_login_failures,
+            )
             .await
     }
 
-    /// Counts a failed login against the address and the user name.
+    /// Counts a failed login against both budgets (a successful one spends neither).
     async fn login_failed(&self, username: &str) {
-        let policy = self.limits.login_failures;
-        if let Some(ip) = &self.addr {
-            // Already refused above when empty; a race to zero only shortens the next wait.
+        // Already refused above when empty; a race to zero only shortens the next wait.
+        if let Some(pair) = self.pair(username) {
             let _ = self
                 .limiter
-                .take(Scope::LoginFailureAddress, ip, policy)
+                .take(Scope::LoginFailurePair, &pair, self.limits.login_failures)
                 .await;
         }
         let _ = self
             .limiter
-            .take(Scope::LoginFailureUser, username, policy)
+            .take(
+                Scope::LoginFailureUser,
+                username,
+                self.limits.user_login_failures,
+            )
             .await;
     }
 }
@@ -147,7 +158,7 @@ impl<'a> Guard<'a> {
 async fn admit(req: &Request, ctx: &Ctx<'_>, action: Action) -> Result<Principal, ApiError> {
     let guard = Guard::new(req, ctx)?;
     guard.address().await?;
-    let who = principal(req, ctx.config, ctx.env)?;
+    let who = principal(req, ctx).await?;
     guard.subject(&who).await?;
     who.authorize(action)?;
     Ok(who)
@@ -173,73 +184,26 @@ async fn audited(
     .await
 }
 
-fn principal(
-    req: &Request,
-    config: &dyn ConfigSource,
-    env: &dyn Env,
-) -> Result<Principal, ApiError> {
-    let tokens = Tokens::new(&config::jwt_secret(config)?);
-    authenticate(req, &tokens, env.now_ms())
+/// The accounts of this deployment, without the seeds (what credential checks need).
+fn accounts<'a>(ctx: &'a Ctx<'_>) -> Result<Accounts<'a>, ApiError> {
+    Ok(Accounts::new(ctx.store, ctx.env)
+        .with_refresh_ttl_seconds(config::refresh_token_ttl_seconds(ctx.config)?)
+        .with_bucket_ms(config::cleanup_bucket_ms(ctx.config)?))
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
+/// The users the `users` variable seeds (none when it is unset).
+fn seeds(config: &dyn ConfigSource) -> Result<Vec<UserEntry>, ApiError> {
+    config::text(config, config::keys::USERS)?
+        .map(|raw| crate::accounts::parse_users(&raw))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
-/// `POST /login`
-pub async fn login(req: &Request, ctx: &Ctx<'_>) -> Response {
-    audited(
-        req,
-        ctx.config,
-        &["POST"],
-        ctx.audit,
-        "login",
-        async |rec| {
-            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
-            req.expect_method(&["POST"])?;
-            let guard = Guard::new(req, ctx)?;
-            guard.address().await?;
-            let body: LoginBody = req.json()?;
-            validate_id("username", &body.username)?;
-            rec.user = Some(body.username.clone());
-            if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
-                return Err(ApiError::bad_request(
-                    "invalid_password",
-                    format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
-                ));
-            }
-            guard.login_allowed(&body.username).await?;
-            let secret = config::jwt_secret(ctx.config)?;
-            let ttl = config::token_ttl_seconds(ctx.config)?;
-            let users = config::users(ctx.config)?;
-            let user = match check_credentials(&users, &body.username, &body.password) {
-                Ok(user) => user,
-                Err(e) => {
-                    guard.login_failed(&body.username).await;
-                    return Err(e);
-                }
-            };
-            let issued = Tokens::new(&secret).issue(
-                &user.username,
-                user.role,
-                ttl,
-                ctx.env.now_ms(),
-                ctx.env.random_id(),
-            )?;
-            Ok(Response::json(
-                200,
-                &json!({
-                    "access_token": issued.token,
-                    "token_type": "Bearer",
-                    "expires_in": issued.expires_in,
-                    "role": user.role.as_str(),
-                }),
-            ))
-        },
-    )
-    .await
+/// Verifies the request's bearer credential: an access token or an API key.
+async fn principal(req: &Request, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
+    let credential = bearer_token(req)?;
+    let tokens = Tokens::new(&config::jwt_secrets(ctx.config)?);
+    accounts(ctx)?.authenticate(credential, &tokens).await
 }
 
 #[derive(Deserialize)]
@@ -473,41 +437,61 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
     .await
 }
 
-/// `GET /docs/{version}/{path}` (and `GET /docs` for the version list).
-pub async fn docs(
-    req: &Request,
-    src: &dyn DocsSource,
-    config: &dyn ConfigSource,
-    env: &dyn Env,
-    audit: &dyn AuditSink,
-) -> Response {
-    audited(req, config, &["GET", "HEAD"], audit, "docs", async |rec| {
-        rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
-        let visibility = match config::docs_access(config)? {
-            DocsAccess::Public => Visibility::Public,
-            DocsAccess::Reader => {
-                let who = principal(req, config, env)?;
-                rec.subject = Some(who.subject.clone());
-                who.authorize(Action::ReadDocs)?;
-                Visibility::Private
-            }
-        };
-        docs::serve(req, src, visibility)
-    })
+/// `GET /docs/{version}/{path}` (and `GET /docs` for the version list). The store is read
+/// only when docs need a reader and the caller brings an API key.
+pub async fn docs(req: &Request, src: &dyn DocsSource, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["GET", "HEAD"],
+        ctx.audit,
+        "docs",
+        async |rec| {
+            rec.path = Some(req.path.chars().take(docs::MAX_PATH_LEN).collect());
+            let visibility = match config::docs_access(ctx.config)? {
+                DocsAccess::Public => Visibility::Public,
+                DocsAccess::Reader => {
+                    let who = principal(req, ctx).await?;
+                    rec.subject = Some(who.subject.clone());
+                    rec.api_key = who.api_key.clone();
+                    who.authorize(Action::ReadDocs)?;
+                    Visibility::Private
+                }
+            };
+            docs::serve(req, src, visibility)
+        },
+    )
     .await
 }
 
-/// One cleanup pass, recorded in the audit trail (the scheduled entry point).
-pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<messaging::Report, ApiError> {
+/// What a cleanup pass did: the message log's part, and the expired credentials it deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    #[serde(flatten)]
+    pub messaging: messaging::Report,
+    pub credentials_removed: u64,
+}
+
+/// One cleanup pass, recorded in the audit trail (the scheduled entry point): the message
+/// log, then expired refresh tokens and sessions, each within `cleanup_batch`.
+pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<CleanupReport, ApiError> {
     let mut record = AuditRecord::new("cleanup");
-    let result = match messaging::Settings::from_config(ctx.config) {
-        Ok(settings) => Cleanup::new(ctx.store, ctx.env, settings).run().await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let settings = messaging::Settings::from_config(ctx.config)?;
+        let mut budget = settings.budget;
+        let mut report = Cleanup::new(ctx.store, ctx.env, settings).run().await?;
+        let (credentials_removed, swept) = accounts(ctx)?.sweep(&mut budget).await?;
+        report.complete &= swept;
+        Ok::<_, ApiError>(CleanupReport {
+            messaging: report,
+            credentials_removed,
+        })
+    }
+    .await;
     record.status = match &result {
         Ok(report) => {
-            record.clients_removed = Some(report.clients_removed);
-            record.messages_removed = Some(report.messages_removed);
+            record.clients_removed = Some(report.messaging.clients_removed);
+            record.messages_removed = Some(report.messaging.messages_removed);
             200
         }
         Err(e) => e.status,

@@ -1,5 +1,6 @@
 //! The audit trail: one structured record per security-relevant action (every login attempt,
-//! register, send, receive and docs access), with its outcome. Records name who did what to
+//! token refresh and logout, account change, register, send, receive and docs access), with
+//! its outcome. Records name who did what to
 //! which client and group; they never carry passwords, tokens or payloads.
 //!
 //! Components write each record as one JSON line on standard output (`wasi:cli/stdout`),
@@ -12,7 +13,9 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
-    /// The action: `login`, `register`, `send`, `receive`, `docs`, `cleanup`.
+    /// The action: `login`, `token_refresh`, `logout`, `register`, `send`, `receive`,
+    /// `docs`, `cleanup`, and the account changes `user_add`, `user_update`, `user_remove`,
+    /// `api_key_create`, `api_key_revoke` (with the listings `user_list`, `api_key_list`).
     pub audit: &'static str,
     /// The HTTP status the action ended with.
     pub status: u16,
@@ -36,6 +39,12 @@ pub struct AuditRecord {
     pub clients_removed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_removed: Option<u64>,
+    /// What an account change acted on: a user name or an API key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The API key a request authenticated with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 impl AuditRecord {

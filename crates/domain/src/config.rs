@@ -4,11 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
-use crate::auth::Role;
 use crate::error::ApiError;
-use crate::ids::is_valid_id;
 
 /// Variable names, identical on every platform (Spin variables are lower snake case).
 pub mod keys {
@@ -28,10 +24,15 @@ pub mod keys {
     pub const RATE_LIMIT_REFILL_MS: &str = "rate_limit_refill_ms";
     pub const LOGIN_FAILURE_BURST: &str = "login_failure_burst";
     pub const LOGIN_FAILURE_REFILL_MS: &str = "login_failure_refill_ms";
+    pub const LOGIN_USER_FAILURE_BURST: &str = "login_user_failure_burst";
+    pub const LOGIN_USER_FAILURE_REFILL_MS: &str = "login_user_failure_refill_ms";
+    pub const REFRESH_TOKEN_TTL_SECONDS: &str = "refresh_token_ttl_seconds";
     pub const CORS_ALLOWED_ORIGINS: &str = "cors_allowed_origins";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
+/// 30 days.
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECONDS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_RECEIVE_BYTES: usize = 4 * 1024 * 1024;
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -88,21 +89,42 @@ fn parse_number<T: std::str::FromStr>(
     }
 }
 
-/// The HMAC secret for tokens: required, at least 32 bytes.
-pub fn jwt_secret(src: &dyn ConfigSource) -> Result<Vec<u8>, ApiError> {
-    let secret = value(src, keys::JWT_SECRET)?.ok_or_else(|| {
+/// The HMAC secrets for access tokens: `jwt_secret` is a comma-separated list, the current
+/// key first, then previous keys whose tokens still verify. Required; each at least 32 bytes.
+pub fn jwt_secrets(src: &dyn ConfigSource) -> Result<Vec<Vec<u8>>, ApiError> {
+    let raw = value(src, keys::JWT_SECRET)?.ok_or_else(|| {
         ApiError::misconfigured(format!(
             "configuration variable {} is not set",
             keys::JWT_SECRET
         ))
     })?;
-    if secret.len() < MIN_SECRET_BYTES {
+    let secrets: Vec<Vec<u8>> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    if secrets.is_empty() || secrets.iter().any(|s| s.len() < MIN_SECRET_BYTES) {
         return Err(ApiError::misconfigured(format!(
-            "configuration variable {} must be at least {MIN_SECRET_BYTES} bytes",
+            "configuration variable {} must list keys of at least {MIN_SECRET_BYTES} bytes each",
             keys::JWT_SECRET
         )));
     }
-    Ok(secret.into_bytes())
+    Ok(secrets)
+}
+
+/// A text variable, `None` when unset or blank.
+pub fn text(src: &dyn ConfigSource, key: &str) -> Result<Option<String>, ApiError> {
+    value(src, key)
+}
+
+/// Lifetime of a refresh token, in seconds.
+pub fn refresh_token_ttl_seconds(src: &dyn ConfigSource) -> Result<u64, ApiError> {
+    positive(
+        src,
+        keys::REFRESH_TOKEN_TTL_SECONDS,
+        DEFAULT_REFRESH_TOKEN_TTL_SECONDS,
+    )
 }
 
 pub fn token_ttl_seconds(src: &dyn ConfigSource) -> Result<u64, ApiError> {
@@ -149,47 +171,6 @@ pub fn docs_access(src: &dyn ConfigSource) -> Result<DocsAccess, ApiError> {
     }
 }
 
-/// A configured user: the `users` variable is a JSON array of these.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct UserEntry {
-    pub username: String,
-    pub role: Role,
-    /// An Argon2id PHC string (`mcp-edge hash-password` prints one).
-    pub password_hash: String,
-}
-
-pub fn users(src: &dyn ConfigSource) -> Result<Vec<UserEntry>, ApiError> {
-    let raw = value(src, keys::USERS)?.ok_or_else(|| {
-        ApiError::misconfigured(format!("configuration variable {} is not set", keys::USERS))
-    })?;
-    parse_users(&raw)
-}
-
-pub fn parse_users(raw: &str) -> Result<Vec<UserEntry>, ApiError> {
-    let users: Vec<UserEntry> = serde_json::from_str(raw).map_err(|e| {
-        ApiError::misconfigured(format!(
-            "configuration variable {} must be a JSON array of {{username, role, password_hash}}: {e}",
-            keys::USERS
-        ))
-    })?;
-    for user in &users {
-        if !is_valid_id(&user.username) {
-            return Err(ApiError::misconfigured(format!(
-                "configured user name {:?} is not a valid identifier",
-                user.username
-            )));
-        }
-        if !user.password_hash.starts_with("$argon2id$") {
-            return Err(ApiError::misconfigured(format!(
-                "password_hash of user {} must be an Argon2id PHC string",
-                user.username
-            )));
-        }
-    }
-    Ok(users)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,12 +183,22 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_required_and_long_enough() {
-        assert_eq!(jwt_secret(&src(&[])).unwrap_err().status, 500);
+    fn secrets_are_required_long_enough_and_listed_current_first() {
+        assert_eq!(jwt_secrets(&src(&[])).unwrap_err().status, 500);
         let short = src(&[(keys::JWT_SECRET, "short")]);
-        assert!(jwt_secret(&short).unwrap_err().message.contains("32 bytes"));
+        assert!(
+            jwt_secrets(&short)
+                .unwrap_err()
+                .message
+                .contains("32 bytes")
+        );
         let ok = src(&[(keys::JWT_SECRET, &"s".repeat(32))]);
-        assert_eq!(jwt_secret(&ok).unwrap().len(), 32);
+        assert_eq!(jwt_secrets(&ok).unwrap(), vec![b"s".repeat(32)]);
+        let list = format!("{}, {}", "n".repeat(32), "o".repeat(40));
+        let rotated = jwt_secrets(&src(&[(keys::JWT_SECRET, &list)])).unwrap();
+        assert_eq!(rotated, vec![b"n".repeat(32), b"o".repeat(40)]);
+        let one_short = format!("{},short", "n".repeat(32));
+        assert!(jwt_secrets(&src(&[(keys::JWT_SECRET, &one_short)])).is_err());
     }
 
     #[test]
@@ -237,25 +228,5 @@ mod tests {
             DocsAccess::Reader
         );
         assert!(docs_access(&src(&[(keys::DOCS_ACCESS, "everyone")])).is_err());
-    }
-
-    #[test]
-    fn users_parse_and_validate() {
-        let ok = r#"[{"username":"alice","role":"writer","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"}]"#;
-        let users = parse_users(ok).unwrap();
-        assert_eq!(users[0].role, Role::Writer);
-        assert!(parse_users("alice:secret").is_err());
-        assert!(
-            parse_users(r#"[{"username":"a b","role":"reader","password_hash":"$argon2id$x"}]"#)
-                .is_err()
-        );
-        assert!(
-            parse_users(r#"[{"username":"a","role":"reader","password_hash":"plaintext"}]"#)
-                .is_err()
-        );
-        assert!(
-            parse_users(r#"[{"username":"a","role":"root","password_hash":"$argon2id$x"}]"#)
-                .is_err()
-        );
     }
 }

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::accounts::{Role, Tokens, bearer_token};
 use crate::api::{self, Ctx};
 use crate::audit::MemoryAudit;
-use crate::auth::{Role, Tokens, bearer_token};
-use crate::config::{self, keys};
+use crate::config::keys;
 use crate::docs::MemoryDocs;
 use crate::env::testing::FakeEnv;
 use crate::http::{Request, Response};
@@ -43,7 +43,7 @@ fn users() -> &'static str {
 }
 
 fn token(subject: &str, role: Role) -> String {
-    Tokens::new(SECRET.as_bytes())
+    Tokens::new(&[SECRET.as_bytes().to_vec()])
         .issue(subject, role, 900, NOW, "fuzz".into())
         .map(|t| t.token)
         .unwrap_or_default()
@@ -179,7 +179,7 @@ pub fn api_request(data: &[u8]) -> Option<u16> {
         5 => pollster::block_on(api::health(&req, async || Ok(()))),
         _ => {
             let docs = docs_tree();
-            let resp = pollster::block_on(api::docs(&req, &docs, &config, &env, &audit));
+            let resp = pollster::block_on(api::docs(&req, &docs, &ctx));
             for path in docs.asked.borrow().iter() {
                 assert_inside_root(path);
             }
@@ -201,13 +201,14 @@ pub fn docs_path(data: &[u8]) -> u16 {
     }
     let docs = docs_tree();
     let config: HashMap<String, String> = HashMap::new();
-    let resp = pollster::block_on(api::docs(
-        &req,
-        &docs,
-        &config,
-        &FakeEnv::at(NOW),
-        &MemoryAudit::default(),
-    ));
+    let (store, env, audit) = (MemoryStore::new(), FakeEnv::at(NOW), MemoryAudit::default());
+    let ctx = api::Ctx {
+        store: &store,
+        config: &config,
+        env: &env,
+        audit: &audit,
+    };
+    let resp = pollster::block_on(api::docs(&req, &docs, &ctx));
     for path in docs.asked.borrow().iter() {
         assert_inside_root(path);
     }
@@ -220,7 +221,7 @@ pub fn docs_path(data: &[u8]) -> u16 {
 pub fn token_verification(data: &[u8]) {
     let mut req = Request::get("/");
     req.headers.push(("authorization".into(), data.to_vec()));
-    let tokens = Tokens::new(SECRET.as_bytes());
+    let tokens = Tokens::new(&[SECRET.as_bytes().to_vec()]);
     if let Ok(raw) = bearer_token(&req)
         && let Err(e) = tokens.verify(raw, NOW)
     {
@@ -230,7 +231,7 @@ pub fn token_verification(data: &[u8]) {
 
 /// Arbitrary text as the `users` configuration: parsed or refused, never a panic.
 pub fn users_config(data: &[u8]) {
-    let _ = config::parse_users(&text(data));
+    let _ = crate::accounts::parse_users(&text(data));
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub const RATE_LIMITS: Index = Index("ratelimit");
 /// cursors of expired members (listed by their full key).
 pub const RETAINED: Index = Index("retained");
 
+/// Stored credentials with a lifetime (refresh tokens and their sessions), listed by their
+/// full key under the bucket in which they expire.
+pub const CREDENTIALS: Index = Index("credentials");
+
 /// The shard an ID belongs to (FNV-1a: stable across platforms and releases).
 pub fn shard_of(id: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -151,6 +155,50 @@ impl Index {
             done,
             ids,
         })
+    }
+
+    /// Walks an index's buckets from its cursor up to `last`, calling `visit` on every listed
+    /// ID (`last`: the newest bucket old enough, `None`: none is); `visit` spends budget and answers whether it is done with
+    /// the ID. A shard's bucket is deleted once all its IDs are done. Each bucket costs one
+    /// unit of budget too, so that a run over a long idle stretch stays bounded.
+    pub async fn walk<E: From<StoreError>>(
+        &self,
+        store: &dyn KvStore,
+        last: Option<u64>,
+        budget: &mut usize,
+        mut visit: impl AsyncFnMut(&str, &mut usize) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let (Some(last), Some(mut bucket)) = (last, self.cursor(store).await?) else {
+            return Ok(true);
+        };
+        while bucket <= last {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            *budget -= 1;
+            for shard in 0..SHARDS {
+                let entries = self.read(store, bucket, shard).await?;
+                if entries.appended == 0 {
+                    continue;
+                }
+                for (offset, id) in entries.ids.iter().enumerate() {
+                    let finished = match id {
+                        Some(id) if *budget > 0 => visit(id, budget).await?,
+                        Some(_) => false,
+                        None => true,
+                    };
+                    if !finished {
+                        let done = entries.done + offset as u64;
+                        self.mark_done(store, bucket, shard, done).await?;
+                        return Ok(false);
+                    }
+                }
+                self.clear(store, bucket, &entries).await?;
+            }
+            self.finish_bucket(store, bucket).await?;
+            bucket += 1;
+        }
+        Ok(true)
     }
 
     /// Records that the first `done` entries of a shard's bucket are processed, so that the

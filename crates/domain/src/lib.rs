@@ -2,16 +2,17 @@
 //!
 //! Everything a client can observe is decided here, once: request and response types
 //! ([`http`]), validation ([`ids`]), the error model ([`error`]), configuration ([`config`]),
-//! tokens, passwords and roles ([`auth`]), the messaging wing (client registry, group logs,
+//! the accounts wing (users and roles, access tokens, refresh-token sessions, API keys,
+//! [`accounts`]), the messaging wing (client registry, group logs,
 //! idempotent sends and their cleanup, [`messaging`]) over a key-value store ([`store`]) with
 //! its cleanup indexes ([`index`]), abuse limits ([`ratelimit`]), versioned docs ([`docs`]),
 //! the endpoint handlers that tie them together ([`api`]), and the audit trail they leave
 //! ([`audit`]). Platform adapters (the WASI components, a native server, a Worker) supply
 //! storage, configuration, files, time and randomness through traits.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
-pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod docs;
@@ -26,6 +27,7 @@ pub mod index;
 pub mod interleave;
 pub mod messaging;
 pub mod ratelimit;
+pub mod records;
 pub mod store;
 
 pub use error::ApiError;

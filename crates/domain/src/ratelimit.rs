@@ -1,5 +1,7 @@
-//! Abuse limits: token buckets per client address and per subject, and a harsher bucket for
-//! failed logins. Buckets live in the key-value store (not in process memory), so every
+//! Abuse limits: token buckets per client address and per subject, and harsher buckets for
+//! failed logins: per user name and address (so that a stranger's failures never lock a user
+//! out elsewhere), and a larger one per user name from anywhere (against guessing spread over
+//! many addresses). A successful login spends neither. Buckets live in the key-value store (not in process memory), so every
 //! instance of every component, on every platform, shares them.
 //!
 //! | key | value |
@@ -70,8 +72,11 @@ impl Policy {
 pub struct Limits {
     /// Every API request, per client address and again per token subject.
     pub requests: Policy,
-    /// Failed logins, per client address and per user name.
+    /// Failed logins for one user name from one client address.
     pub login_failures: Policy,
+    /// Failed logins for one user name from all addresses together: a larger budget that
+    /// stops guessing spread over many addresses.
+    pub user_login_failures: Policy,
 }
 
 pub const DEFAULT_REQUESTS: Policy = Policy {
@@ -81,6 +86,11 @@ pub const DEFAULT_REQUESTS: Policy = Policy {
 pub const DEFAULT_LOGIN_FAILURES: Policy = Policy {
     burst: 5,
     refill_ms: 60_000,
+};
+/// 100 an hour.
+pub const DEFAULT_USER_LOGIN_FAILURES: Policy = Policy {
+    burst: 100,
+    refill_ms: 36_000,
 };
 
 impl Limits {
@@ -106,6 +116,11 @@ impl Limits {
                 config::keys::LOGIN_FAILURE_REFILL_MS,
                 DEFAULT_LOGIN_FAILURES,
             )?,
+            user_login_failures: policy(
+                config::keys::LOGIN_USER_FAILURE_BURST,
+                config::keys::LOGIN_USER_FAILURE_REFILL_MS,
+                DEFAULT_USER_LOGIN_FAILURES,
+            )?,
         })
     }
 }
@@ -117,9 +132,9 @@ pub enum Scope {
     Address,
     /// Requests under one token subject.
     Subject,
-    /// Failed logins from one client address.
-    LoginFailureAddress,
-    /// Failed logins for one user name.
+    /// Failed logins for one user name from one client address (`{user}@{address}`).
+    LoginFailurePair,
+    /// Failed logins for one user name from anywhere.
     LoginFailureUser,
 }
 
@@ -128,7 +143,7 @@ impl Scope {
         match self {
             Scope::Address => "addr",
             Scope::Subject => "sub",
-            Scope::LoginFailureAddress => "login-addr",
+            Scope::LoginFailurePair => "login-pair",
             Scope::LoginFailureUser => "login-user",
         }
     }
@@ -185,9 +200,9 @@ fn too_many(scope: Scope, retry_after: u64) -> ApiError {
     let (code, what) = match scope {
         Scope::Address => ("rate_limited", "too many requests from this address"),
         Scope::Subject => ("rate_limited", "too many requests for this user"),
-        Scope::LoginFailureAddress => (
+        Scope::LoginFailurePair => (
             "too_many_login_failures",
-            "too many failed logins from this address",
+            "too many failed logins for this user from this address",
         ),
         Scope::LoginFailureUser => (
             "too_many_login_failures",
@@ -277,7 +292,9 @@ impl<'a> Limiter<'a> {
             self.store.delete(key).await?;
             return Ok(true);
         };
-        let policy = if key.starts_with("ratelimit/login-") {
+        let policy = if key.starts_with("ratelimit/login-user/") {
+            policies.user_login_failures
+        } else if key.starts_with("ratelimit/login-") {
             policies.login_failures
         } else {
             policies.requests
@@ -485,6 +502,7 @@ mod tests {
         let limits = Limits {
             requests: P,
             login_failures: DEFAULT_LOGIN_FAILURES,
+            user_login_failures: DEFAULT_USER_LOGIN_FAILURES,
         };
         Limiter::new(&store, 0, 1000)
             .take(Scope::Address, "a", P)

@@ -63,6 +63,15 @@ impl AuditLog {
         records
     }
 
+    /// Appends a record the runtime itself made (the accounts CLI's changes), stamped like
+    /// the components' records.
+    pub fn record(&self, component: &str, record: &mcp_edge_domain::audit::AuditRecord) {
+        if let Ok(line) = serde_json::to_vec(record) {
+            let request_id = mcp_edge_domain::http::request_id(None);
+            self.ingest(&request_id, component, &line);
+        }
+    }
+
     fn append(&self, record: &Value) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = writeln!(out, "{record}").and_then(|()| out.flush()) {

@@ -3,6 +3,7 @@
 //! `wasi:http` ([`server`], via `wasmtime-wasi-http`), `wasi:keyvalue` ([`kv`]),
 //! `wasi:config` ([`variables`]) and `wasi:filesystem` mounts ([`manifest`] `files`).
 
+pub mod accounts;
 pub mod audit;
 pub(crate) mod bindings;
 pub mod builder;
@@ -61,8 +62,11 @@ pub struct UpOptions {
     pub drain: Duration,
     /// Audit log file (default: stderr).
     pub audit_log: Option<PathBuf>,
-    /// Serve `/metrics` on this address instead of the main listener.
+    /// Serve `/metrics` on this address (to anyone who reaches it) instead of the main
+    /// listener, where it needs an admin credential.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve `/metrics` on the main listener to anyone.
+    pub public_metrics: bool,
     /// Cron expression on which to run the cleanup component's cron handler (`None`: never).
     pub cleanup_schedule: Option<String>,
 }
@@ -85,7 +89,7 @@ pub fn build(manifest_path: &Path) -> Result<Manifest> {
 }
 
 /// `[variables]` of the runtime-config file, if one was given.
-fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<String, String>> {
+pub(crate) fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<String, String>> {
     let Some(path) = path else {
         return Ok(BTreeMap::new());
     };
@@ -130,8 +134,7 @@ pub fn prepare(
     metrics_handle: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<Startup> {
     let base = manifest_dir(&opts.manifest);
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
+    first_run::create_data_dir(&opts.data_dir)?;
 
     let file = runtime_config_variables(opts.runtime_config.as_deref())?;
     let env_has = |name: &str| std::env::var_os(variables::env_name(name)).is_some();
@@ -223,7 +226,24 @@ pub fn prepare(
             handle: metrics_handle,
             backend,
         }),
-        metrics_on_main: opts.metrics_listen.is_none(),
+        metrics_on_main: if opts.metrics_listen.is_some() {
+            server::MetricsAccess::Elsewhere
+        } else if opts.public_metrics {
+            server::MetricsAccess::Public
+        } else {
+            server::MetricsAccess::Admin(
+                values
+                    .get(mcp_edge_domain::config::keys::JWT_SECRET)
+                    .map(|raw| {
+                        raw.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.as_bytes().to_vec())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        },
     };
     Ok(Startup {
         app: Arc::new(app),
@@ -280,7 +300,8 @@ pub async fn up(
                 wait(stopped.clone()),
             ));
         }
-        None => println!("Metrics on http://{addr}/metrics"),
+        None if opts.public_metrics => println!("Metrics on http://{addr}/metrics (public)"),
+        None => println!("Metrics on http://{addr}/metrics (with an admin token or API key)"),
     }
     if let Some(expr) = &opts.cleanup_schedule {
         let schedule = scheduler::parse_schedule(expr)?;

@@ -136,8 +136,20 @@ pub struct App {
     pub slots: Arc<Semaphore>,
     pub audit: Arc<AuditLog>,
     pub metrics: Arc<MetricsEndpoint>,
-    /// Whether `/metrics` is answered on the main listener (not with `--metrics-listen`).
-    pub metrics_on_main: bool,
+    /// How `/metrics` is answered on the main listener.
+    pub metrics_on_main: MetricsAccess,
+}
+
+/// Who may read `/metrics` on the main listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// A bearer credential with the admin role: an access token signed with one of these
+    /// keys (the application's `jwt_secret`), or an admin API key (the default).
+    Admin(Vec<Vec<u8>>),
+    /// Anyone (`--public-metrics`).
+    Public,
+    /// Nobody: metrics have their own listener (`--metrics-listen`).
+    Elsewhere,
 }
 
 /// Renders `/metrics`, refreshing the gauges read from the store first.
@@ -147,6 +159,37 @@ pub struct MetricsEndpoint {
 }
 
 impl MetricsEndpoint {
+    /// Checks the request's bearer credential, as the components do: an access token or an
+    /// API key whose role is admin. (The domain's store calls are synchronous on this
+    /// backend, so the check runs on a blocking thread.)
+    async fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        secrets: &[Vec<u8>],
+    ) -> Result<(), ApiError> {
+        use mcp_edge_domain::accounts::{Accounts, Action, Tokens, bearer_token};
+        let view = mcp_edge_domain::http::Request {
+            headers: req
+                .headers()
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| ("authorization".to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            ..Default::default()
+        };
+        let (backend, secrets) = (self.backend.clone(), secrets.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let store = crate::kv::native::BackendStore::new(backend, crate::kv::DEFAULT_STORE);
+            let who = pollster::block_on(
+                Accounts::new(&store, &mcp_edge_domain::env::SystemEnv)
+                    .authenticate(bearer_token(&view)?, &Tokens::new(&secrets)),
+            )?;
+            who.authorize(Action::ReadMetrics)
+        })
+        .await
+        .map_err(|_| ApiError::new(500, "internal", "the credential check failed"))?
+    }
+
     pub async fn render(&self) -> Response<Body> {
         let backend = self.backend.clone();
         let clients = tokio::task::spawn_blocking(move || {
@@ -233,8 +276,17 @@ impl App {
         let id = request_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        if self.metrics_on_main && path == "/metrics" {
-            return Ok(self.metrics.render().await);
+        if path == "/metrics" {
+            match &self.metrics_on_main {
+                MetricsAccess::Public => return Ok(self.metrics.render().await),
+                MetricsAccess::Admin(secrets) => {
+                    return Ok(match self.metrics.authorize(&req, secrets).await {
+                        Ok(()) => self.metrics.render().await,
+                        Err(e) => error_response(e),
+                    });
+                }
+                MetricsAccess::Elsewhere => {}
+            }
         }
         let (mut resp, route, component) = match self.router.find(&path) {
             None => (

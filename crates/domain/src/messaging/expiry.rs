@@ -26,7 +26,7 @@ use super::{
 use crate::config::{self, ConfigSource};
 use crate::env::Env;
 use crate::error::ApiError;
-use crate::index::{self, Index};
+use crate::index;
 use crate::ratelimit::{Limiter, Limits};
 use crate::store::KvStore;
 
@@ -127,50 +127,6 @@ impl<'a> Cleanup<'a> {
         ms / self.settings.bucket_ms
     }
 
-    /// Walks an index's buckets from its cursor up to `last`, calling `visit` on every listed
-    /// ID; `visit` spends budget and answers whether it is done with
-    /// the ID. A shard's bucket is deleted once all its IDs are done. Each bucket costs one
-    /// unit of budget too, so that a run over a long idle stretch stays bounded.
-    async fn walk(
-        &self,
-        index: Index,
-        last: Option<u64>,
-        budget: &mut usize,
-        mut visit: impl AsyncFnMut(&str, &mut usize) -> Result<bool, ApiError>,
-    ) -> Result<bool, ApiError> {
-        let (Some(last), Some(mut bucket)) = (last, index.cursor(self.store).await?) else {
-            return Ok(true);
-        };
-        while bucket <= last {
-            if *budget == 0 {
-                return Ok(false);
-            }
-            *budget -= 1;
-            for shard in 0..index::SHARDS {
-                let entries = index.read(self.store, bucket, shard).await?;
-                if entries.appended == 0 {
-                    continue;
-                }
-                for (offset, id) in entries.ids.iter().enumerate() {
-                    let finished = match id {
-                        Some(id) if *budget > 0 => visit(id, budget).await?,
-                        Some(_) => false,
-                        None => true,
-                    };
-                    if !finished {
-                        let done = entries.done + offset as u64;
-                        index.mark_done(self.store, bucket, shard, done).await?;
-                        return Ok(false);
-                    }
-                }
-                index.clear(self.store, bucket, &entries).await?;
-            }
-            index.finish_bucket(self.store, bucket).await?;
-            bucket += 1;
-        }
-        Ok(true)
-    }
-
     async fn expire_clients(
         &self,
         budget: &mut usize,
@@ -178,58 +134,59 @@ impl<'a> Cleanup<'a> {
     ) -> Result<bool, ApiError> {
         let timeout = self.settings.client_timeout_ms;
         let now = self.env.now_ms();
-        self.walk(
-            index::HEARTBEATS,
-            self.last_expired_bucket(timeout),
-            budget,
-            async |client_id, budget| {
-                *budget -= 1;
-                let key = client_key(client_id);
-                for _ in 0..MAX_CAS_ATTEMPTS {
-                    let claim = match lookup(self.store, client_id).await? {
-                        Lookup::Absent => return Ok(true),
-                        Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
-                            return Ok(true); // alive: listed again in a later bucket
+        index::HEARTBEATS
+            .walk(
+                self.store,
+                self.last_expired_bucket(timeout),
+                budget,
+                async |client_id, budget| {
+                    *budget -= 1;
+                    let key = client_key(client_id);
+                    for _ in 0..MAX_CAS_ATTEMPTS {
+                        let claim = match lookup(self.store, client_id).await? {
+                            Lookup::Absent => return Ok(true),
+                            Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
+                                return Ok(true); // alive: listed again in a later bucket
+                            }
+                            Lookup::Live(bytes, record) => (bytes, Some(record), true),
+                            // Another run's claim: it finishes, unless it died holding it.
+                            Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS > now => {
+                                return Ok(false);
+                            }
+                            Lookup::Expiring(c) => (c.bytes, c.record, false),
+                        };
+                        let (bytes, record, fresh) = claim;
+                        // Claim the record (or take a dead run's claim over), so that exactly one
+                        // run at a time moves it away, and only a fresh claim counts it.
+                        let claimed = match &record {
+                            Some(r) => expiring(r, now),
+                            None => EXPIRED_MARKER.to_vec(),
+                        };
+                        if !self
+                            .store
+                            .compare_and_swap(&key, Some(&bytes), &claimed)
+                            .await?
+                        {
+                            continue; // changed meanwhile: look again
                         }
-                        Lookup::Live(bytes, record) => (bytes, Some(record), true),
-                        // Another run's claim: it finishes, unless it died holding it.
-                        Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS > now => {
-                            return Ok(false);
+                        if fresh {
+                            self.store
+                                .increment(&registered_clients_key(client_id), -1)
+                                .await?;
+                            report.clients_removed += 1;
                         }
-                        Lookup::Expiring(c) => (c.bytes, c.record, false),
-                    };
-                    let (bytes, record, fresh) = claim;
-                    // Claim the record (or take a dead run's claim over), so that exactly one
-                    // run at a time moves it away, and only a fresh claim counts it.
-                    let claimed = match &record {
-                        Some(r) => expiring(r, now),
-                        None => EXPIRED_MARKER.to_vec(),
-                    };
-                    if !self
-                        .store
-                        .compare_and_swap(&key, Some(&bytes), &claimed)
-                        .await?
-                    {
-                        continue; // changed meanwhile: look again
+                        if let Some(record) = &record {
+                            self.move_away(client_id, record).await?;
+                        }
+                        // Nobody else writes a claimed key (registration waits, other runs
+                        // respect the lease), so this deletes nothing newer.
+                        self.store.delete(&key).await?;
+                        return Ok(true);
                     }
-                    if fresh {
-                        self.store
-                            .increment(&registered_clients_key(client_id), -1)
-                            .await?;
-                        report.clients_removed += 1;
-                    }
-                    if let Some(record) = &record {
-                        self.move_away(client_id, record).await?;
-                    }
-                    // Nobody else writes a claimed key (registration waits, other runs
-                    // respect the lease), so this deletes nothing newer.
-                    self.store.delete(&key).await?;
-                    return Ok(true);
-                }
-                Ok(false)
-            },
-        )
-        .await
+                    Ok(false)
+                },
+            )
+            .await
     }
 
     /// The rest of an expiry, once claimed: the group keeps the member's cursor and the
@@ -259,19 +216,20 @@ impl<'a> Cleanup<'a> {
         report: &mut Report,
     ) -> Result<bool, ApiError> {
         let limiter = Limiter::new(self.store, self.env.now_ms(), self.settings.bucket_ms);
-        self.walk(
-            index::RATE_LIMITS,
-            self.last_expired_bucket(0),
-            budget,
-            async |key, budget| {
-                *budget -= 1;
-                if limiter.expire(key, &self.settings.limits).await? {
-                    report.rate_limits_removed += 1;
-                }
-                Ok(true)
-            },
-        )
-        .await
+        index::RATE_LIMITS
+            .walk(
+                self.store,
+                self.last_expired_bucket(0),
+                budget,
+                async |key, budget| {
+                    *budget -= 1;
+                    if limiter.expire(key, &self.settings.limits).await? {
+                        report.rate_limits_removed += 1;
+                    }
+                    Ok(true)
+                },
+            )
+            .await
     }
 
     /// Forgets idempotency claims and away records older than the retention.
@@ -282,42 +240,43 @@ impl<'a> Cleanup<'a> {
     ) -> Result<bool, ApiError> {
         let retention = self.settings.retention_ms;
         let now = self.env.now_ms();
-        self.walk(
-            index::RETAINED,
-            self.last_expired_bucket(retention),
-            budget,
-            async |key, budget| {
-                *budget -= 1;
-                let since = if key.contains("/away/") {
-                    read_json::<AwayRecord>(self.store, key)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|(_, a)| a.expired_at_ms)
-                } else {
-                    read_json::<Claim>(self.store, key)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|(_, c)| c.timestamp_ms)
-                };
-                match since {
-                    None => {}
-                    Some(at) if at + retention <= now => {
-                        self.store.delete(key).await?;
-                        report.records_forgotten += 1;
+        index::RETAINED
+            .walk(
+                self.store,
+                self.last_expired_bucket(retention),
+                budget,
+                async |key, budget| {
+                    *budget -= 1;
+                    let since = if key.contains("/away/") {
+                        read_json::<AwayRecord>(self.store, key)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|(_, a)| a.expired_at_ms)
+                    } else {
+                        read_json::<Claim>(self.store, key)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|(_, c)| c.timestamp_ms)
+                    };
+                    match since {
+                        None => {}
+                        Some(at) if at + retention <= now => {
+                            self.store.delete(key).await?;
+                            report.records_forgotten += 1;
+                        }
+                        // Renewed since it was listed: listed again under its new time.
+                        Some(at) => {
+                            index::RETAINED
+                                .add(self.store, self.bucket_of(at), key)
+                                .await?
+                        }
                     }
-                    // Renewed since it was listed: listed again under its new time.
-                    Some(at) => {
-                        index::RETAINED
-                            .add(self.store, self.bucket_of(at), key)
-                            .await?
-                    }
-                }
-                Ok(true)
-            },
-        )
-        .await
+                    Ok(true)
+                },
+            )
+            .await
     }
 
     /// Trims `group_id` from its tail towards `target`, a slot at a time, spending budget;
@@ -475,29 +434,30 @@ impl<'a> Cleanup<'a> {
         // Re-listing goes beyond what this run walks: an overlapping run may be emptying
         // the buckets up to `last`.
         let next = last.map_or(0, |l| l + 1);
-        self.walk(index::MESSAGES, last, budget, async |group_id, budget| {
-            let (removed, stop) = self
-                .trim(group_id, u64::MAX, Some(retention), budget)
-                .await?;
-            report.messages_removed += removed;
-            // Messages left that this bucket's listing no longer covers are listed again,
-            // under the bucket in which they expire.
-            let relist = match stop {
-                Stop::Target
-                | Stop::InFlight {
-                    later_written: false,
-                } => None,
-                Stop::Budget => return Ok(false),
-                Stop::Young(ts) => Some(self.bucket_of(ts).max(next)),
-                Stop::InFlight {
-                    later_written: true,
-                } => Some(next),
-            };
-            if let Some(at) = relist {
-                index::MESSAGES.add(self.store, at, group_id).await?;
-            }
-            Ok(true)
-        })
-        .await
+        index::MESSAGES
+            .walk(self.store, last, budget, async |group_id, budget| {
+                let (removed, stop) = self
+                    .trim(group_id, u64::MAX, Some(retention), budget)
+                    .await?;
+                report.messages_removed += removed;
+                // Messages left that this bucket's listing no longer covers are listed again,
+                // under the bucket in which they expire.
+                let relist = match stop {
+                    Stop::Target
+                    | Stop::InFlight {
+                        later_written: false,
+                    } => None,
+                    Stop::Budget => return Ok(false),
+                    Stop::Young(ts) => Some(self.bucket_of(ts).max(next)),
+                    Stop::InFlight {
+                        later_written: true,
+                    } => Some(next),
+                };
+                if let Some(at) = relist {
+                    index::MESSAGES.add(self.store, at, group_id).await?;
+                }
+                Ok(true)
+            })
+            .await
     }
 }

@@ -20,6 +20,7 @@ fn settings() -> Settings {
         limits: crate::ratelimit::Limits {
             requests: crate::ratelimit::DEFAULT_REQUESTS,
             login_failures: crate::ratelimit::DEFAULT_LOGIN_FAILURES,
+            user_login_failures: crate::ratelimit::DEFAULT_USER_LOGIN_FAILURES,
         },
     }
 }
@@ -285,6 +286,7 @@ async fn refilled_rate_limit_buckets_are_deleted_and_busy_ones_kept() {
     let limits = crate::ratelimit::Limits {
         requests: policy,
         login_failures: policy,
+        user_login_failures: policy,
     };
     Limiter::new(&store, T0, BUCKET)
         .take(Scope::Address, "1.1.1.1", policy)

@@ -36,12 +36,13 @@ mod model_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use crate::env::Env;
 use crate::error::ApiError;
 use crate::index;
+pub(crate) use crate::records::{corrupt, encode, read_json};
 use crate::store::KvStore;
 
 pub use expiry::{Cleanup, Report, Settings};
@@ -360,34 +361,8 @@ impl<'a> Messaging<'a> {
     }
 }
 
-pub(crate) fn corrupt(key: &str, err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        500,
-        "corrupt_record",
-        format!("stored value at {key} is unreadable: {err}"),
-    )
-}
-
 pub(crate) fn to_u64(value: i64, key: &str) -> Result<u64, ApiError> {
     u64::try_from(value).map_err(|_| corrupt(key, "negative counter"))
-}
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising these plain structs cannot fail: all keys are strings.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-pub(crate) async fn read_json<T: DeserializeOwned>(
-    store: &dyn KvStore,
-    key: &str,
-) -> Result<Option<(Vec<u8>, T)>, ApiError> {
-    match store.get(key).await? {
-        None => Ok(None),
-        Some(bytes) => {
-            let value = serde_json::from_slice(&bytes).map_err(|e| corrupt(key, e))?;
-            Ok(Some((bytes, value)))
-        }
-    }
 }
 
 /// A JSON number at `key`, 0 when absent.

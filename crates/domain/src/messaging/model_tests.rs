@@ -56,6 +56,7 @@ fn settings(budget: usize) -> Settings {
         limits: Limits {
             requests: DEFAULT_REQUESTS,
             login_failures: DEFAULT_LOGIN_FAILURES,
+            user_login_failures: DEFAULT_LOGIN_FAILURES,
         },
     }
 }

@@ -57,8 +57,33 @@ fn lock<T>(m: &Mutex<T>) -> KvResult<MutexGuard<'_, T>> {
         .map_err(|_| KvError::Backend("sqlite lock poisoned".into()))
 }
 
+/// Creates the database file readable only by its owner (SQLite gives its `-wal` and `-shm`
+/// files the database's permissions), and tightens an existing one.
+fn make_private(path: &Path) -> KvResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |e: std::io::Error| KvError::Backend(format!("{}: {e}", path.display()));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SqliteBackend {
     pub fn open(path: &Path) -> KvResult<Self> {
+        make_private(path)?;
         let writer = open_connection(path)?;
         writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (

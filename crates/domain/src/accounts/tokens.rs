@@ -1,32 +1,16 @@
-//! Authentication and authorization: Argon2id password checks, HS256 access tokens
-//! (`jwt-simple`), and the role rules.
+//! Access tokens: HS256 JWTs (`jwt-simple`) that carry a subject, a role and the `kid` of
+//! the key that signed them, and the role rules they are checked against.
+//!
+//! `jwt_secret` lists the current signing key first and any previous ones after it: new
+//! tokens are signed with the current key, and tokens signed with a listed previous key
+//! verify until they expire. A key taken off the list stops verifying at once.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use jwt_simple::prelude::*;
+use sha2::{Digest, Sha256};
 
-use crate::config::UserEntry;
+use super::users::Role;
 use crate::error::ApiError;
 use crate::http::Request;
-
-/// Roles, in increasing power.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Reader,
-    Writer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Writer => "writer",
-            Role::Admin => "admin",
-        }
-    }
-}
 
 /// What a caller wants to do; each action has a least role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +20,8 @@ pub enum Action {
     Register,
     Send,
     Cleanup,
+    ManageAccounts,
+    ReadMetrics,
 }
 
 impl Action {
@@ -43,7 +29,19 @@ impl Action {
         match self {
             Action::Receive | Action::ReadDocs => Role::Reader,
             Action::Register | Action::Send => Role::Writer,
-            Action::Cleanup => Role::Admin,
+            Action::Cleanup | Action::ManageAccounts | Action::ReadMetrics => Role::Admin,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Action::Receive => "receive",
+            Action::ReadDocs => "read docs",
+            Action::Register => "register",
+            Action::Send => "send",
+            Action::Cleanup => "run cleanup",
+            Action::ManageAccounts => "manage users and API keys",
+            Action::ReadMetrics => "read metrics",
         }
     }
 }
@@ -53,6 +51,8 @@ impl Action {
 pub struct Principal {
     pub subject: String,
     pub role: Role,
+    /// The API key the request came with, if it did not use an access token.
+    pub api_key: Option<String>,
 }
 
 impl Principal {
@@ -65,13 +65,7 @@ impl Principal {
                 format!(
                     "role {} may not {}; it needs {}",
                     self.role.as_str(),
-                    match action {
-                        Action::Receive => "receive",
-                        Action::ReadDocs => "read docs",
-                        Action::Register => "register",
-                        Action::Send => "send",
-                        Action::Cleanup => "run cleanup",
-                    },
+                    action.describe(),
                     action.least_role().as_str()
                 ),
             ))
@@ -87,9 +81,16 @@ struct RoleClaim {
 /// Tolerated clock skew between the issuer and verifiers.
 pub const CLOCK_LEEWAY_SECONDS: u64 = 30;
 
-/// Issues and verifies access tokens with one HS256 key.
+/// The key id of a signing secret: the first 8 bytes of its SHA-256, hex. It names the key
+/// without saying anything about it.
+pub fn key_id(secret: &[u8]) -> String {
+    hex::encode(&Sha256::digest(secret)[..8])
+}
+
+/// Issues access tokens with the current key and verifies them with any listed key.
 pub struct Tokens {
-    key: HS256Key,
+    /// The current key first; each with its key id.
+    keys: Vec<(String, HS256Key)>,
 }
 
 /// A freshly issued access token.
@@ -100,9 +101,17 @@ pub struct IssuedToken {
 }
 
 impl Tokens {
-    pub fn new(secret: &[u8]) -> Self {
+    /// `secrets`: the current signing secret first, then previous ones still accepted.
+    pub fn new(secrets: &[Vec<u8>]) -> Self {
         Self {
-            key: HS256Key::from_bytes(secret),
+            keys: secrets
+                .iter()
+                .map(|s| {
+                    let kid = key_id(s);
+                    let key = HS256Key::from_bytes(s).with_key_id(&kid);
+                    (kid, key)
+                })
+                .collect(),
         }
     }
 
@@ -114,6 +123,10 @@ impl Tokens {
         now_ms: u64,
         jti: String,
     ) -> Result<IssuedToken, ApiError> {
+        let (_, key) = self
+            .keys
+            .first()
+            .ok_or_else(|| ApiError::misconfigured("no signing key is configured"))?;
         let now = Duration::from_millis(now_ms);
         let mut claims =
             Claims::with_custom_claims(RoleClaim { role }, Duration::from_secs(ttl_seconds))
@@ -124,14 +137,29 @@ impl Tokens {
         claims.issued_at = Some(now);
         claims.invalid_before = Some(now);
         claims.expires_at = Some(now + Duration::from_secs(ttl_seconds));
-        let token = self
-            .key
+        let token = key
             .authenticate(claims)
             .map_err(|e| ApiError::new(500, "token_error", format!("could not sign token: {e}")))?;
         Ok(IssuedToken {
             token,
             expires_in: ttl_seconds,
         })
+    }
+
+    /// The keys that may have signed `token`: the one its `kid` names, or every key for a
+    /// token without one (issued before tokens carried it).
+    fn candidates(&self, token: &str) -> Result<Vec<&HS256Key>, ApiError> {
+        let metadata = Token::decode_metadata(token)
+            .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+        match metadata.key_id() {
+            None => Ok(self.keys.iter().map(|(_, k)| k).collect()),
+            Some(kid) => match self.keys.iter().find(|(id, _)| id == kid) {
+                Some((_, key)) => Ok(vec![key]),
+                None => Err(ApiError::unauthorized(
+                    "token is signed with a key that is no longer accepted; log in again",
+                )),
+            },
+        }
     }
 
     /// Verifies signature, algorithm (HS256 only: `none` and others are refused), expiry,
@@ -144,9 +172,13 @@ impl Tokens {
             ..Default::default()
         };
         let claims = self
-            .key
-            .verify_token::<RoleClaim>(token, Some(options))
-            .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+            .candidates(token)?
+            .into_iter()
+            .find_map(|key| {
+                key.verify_token::<RoleClaim>(token, Some(options.clone()))
+                    .ok()
+            })
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         if claims.expires_at.is_none() {
             return Err(ApiError::unauthorized("token has no expiry"));
         }
@@ -156,11 +188,13 @@ impl Tokens {
         Ok(Principal {
             subject,
             role: claims.custom.role,
+            api_key: None,
         })
     }
 }
 
-/// The bearer token of a request: exactly one `Authorization: Bearer <token>` header.
+/// The bearer credential of a request: exactly one `Authorization: Bearer <credential>`
+/// header.
 pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     let mut values = req.header_values("authorization");
     let value = values
@@ -183,67 +217,13 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Authenticates the request's bearer token.
-pub fn authenticate(req: &Request, tokens: &Tokens, now_ms: u64) -> Result<Principal, ApiError> {
-    tokens.verify(bearer_token(req)?, now_ms)
-}
-
-/// An Argon2id PHC hash of `password` with a fresh random salt and the crate's default
-/// (OWASP-recommended) parameters.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)
-        .map_err(|e| ApiError::new(500, "entropy_unavailable", e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| ApiError::new(500, "hash_error", e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::new(500, "hash_error", e.to_string()))
-}
-
-fn password_matches(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Checks credentials. An unknown user costs one Argon2 verification too (against another
-/// configured hash, or a fresh hash when none is configured) and gets the same error as a wrong
-/// password, so neither the answer nor its timing tells which user names exist.
-pub fn check_credentials<'a>(
-    users: &'a [UserEntry],
-    username: &str,
-    password: &str,
-) -> Result<&'a UserEntry, ApiError> {
-    let user = users.iter().find(|u| u.username == username);
-    let matched = match user.or(users.first()) {
-        Some(candidate) => password_matches(password, &candidate.password_hash),
-        None => {
-            let _ = hash_password(password);
-            false
-        }
-    };
-    match user {
-        Some(user) if matched => Ok(user),
-        _ => Err(ApiError::new(
-            401,
-            "invalid_credentials",
-            "unknown user or wrong password",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64_helpers::*;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OLD: &[u8] = b"an older secret of at least 32 bytes";
     const NOW: u64 = 1_800_000_000_000;
 
     mod base64_helpers {
@@ -258,8 +238,12 @@ mod tests {
         }
     }
 
+    fn tokens(secrets: &[&[u8]]) -> Tokens {
+        Tokens::new(&secrets.iter().map(|s| s.to_vec()).collect::<Vec<_>>())
+    }
+
     fn issue(role: Role, now: u64) -> String {
-        Tokens::new(SECRET)
+        tokens(&[SECRET])
             .issue("alice", role, 900, now, "jti-1".into())
             .unwrap()
             .token
@@ -267,23 +251,28 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_subject_and_role() {
-        let p = Tokens::new(SECRET)
+        let p = tokens(&[SECRET])
             .verify(&issue(Role::Writer, NOW), NOW)
             .unwrap();
         assert_eq!(
             p,
             Principal {
                 subject: "alice".into(),
-                role: Role::Writer
+                role: Role::Writer,
+                api_key: None,
             }
         );
     }
 
     #[test]
-    fn claims_carry_iat_exp_jti() {
+    fn claims_carry_iat_exp_jti_and_the_header_a_kid() {
         let token = issue(Role::Reader, NOW);
-        let payload = token.split('.').nth(1).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&unb64(payload)).unwrap();
+        let mut parts = token.split('.');
+        let header: serde_json::Value =
+            serde_json::from_slice(&unb64(parts.next().unwrap())).unwrap();
+        assert_eq!(header["kid"], key_id(SECRET));
+        let claims: serde_json::Value =
+            serde_json::from_slice(&unb64(parts.next().unwrap())).unwrap();
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["role"], "reader");
         assert_eq!(claims["jti"], "jti-1");
@@ -292,8 +281,27 @@ mod tests {
     }
 
     #[test]
+    fn a_previous_key_verifies_until_it_is_taken_off_the_list() {
+        let old_token = tokens(&[OLD])
+            .issue("bob", Role::Writer, 900, NOW, "j".into())
+            .unwrap()
+            .token;
+        let rotated = tokens(&[SECRET, OLD]);
+        assert_eq!(rotated.verify(&old_token, NOW).unwrap().subject, "bob");
+        let new_token = rotated
+            .issue("bob", Role::Writer, 900, NOW, "k".into())
+            .unwrap()
+            .token;
+        // New tokens use the current key: verifiable without the old one.
+        assert!(tokens(&[SECRET]).verify(&new_token, NOW).is_ok());
+        let removed = tokens(&[SECRET]).verify(&old_token, NOW).unwrap_err();
+        assert_eq!(removed.status, 401);
+        assert!(removed.message.contains("no longer accepted"), "{removed}");
+    }
+
+    #[test]
     fn expired_and_future_tokens_are_refused() {
-        let tokens = Tokens::new(SECRET);
+        let tokens = tokens(&[SECRET]);
         let token = issue(Role::Admin, NOW);
         let later = NOW + (900 + CLOCK_LEEWAY_SECONDS + 1) * 1000;
         assert_eq!(tokens.verify(&token, later).unwrap_err().status, 401);
@@ -306,7 +314,7 @@ mod tests {
     #[test]
     fn other_secrets_alg_none_and_edited_claims_are_refused() {
         let token = issue(Role::Reader, NOW);
-        let other = Tokens::new(b"another secret of at least 32 bytes!!");
+        let other = tokens(&[b"another secret of at least 32 bytes!!"]);
         assert_eq!(other.verify(&token, NOW).unwrap_err().status, 401);
 
         let parts: Vec<&str> = token.split('.').collect();
@@ -318,42 +326,29 @@ mod tests {
             b64(&serde_json::to_vec(&claims).unwrap()),
             parts[2]
         );
-        assert_eq!(
-            Tokens::new(SECRET).verify(&edited, NOW).unwrap_err().status,
-            401
-        );
+        let ours = tokens(&[SECRET]);
+        assert_eq!(ours.verify(&edited, NOW).unwrap_err().status, 401);
 
         let none_header = b64(br#"{"alg":"none","typ":"JWT"}"#);
         let unsigned = format!("{none_header}.{}.", parts[1]);
-        assert_eq!(
-            Tokens::new(SECRET)
-                .verify(&unsigned, NOW)
-                .unwrap_err()
-                .status,
-            401
-        );
+        assert_eq!(ours.verify(&unsigned, NOW).unwrap_err().status, 401);
         for garbage in ["", "abc", "a.b.c", "....."] {
-            assert_eq!(
-                Tokens::new(SECRET).verify(garbage, NOW).unwrap_err().status,
-                401
-            );
+            assert_eq!(ours.verify(garbage, NOW).unwrap_err().status, 401);
         }
     }
 
     #[test]
     fn roles_are_ordered_by_power() {
-        let reader = Principal {
-            subject: "r".into(),
-            role: Role::Reader,
+        let as_role = |role| Principal {
+            subject: "x".into(),
+            role,
+            api_key: None,
         };
-        let writer = Principal {
-            subject: "w".into(),
-            role: Role::Writer,
-        };
-        let admin = Principal {
-            subject: "a".into(),
-            role: Role::Admin,
-        };
+        let (reader, writer, admin) = (
+            as_role(Role::Reader),
+            as_role(Role::Writer),
+            as_role(Role::Admin),
+        );
         assert!(reader.authorize(Action::Receive).is_ok());
         assert_eq!(reader.authorize(Action::Send).unwrap_err().status, 403);
         assert_eq!(reader.authorize(Action::Register).unwrap_err().status, 403);
@@ -364,6 +359,10 @@ mod tests {
             Action::ReadDocs,
         ] {
             assert!(writer.authorize(action).is_ok());
+            assert!(admin.authorize(action).is_ok());
+        }
+        for action in [Action::ManageAccounts, Action::ReadMetrics, Action::Cleanup] {
+            assert_eq!(writer.authorize(action).unwrap_err().status, 403);
             assert!(admin.authorize(action).is_ok());
         }
     }
@@ -380,25 +379,5 @@ mod tests {
         req.headers
             .push(("authorization".into(), b"Bearer other".to_vec()));
         assert_eq!(bearer_token(&req).unwrap_err().status, 401);
-    }
-
-    #[test]
-    fn credentials_unknown_user_and_wrong_password_look_the_same() {
-        let users = vec![UserEntry {
-            username: "alice".into(),
-            role: Role::Writer,
-            password_hash: hash_password("correct horse").unwrap(),
-        }];
-        assert_eq!(
-            check_credentials(&users, "alice", "correct horse")
-                .unwrap()
-                .role,
-            Role::Writer
-        );
-        let wrong = check_credentials(&users, "alice", "nope").unwrap_err();
-        let unknown = check_credentials(&users, "mallory", "correct horse").unwrap_err();
-        assert_eq!(wrong, unknown);
-        assert_eq!(wrong.status, 401);
-        assert_eq!(check_credentials(&[], "alice", "x").unwrap_err(), wrong);
     }
 }

@@ -1,0 +1,345 @@
+//! The endpoints of the accounts wing: login, refresh and logout (one component, see
+//! [`session`]), and the admin API for users and API keys (see [`admin`]).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Ctx, Guard, accounts, admit, audited, seeds};
+use crate::accounts::{
+    Action, ApiKeyRecord, IssuedRefresh, NewKey, Principal, Role, Tokens, UserPatch, UserRecord,
+};
+use crate::config;
+use crate::env::rfc3339_ms;
+use crate::error::ApiError;
+use crate::http::{Request, Response, respond};
+use crate::ids::validate_id;
+
+use crate::accounts::users::MAX_PASSWORD_LEN;
+
+/// The login component's routes, told apart by the route they matched (Spin's
+/// `spin-component-route`, which `mcp-edge` and the Worker set too): `/login`,
+/// `/token/refresh`, `/logout`. They share one contract: the same imports, the same
+/// secrets, and the session rules between them.
+pub async fn session(req: &Request, ctx: &Ctx<'_>) -> Response {
+    match req.header("spin-component-route") {
+        Some("/token/refresh") => refresh(req, ctx).await,
+        Some("/logout") => logout(req, ctx).await,
+        _ => login(req, ctx).await,
+    }
+}
+
+/// An access token and the session's next refresh token, as login and refresh answer.
+fn grant(ctx: &Ctx<'_>, user: &UserRecord, refresh: IssuedRefresh) -> Result<Response, ApiError> {
+    let tokens = Tokens::new(&config::jwt_secrets(ctx.config)?);
+    let issued = tokens.issue(
+        &user.username,
+        user.role,
+        config::token_ttl_seconds(ctx.config)?,
+        ctx.env.now_ms(),
+        ctx.env.random_id(),
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "role": user.role.as_str(),
+            "refresh_token": refresh.token,
+            "refresh_expires_in": refresh.expires_in,
+        }),
+    )
+    .with_header("cache-control", "no-store"))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// `POST /login`
+pub async fn login(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["POST"],
+        ctx.audit,
+        "login",
+        async |rec| {
+            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+            req.expect_method(&["POST"])?;
+            let guard = Guard::new(req, ctx)?;
+            guard.address().await?;
+            let body: LoginBody = req.json()?;
+            validate_id("username", &body.username)?;
+            rec.user = Some(body.username.clone());
+            if body.password.is_empty() || body.password.len() > MAX_PASSWORD_LEN {
+                return Err(ApiError::bad_request(
+                    "invalid_password",
+                    format!("password must be 1-{MAX_PASSWORD_LEN} bytes"),
+                ));
+            }
+            guard.login_allowed(&body.username).await?;
+            let seeds = seeds(ctx.config)?;
+            let accounts = accounts(ctx)?.with_seeds(&seeds);
+            let user = match accounts
+                .check_password(&body.username, &body.password)
+                .await
+            {
+                Ok(user) => user,
+                Err(e) => {
+                    if e.code == "invalid_credentials" {
+                        guard.login_failed(&body.username).await;
+                    }
+                    return Err(e);
+                }
+            };
+            let refresh = accounts.start_session(&user).await?;
+            grant(ctx, &user, refresh)
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /token/refresh`: a refresh token for a new access token and the next refresh token.
+pub async fn refresh(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["POST"],
+        ctx.audit,
+        "token_refresh",
+        async |rec| {
+            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+            req.expect_method(&["POST"])?;
+            Guard::new(req, ctx)?.address().await?;
+            let body: RefreshBody = req.json()?;
+            let (user, next) = accounts(ctx)?.rotate(&body.refresh_token).await?;
+            rec.user = Some(user.username.clone());
+            grant(ctx, &user, next)
+        },
+    )
+    .await
+}
+
+/// `POST /logout`: ends the session of the presented refresh token.
+pub async fn logout(req: &Request, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["POST"],
+        ctx.audit,
+        "logout",
+        async |rec| {
+            rec.client_addr = req.header("spin-client-addr").map(str::to_owned);
+            req.expect_method(&["POST"])?;
+            Guard::new(req, ctx)?.address().await?;
+            let body: RefreshBody = req.json()?;
+            rec.user = Some(accounts(ctx)?.end_session(&body.refresh_token).await?);
+            Ok(Response::new(204))
+        },
+    )
+    .await
+}
+
+fn user_out(u: &UserRecord) -> Value {
+    json!({
+        "username": u.username,
+        "role": u.role.as_str(),
+        "disabled": u.disabled,
+        "created_at": rfc3339_ms(u.created_at_ms),
+        "updated_at": rfc3339_ms(u.updated_at_ms),
+    })
+}
+
+fn key_out(k: &ApiKeyRecord, now_ms: u64) -> Value {
+    let status = if k.revoked_at_ms.is_some() {
+        "revoked"
+    } else if k.expires_at_ms.is_some_and(|at| at <= now_ms) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "user": k.user,
+        "role": k.role.as_str(),
+        "status": status,
+        "created_by": k.created_by,
+        "created_at": rfc3339_ms(k.created_at_ms),
+        "expires_at": k.expires_at_ms.map(rfc3339_ms),
+        "revoked_at": k.revoked_at_ms.map(rfc3339_ms),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    username: String,
+    password: String,
+    role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    expires_in_seconds: Option<u64>,
+}
+
+/// What an admin request asks for, from its path below `/admin`.
+enum AdminRoute<'p> {
+    Users,
+    User(&'p str),
+    Keys,
+    Key(&'p str),
+}
+
+fn admin_route(path: &str) -> Result<AdminRoute<'_>, ApiError> {
+    let path = path.trim_end_matches('/');
+    let unknown = || {
+        ApiError::not_found(
+            "route_not_found",
+            "no such admin route; try /admin/users or /admin/api-keys",
+        )
+    };
+    match path {
+        "/users" => Ok(AdminRoute::Users),
+        "/api-keys" => Ok(AdminRoute::Keys),
+        _ => {
+            if let Some(name) = path.strip_prefix("/users/") {
+                Ok(AdminRoute::User(name))
+            } else if let Some(id) = path.strip_prefix("/api-keys/") {
+                Ok(AdminRoute::Key(id))
+            } else {
+                Err(unknown())
+            }
+        }
+    }
+}
+
+/// Admits an admin request: an admin credential whose user still exists and is enabled
+/// (checked here too, not only at the token's expiry, since these routes change accounts).
+async fn admin_principal(req: &Request, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
+    let who = admit(req, ctx, Action::ManageAccounts).await?;
+    match accounts(ctx)?.stored_user(&who.subject).await? {
+        Some(user) if user.active() => Ok(who),
+        _ => Err(ApiError::unauthorized(
+            "this credential's user is disabled or removed",
+        )),
+    }
+}
+
+/// The path below `/admin`: the matched route (`spin-component-route`, e.g.
+/// `/admin/api-keys`) and the path info after it, or the path as given where no route is
+/// named (the Worker passes `/api-keys/…`).
+fn admin_path(req: &Request) -> String {
+    let full = format!(
+        "{}{}",
+        req.header("spin-component-route").unwrap_or_default(),
+        req.path
+    );
+    match full.strip_prefix("/admin") {
+        Some(rest) => rest.to_owned(),
+        None => full,
+    }
+}
+
+/// `/admin/users[/{name}]` and `/admin/api-keys[/{id}]` (admin only).
+pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
+    let path = admin_path(req);
+    let methods: &[&str] = match admin_route(&path) {
+        Ok(AdminRoute::Users | AdminRoute::Keys) => &["GET", "POST"],
+        Ok(AdminRoute::User(_)) => &["PATCH", "DELETE"],
+        Ok(AdminRoute::Key(_)) => &["DELETE"],
+        Err(e) => return respond(Err(e)),
+    };
+    let action = match (admin_route(&path), req.method.as_str()) {
+        (Ok(AdminRoute::Users), "POST") => "user_add",
+        (Ok(AdminRoute::Users), _) => "user_list",
+        (Ok(AdminRoute::User(_)), "DELETE") => "user_remove",
+        (Ok(AdminRoute::User(_)), _) => "user_update",
+        (Ok(AdminRoute::Keys), "POST") => "api_key_create",
+        (Ok(AdminRoute::Keys), _) => "api_key_list",
+        _ => "api_key_revoke",
+    };
+    audited(req, ctx.config, methods, ctx.audit, action, async |rec| {
+        req.expect_method(methods)?;
+        let who = admin_principal(req, ctx).await?;
+        rec.subject = Some(who.subject.clone());
+        rec.api_key = who.api_key.clone();
+        let seeds = seeds(ctx.config)?;
+        let accounts = accounts(ctx)?.with_seeds(&seeds);
+        let now = ctx.env.now_ms();
+        match (admin_route(&path)?, req.method.as_str()) {
+            (AdminRoute::Users, "GET") => {
+                let users = accounts.list_users().await?;
+                let users: Vec<Value> = users.iter().map(user_out).collect();
+                Ok(Response::json(200, &json!({ "users": users })))
+            }
+            (AdminRoute::Users, _) => {
+                let body: NewUserBody = req.json()?;
+                rec.target = Some(body.username.clone());
+                let user = accounts
+                    .add_user(&body.username, &body.password, body.role)
+                    .await?;
+                Ok(Response::json(201, &user_out(&user)))
+            }
+            (AdminRoute::User(name), method) => {
+                validate_id("username", name)?;
+                rec.target = Some(name.to_owned());
+                if method == "DELETE" {
+                    accounts.remove_user(name).await?;
+                    return Ok(Response::new(204));
+                }
+                let patch: UserPatch = req.json()?;
+                let user = accounts.update_user(name, &patch).await?;
+                Ok(Response::json(200, &user_out(&user)))
+            }
+            (AdminRoute::Keys, "GET") => {
+                let keys = accounts.list_keys().await?;
+                let keys: Vec<Value> = keys.iter().map(|k| key_out(k, now)).collect();
+                Ok(Response::json(200, &json!({ "api_keys": keys })))
+            }
+            (AdminRoute::Keys, _) => {
+                let body: NewKeyBody = req.json()?;
+                let owner_name = body.user.as_deref().unwrap_or(&who.subject);
+                validate_id("user", owner_name)?;
+                let owner = accounts.user(owner_name).await?.ok_or_else(|| {
+                    ApiError::not_found("user_not_found", format!("no user {owner_name}"))
+                })?;
+                let (record, key) = accounts
+                    .create_key(&NewKey {
+                        name: &body.name,
+                        role: body.role.unwrap_or(Role::Reader),
+                        owner: &owner,
+                        created_by: &who.subject,
+                        expires_in_seconds: body.expires_in_seconds,
+                    })
+                    .await?;
+                rec.target = Some(record.id.clone());
+                let mut out = key_out(&record, now);
+                out["key"] = Value::String(key);
+                Ok(Response::json(201, &out).with_header("cache-control", "no-store"))
+            }
+            (AdminRoute::Key(id), _) => {
+                rec.target = Some(id.chars().take(64).collect());
+                accounts.revoke_key(id).await?;
+                Ok(Response::new(204))
+            }
+        }
+    })
+    .await
+}
