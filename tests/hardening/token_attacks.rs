@@ -96,6 +96,72 @@ fn every_token_and_identity_attack_is_refused_with_the_right_status() {
         b64(json!({"alg": "none", "typ": "JWT"}).to_string().as_bytes()),
         b64(claims("wendy", "admin").to_string().as_bytes())
     );
+    // Credentials of the accounts wing: a refresh token, API keys (one to forge from, one
+    // revoked), and a user disabled after getting a key and a session.
+    let admin = server.token("admin");
+    let as_admin = |method: &str, path: &str, body: Value| {
+        let auth = format!("Bearer {admin}");
+        let reply = server.request(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(body.to_string().as_bytes()),
+        );
+        assert!(reply.status < 300, "{method} {path}: {}", reply.text());
+        reply
+    };
+    let new_key = |user: &str| {
+        let r = as_admin(
+            "POST",
+            "/admin/api-keys",
+            json!({"name": "attack fixture", "role": "writer", "user": user}),
+        );
+        let body = r.json();
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let login_reply = server.post_json(
+        "/login",
+        None,
+        &json!({"username": "wendy", "password": "wendy-pw"}),
+    );
+    let refresh_token = login_reply.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, wendy_key) = new_key("wendy");
+    let mut forged_key = wendy_key.clone();
+    let last = forged_key.pop().unwrap();
+    forged_key.push(if last == '0' { '1' } else { '0' });
+    let truncated_key = wendy_key[..wendy_key.len() - 8].to_owned();
+    let (revoked_id, revoked_key) = new_key("wendy");
+    as_admin(
+        "DELETE",
+        &format!("/admin/api-keys/{revoked_id}"),
+        json!({}),
+    );
+    as_admin(
+        "POST",
+        "/admin/users",
+        json!({"username": "dora", "password": "dora-pass-1", "role": "writer"}),
+    );
+    let dora_session = server.post_json(
+        "/login",
+        None,
+        &json!({"username": "dora", "password": "dora-pass-1"}),
+    );
+    let dora_refresh = dora_session.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, dora_key) = new_key("dora");
+    as_admin("PATCH", "/admin/users/dora", json!({"disabled": true}));
+
     let t = now();
     let bearer = |t: &str| Some(format!("Bearer {t}"));
     let receive =
@@ -103,7 +169,98 @@ fn every_token_and_identity_attack_is_refused_with_the_right_status() {
     let send_body = |sender: &str, group: &str| {
         Some(json!({"sender_id": sender, "group_id": group, "payload": "x"}))
     };
+    let refresh_body = |token: &str| Some(json!({ "refresh_token": token }));
     let rows = vec![
+        Row {
+            attack: "a refresh token used as an access token",
+            method: "GET",
+            path: receive("tk-wendy", "team-a"),
+            authorization: bearer(&refresh_token),
+            body: None,
+            status: 401,
+            code: "unauthorized",
+        },
+        Row {
+            attack: "an access token used as a refresh token",
+            method: "POST",
+            path: "/token/refresh".into(),
+            authorization: None,
+            body: refresh_body(&wendy),
+            status: 401,
+            code: "invalid_refresh_token",
+        },
+        Row {
+            attack: "a forged API key (last digit changed)",
+            method: "GET",
+            path: receive("tk-wendy", "team-a"),
+            authorization: bearer(&forged_key),
+            body: None,
+            status: 401,
+            code: "invalid_api_key",
+        },
+        Row {
+            attack: "a truncated API key",
+            method: "GET",
+            path: receive("tk-wendy", "team-a"),
+            authorization: bearer(&truncated_key),
+            body: None,
+            status: 401,
+            code: "invalid_api_key",
+        },
+        Row {
+            attack: "a revoked API key",
+            method: "GET",
+            path: receive("tk-wendy", "team-a"),
+            authorization: bearer(&revoked_key),
+            body: None,
+            status: 401,
+            code: "invalid_api_key",
+        },
+        Row {
+            attack: "a disabled user's API key",
+            method: "POST",
+            path: "/mcp/register".into(),
+            authorization: bearer(&dora_key),
+            body: Some(json!({"client_id": "tk-dora", "group_id": "team-d"})),
+            status: 401,
+            code: "invalid_api_key",
+        },
+        Row {
+            attack: "a disabled user's refresh token",
+            method: "POST",
+            path: "/token/refresh".into(),
+            authorization: None,
+            body: refresh_body(&dora_refresh),
+            status: 401,
+            code: "session_revoked",
+        },
+        Row {
+            attack: "a disabled user's password",
+            method: "POST",
+            path: "/login".into(),
+            authorization: None,
+            body: Some(json!({"username": "dora", "password": "dora-pass-1"})),
+            status: 401,
+            code: "user_disabled",
+        },
+        Row {
+            attack: "a writer manages users",
+            method: "POST",
+            path: "/admin/users".into(),
+            authorization: bearer(&wendy),
+            body: Some(json!({"username": "eve", "password": "eve-pass-1", "role": "admin"})),
+            status: 403,
+            code: "insufficient_role",
+        },
+        Row {
+            attack: "a writer's API key mints itself an admin key",
+            method: "POST",
+            path: "/admin/api-keys".into(),
+            authorization: bearer(&wendy_key),
+            body: Some(json!({"name": "escalate", "role": "admin"})),
+            status: 403,
+            code: "insufficient_role",
+        },
         Row {
             attack: "no token",
             method: "GET",
@@ -353,6 +510,11 @@ fn every_token_and_identity_attack_is_refused_with_the_right_status() {
         server.receive(&will, "tk-will", "team-b", None).json()["messages"],
         json!([])
     );
+    assert_eq!(
+        server.register(&wendy_key, "tk-wendy-key", "team-a").status,
+        201,
+        "the genuine key works"
+    );
     let admin_like = forge(hs256(), claims("admin", "admin"), secret);
     let ok = server.request(
         "POST",
@@ -390,4 +552,44 @@ fn login_answers_the_same_for_unknown_users_and_wrong_passwords() {
         wrong.header("www-authenticate"),
         unknown.header("www-authenticate")
     );
+}
+
+/// Login guessing, as an attacker would spread it: from one address it locks out only that
+/// address (for that user name), from many it runs into the user name's own budget; a
+/// successful login spends neither. Twelve loopback addresses stand in for a botnet.
+#[test]
+fn login_guessing_is_bounded_per_address_and_per_user_without_locking_out_the_user_elsewhere() {
+    let server = support::server("spin.toml")
+        .env("SPIN_VARIABLE_LOGIN_USER_FAILURE_BURST", "12")
+        .env("SPIN_VARIABLE_LOGIN_USER_FAILURE_REFILL_MS", "3600000")
+        .start();
+    let attempt = |from: &str, password: &str| {
+        server
+            .post_json_from(
+                from,
+                "/login",
+                &json!({"username": "wendy", "password": password}),
+            )
+            .status
+    };
+    // One stranger: five failures, then even the right password is refused there ...
+    for _ in 0..5 {
+        assert_eq!(attempt("127.0.0.2", "guess"), 401);
+    }
+    assert_eq!(attempt("127.0.0.2", "wendy-pw"), 429);
+    // ... and only there.
+    assert_eq!(attempt("127.0.0.3", "wendy-pw"), 200);
+    // A botnet: one guess from each of seven more addresses empties the user's budget (12).
+    for i in 10..17 {
+        assert_eq!(attempt(&format!("127.0.0.{i}"), "guess"), 401, "bot {i}");
+    }
+    assert_eq!(attempt("127.0.0.20", "guess"), 429);
+    assert_eq!(attempt("127.0.0.21", "wendy-pw"), 429);
+    // Other users are untouched.
+    let rita = server.post_json_from(
+        "127.0.0.2",
+        "/login",
+        &json!({"username": "rita", "password": "rita-pw"}),
+    );
+    assert_eq!(rita.status, 200, "{}", rita.raw);
 }

@@ -88,3 +88,62 @@ impl KvStore for WasiKv {
 
 /// The store every stateful component uses.
 pub const DEFAULT_STORE: &str = "default";
+
+/// A store opened on first use: for an endpoint that needs it only sometimes (docs, to check
+/// an API key), so that a deployment granting it no store still serves everything else.
+pub struct LazyKv {
+    label: &'static str,
+    opened: std::cell::OnceCell<Result<WasiKv, StoreError>>,
+}
+
+impl LazyKv {
+    pub fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            opened: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn store(&self) -> Result<&WasiKv, StoreError> {
+        self.opened
+            .get_or_init(|| WasiKv::open(self.label))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for LazyKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store()?.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.store()?.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store()?.delete(key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.store()?.delete_many(keys).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.store()?.get_many(keys).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.store()?.increment(key, delta).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.store()?.compare_and_swap(key, expected, new).await
+    }
+}

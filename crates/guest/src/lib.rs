@@ -70,3 +70,23 @@ pub fn serve_with_store(
         )
     });
 }
+
+/// As [`serve_with_store`], with the store opened only if the handler uses it.
+pub fn serve_with_lazy_store(
+    request: IncomingRequest,
+    out: ResponseOutparam,
+    handler: impl AsyncFnOnce(&Request, &Ctx<'_>) -> Response,
+) {
+    serve(request, out, |req| {
+        let store = kv::LazyKv::new(kv::DEFAULT_STORE);
+        block_on(handler(
+            &req,
+            &Ctx {
+                store: &store,
+                config: &config::WasiConfig,
+                env: &SystemEnv,
+                audit: &StdoutAudit,
+            },
+        ))
+    });
+}

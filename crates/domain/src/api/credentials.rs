@@ -234,7 +234,8 @@ fn admin_route(path: &str) -> Result<AdminRoute<'_>, ApiError> {
 /// (checked here too, not only at the token's expiry, since these routes change accounts).
 async fn admin_principal(req: &Request, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
     let who = admit(req, ctx, Action::ManageAccounts).await?;
-    match accounts(ctx)?.stored_user(&who.subject).await? {
+    let seeds = seeds(ctx.config)?;
+    match accounts(ctx)?.with_seeds(&seeds).user(&who.subject).await? {
         Some(user) if user.active() => Ok(who),
         _ => Err(ApiError::unauthorized(
             "this credential's user is disabled or removed",
