@@ -416,10 +416,9 @@ async fn every_action_leaves_an_audit_record_without_secrets() {
     );
     req.headers
         .push(("spin-client-addr".into(), b"127.0.0.1:5555".to_vec()));
-    let token = body(&login(&req, &w.ctx()).await)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = body(&login(&req, &w.ctx()).await);
+    let token = answer["access_token"].as_str().unwrap().to_string();
+    let refresh_token = answer["refresh_token"].as_str().unwrap().to_string();
     login(
         &post(
             "/login",
@@ -470,6 +469,20 @@ async fn every_action_leaves_an_audit_record_without_secrets() {
         &w.ctx(),
     )
     .await;
+    // The session routes, through the login component's dispatch.
+    let mut refresh_req = post("/", None, json!({ "refresh_token": refresh_token.clone() }));
+    refresh_req
+        .headers
+        .push(("spin-component-route".into(), b"/token/refresh".to_vec()));
+    let next = body(&session(&refresh_req, &w.ctx()).await)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut logout_req = post("/", None, json!({ "refresh_token": next.clone() }));
+    logout_req
+        .headers
+        .push(("spin-component-route".into(), b"/logout".to_vec()));
+    assert_eq!(session(&logout_req, &w.ctx()).await.status, 204);
     let records = w.audit.records();
     let kinds: Vec<(&str, u16)> = records.iter().map(|r| (r.audit, r.status)).collect();
     assert_eq!(
@@ -481,9 +494,12 @@ async fn every_action_leaves_an_audit_record_without_secrets() {
             ("register", 201),
             ("send", 202),
             ("receive", 200),
-            ("receive", 401)
+            ("receive", 401),
+            ("token_refresh", 200),
+            ("logout", 204),
         ]
     );
+    assert_eq!(records[8].user.as_deref(), Some("wendy"));
     assert_eq!(records[0].client_addr.as_deref(), Some("127.0.0.1:5555"));
     assert_eq!(records[0].user.as_deref(), Some("wendy"));
     assert_eq!(records[1].outcome(), "failure");
@@ -493,7 +509,15 @@ async fn every_action_leaves_an_audit_record_without_secrets() {
         (Some("will"), Some(1))
     );
     let all = serde_json::to_string(&records).unwrap();
-    for secret in ["wendy-pw", "guess", "top secret payload", &token, SECRET] {
+    for secret in [
+        "wendy-pw",
+        "guess",
+        "top secret payload",
+        &token,
+        SECRET,
+        &refresh_token,
+        &next,
+    ] {
         assert!(!all.contains(secret), "audit trail leaked {secret}");
     }
 }
