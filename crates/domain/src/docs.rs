@@ -248,6 +248,8 @@ fn escape_html(text: &str) -> String {
 /// Renders Markdown into a complete, self-contained HTML page.
 pub fn render_markdown(markdown: &str) -> String {
     use pulldown_cmark::{Options, Parser, html};
+    #[cfg(test)]
+    RENDERS.with(|r| r.set(r.get() + 1));
     let title = markdown
         .lines()
         .find_map(|l| l.strip_prefix("# "))
@@ -270,13 +272,30 @@ pub fn render_markdown(markdown: &str) -> String {
     )
 }
 
-/// Strong validator over the exact bytes sent and the representation they are.
-fn etag(variant: &str, body: &[u8]) -> String {
+/// Names the renderer's output: part of every rendered page's ETag, so that a new renderer
+/// (this crate's version, or a change of the page template) changes the tags of pages whose
+/// source did not change. Bump the suffix when the template changes within a release.
+const RENDERER: &str = concat!("mcp-edge-domain ", env!("CARGO_PKG_VERSION"), " page-1");
+
+/// Strong validator over the source bytes, the representation made of them, and (for
+/// rendered pages) the renderer: computed before any rendering, so that a revalidation that
+/// matches costs a read and a hash, not a render.
+fn etag(variant: &str, source: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(variant.as_bytes());
     hasher.update([0]);
-    hasher.update(body);
+    if variant == "rendered" {
+        hasher.update(RENDERER.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(source);
     format!("\"{}\"", &hex::encode(hasher.finalize())[..32])
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Renders on this thread, for tests that a 304 renders nothing.
+    pub(crate) static RENDERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// `If-None-Match` uses weak comparison (RFC 9110 §13.1.2).
@@ -362,7 +381,7 @@ pub fn serve(
         _ => return Err(not_found()),
     };
 
-    let (variant, ctype, body) = if is_markdown(&name) {
+    let (variant, ctype) = if is_markdown(&name) {
         match wants_raw_markdown(req.header("accept")) {
             None => {
                 return Err(ApiError::new(
@@ -371,24 +390,22 @@ pub fn serve(
                     "this document is available as text/html or text/markdown",
                 ));
             }
-            Some(true) => ("markdown", "text/markdown; charset=utf-8", bytes),
-            Some(false) => {
-                let text = String::from_utf8_lossy(&bytes);
-                (
-                    "rendered",
-                    "text/html; charset=utf-8",
-                    render_markdown(&text).into_bytes(),
-                )
-            }
+            Some(true) => ("markdown", "text/markdown; charset=utf-8"),
+            Some(false) => ("rendered", "text/html; charset=utf-8"),
         }
     } else {
-        ("file", content_type(&name), bytes)
+        ("file", content_type(&name))
     };
 
-    let tag = etag(variant, &body);
+    let tag = etag(variant, &bytes);
     let mut resp = if none_match(req.header("if-none-match"), &tag) {
         Response::new(304)
     } else {
+        let body = if variant == "rendered" {
+            render_markdown(&String::from_utf8_lossy(&bytes)).into_bytes()
+        } else {
+            bytes
+        };
         Response::new(200)
             .with_header("content-type", ctype)
             .with_body(body)

@@ -141,6 +141,29 @@ async fn etag_revalidation_gives_304() {
     assert_eq!(resp.status, 200);
 }
 
+/// A rendered page's tag comes from its source and the renderer: a matching revalidation
+/// answers 304 without rendering, and a changed source changes the tag.
+#[pollster::test]
+async fn a_matching_revalidation_of_a_rendered_page_renders_nothing() {
+    let renders = || RENDERS.with(std::cell::Cell::get);
+    let before = renders();
+    let first = serve_public(&get("/v1/index.md")).unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(renders(), before + 1);
+    let tag = first.header("etag").unwrap().to_string();
+    let again = serve_public(&get_with("/v1/index.md", "if-none-match", &tag)).unwrap();
+    assert_eq!(again.status, 304);
+    assert_eq!(renders(), before + 1, "the 304 rendered the page");
+    assert_eq!(again.header("etag"), Some(tag.as_str()));
+    assert_eq!(again.header("vary"), Some("Accept"));
+    let edited = MemoryDocs::new(&[("v1/index.md", "# API reference, edited\n")]);
+    let changed = serve(&get("/v1/index.md"), &edited, Visibility::Public).unwrap();
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+    // The raw Markdown has its own tag, from the same bytes.
+    let raw = serve_public(&get_with("/v1/index.md", "accept", "text/markdown")).unwrap();
+    assert_ne!(raw.header("etag"), Some(tag.as_str()));
+}
+
 #[pollster::test]
 async fn head_has_headers_but_no_body() {
     let mut req = get("/v1/page.html");
