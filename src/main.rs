@@ -171,6 +171,15 @@ struct UpArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = mcp_edge_domain::http::MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    #[arg(long, default_value_t = 30)]
+    header_read_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body once its headers arrived (408).
+    #[arg(long, default_value_t = 30)]
+    body_read_timeout_secs: u64,
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Component instances alive at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
@@ -211,6 +220,9 @@ impl UpArgs {
                 timeout: Duration::from_secs(self.timeout_secs.max(1)),
                 memory_limit_bytes: self.memory_limit_mib.max(1) * 1024 * 1024,
                 max_body_bytes: self.max_body_bytes,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+                body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+                max_connections: self.max_connections.max(1),
             },
             max_instances: self.max_instances.max(1),
             runtime_config: self.runtime_config_file,

@@ -36,6 +36,14 @@ pub async fn run_once(app: &App, component_id: &str) -> Result<Vec<Value>> {
     let Some(cron) = component.cron.clone() else {
         bail!("component {component_id} does not export handle-cron-event");
     };
+    // A scheduled run takes an instance slot like a request: the pool holds as many instances
+    // as there are slots, so under full load a request never fails to instantiate.
+    let _slot = app
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .context("the server is shutting down")?;
     let stdout = MemoryOutputPipe::new(64 * 1024);
     let mut store = app.new_store(component, stdout.clone())?;
     let started = Instant::now();
@@ -59,7 +67,19 @@ pub async fn run_once(app: &App, component_id: &str) -> Result<Vec<Value>> {
     metrics::cleanup_run(ok, &records);
     match outcome {
         Ok(Ok(())) => {
-            tracing::info!(component = component_id, duration_ms = started.elapsed().as_secs_f64() * 1000.0, records = ?records, "scheduled run finished");
+            let count = |field: &str| {
+                records
+                    .iter()
+                    .filter_map(|r| r[field].as_u64())
+                    .sum::<u64>()
+            };
+            tracing::info!(
+                component = component_id,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                clients_removed = count("clients_removed"),
+                messages_removed = count("messages_removed"),
+                "scheduled run finished"
+            );
             Ok(records)
         }
         Ok(Err(e)) => bail!("component {component_id} reported: {e:?}"),

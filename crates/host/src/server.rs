@@ -40,12 +40,18 @@ use crate::variables::ComponentConfig;
 /// How much standard output (audit records) one instance may write.
 const GUEST_STDOUT_LIMIT: usize = 64 * 1024;
 
-/// Per-request limits.
+/// Per-request and per-connection limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub timeout: Duration,
     pub memory_limit_bytes: usize,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers (a slow client is cut off).
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// What one request's `Store` holds.
@@ -353,16 +359,30 @@ impl App {
             return too_large();
         }
         let (mut parts, body) = req.into_parts();
-        let body = match Limited::new(body, max).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e)
+        let read = tokio::time::timeout(
+            self.limits.body_read_timeout,
+            Limited::new(body, max).collect(),
+        );
+        let body = match read.await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
                 return too_large();
             }
-            Err(_) => {
+            Ok(Err(_)) => {
                 return json_error(400, "unreadable_body", "the request body could not be read");
+            }
+            Err(_) => {
+                let mut resp = json_error(
+                    408,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                );
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
             }
         };
         set_spin_headers(&mut parts, &route, client);
@@ -544,8 +564,18 @@ pub async fn serve(
     drain: Duration,
 ) -> Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's backlog until one
+        // closes, instead of each costing a task and buffers here.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, client) = match accepted {
@@ -558,17 +588,19 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let header_read_timeout = app.limits.header_read_timeout;
                 let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %client, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
