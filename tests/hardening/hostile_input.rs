@@ -56,6 +56,12 @@ const ROUTES: &[&str] = &[
     "/mcp",
     "/mcp/send/extra",
     "/login/",
+    "/token/refresh",
+    "/logout",
+    "/admin/users",
+    "/admin/users/fz-user",
+    "/admin/api-keys",
+    "/admin/api-keys/0123456789abcdef",
 ];
 
 const METHODS: &[&str] = &[

@@ -34,7 +34,12 @@ impl Route {
                 .filter(|rest| rest.is_empty() || rest.starts_with('/'))
                 .map(str::to_owned)
         };
-        match path {
+        // As Spin routes (by `routefinder`): a trailing slash matches the same route.
+        let exact = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        match exact {
             "/login" => Route::Login,
             "/token/refresh" => Route::Refresh,
             "/logout" => Route::Logout,
@@ -194,6 +199,7 @@ mod tests {
         assert_eq!(Route::of("/docs/v1/a.md"), Route::Docs("/v1/a.md".into()));
         assert_eq!(Route::of("/health/ready"), Route::Health("/ready".into()));
         assert_eq!(Route::of("/docsx"), Route::NotFound);
-        assert_eq!(Route::of("/login/"), Route::NotFound);
+        assert_eq!(Route::of("/login/"), Route::Login);
+        assert_eq!(Route::of("/loginx"), Route::NotFound);
     }
 }

@@ -150,6 +150,8 @@ pub fn prepare(
     };
     let values = variables::resolve(&manifest, &sources)?;
 
+    // Routes first: a manifest whose routes cannot be served is refused before any work.
+    let router = Router::from_manifest(&manifest)?;
     let backend = open_backend(&opts.kv, &opts.data_dir)?;
     let engine = engine::new_engine(&EngineOptions {
         memory_limit_bytes: opts.limits.memory_limit_bytes,
@@ -210,7 +212,6 @@ pub fn prepare(
     for other in manifest.trigger.other.keys() {
         tracing::warn!(trigger = %other, "mcp-edge serves only HTTP triggers; ignoring [[trigger.{other}]]");
     }
-    let router = Router::from_manifest(&manifest)?;
     let audit = match &opts.audit_log {
         Some(path) => audit::AuditLog::file(path)?,
         None => audit::AuditLog::stderr(),

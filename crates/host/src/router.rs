@@ -1,22 +1,18 @@
-//! Route matching with Spin's semantics: a route is either exact (`/login`) or a wildcard
-//! (`/docs/...`, which matches `/docs` and everything below it; `/...` matches all). An
-//! exact match wins over any wildcard, and a longer wildcard prefix over a shorter one.
+//! Route matching with Spin's semantics, by the crate Spin itself routes with (`routefinder`):
+//! exact routes (`/login`), named segments (`/users/:id`, each given to the component as a
+//! `spin-path-match-<name>` header, underscores as hyphens), and trailing wildcards
+//! (`/docs/...`, which matches `/docs` and everything below it; `/...` matches all). Of the
+//! routes that match, the most specific wins: exact segments over named ones over the
+//! wildcard, and a longer prefix over a shorter one. A route the crate cannot parse is refused
+//! when the manifest is loaded.
 
-use anyhow::{Result, bail};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
-    Exact(String),
-    /// The prefix without the trailing `/...` (empty for `/...`).
-    Prefix(String),
-}
+use anyhow::{Result, anyhow, bail};
 
 #[derive(Debug, Clone)]
 pub struct Route {
     /// The route as written in the manifest.
     pub raw: String,
     pub component: String,
-    pattern: Pattern,
 }
 
 /// What a request matched, with the values Spin passes in its `spin-*` headers.
@@ -29,50 +25,75 @@ pub struct RouteMatch<'a> {
     pub component_route: &'a str,
     /// `spin-path-info`: the request path after the route's prefix.
     pub path_info: String,
+    /// The named segments and their values: `spin-path-match-<name>`.
+    pub params: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Router {
     routes: Vec<Route>,
+    finder: routefinder::Router<usize>,
 }
 
+impl Clone for Router {
+    fn clone(&self) -> Self {
+        Self::new(
+            self.routes
+                .iter()
+                .map(|r| (r.raw.clone(), r.component.clone())),
+        )
+        .unwrap_or_default()
+    }
+}
+
+/// The route with a leading and no trailing slash (`/` stays `/`).
 fn normalize(route: &str) -> String {
-    let trimmed = route.trim_end_matches('/');
-    if trimmed.is_empty() {
-        String::new()
-    } else if trimmed.starts_with('/') {
-        trimmed.to_owned()
+    let absolute = if route.starts_with('/') {
+        route.to_owned()
     } else {
-        format!("/{trimmed}")
+        format!("/{route}")
+    };
+    match absolute.strip_suffix('/') {
+        Some(stripped) if !stripped.is_empty() => stripped.to_owned(),
+        _ => absolute,
+    }
+}
+
+/// The route in routefinder's syntax: Spin's `/...` wildcard is its `/*`.
+fn spec(normalized: &str) -> String {
+    match normalized.strip_suffix("/...") {
+        Some(prefix) => format!("{prefix}/*"),
+        None if normalized == "/..." => "/*".to_owned(),
+        None => normalized.to_owned(),
     }
 }
 
 impl Router {
     pub fn new(routes: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let mut out: Vec<Route> = Vec::new();
+        let mut finder = routefinder::Router::new();
+        let mut seen: Vec<String> = Vec::new();
         for (raw, component) in routes {
-            let pattern = match raw.strip_suffix("/...") {
-                Some(prefix) => Pattern::Prefix(normalize(prefix)),
-                None if raw == "..." => Pattern::Prefix(String::new()),
-                None => Pattern::Exact(match normalize(&raw) {
-                    p if p.is_empty() => "/".into(),
-                    p => p,
-                }),
-            };
-            if let Some(dup) = out.iter().find(|r| r.pattern == pattern) {
+            // Routes that differ only in how they are written (`/x` and `/x/`, `/a/...` and
+            // `/a/*`) are the same route.
+            let normalized = spec(&normalize(&raw));
+            if let Some(at) = seen.iter().position(|s| *s == normalized) {
                 bail!(
                     "route {raw} duplicates route {} (component {})",
-                    dup.raw,
-                    dup.component
+                    out[at].raw,
+                    out[at].component
                 );
             }
-            out.push(Route {
-                raw,
-                component,
-                pattern,
-            });
+            finder.add(normalized.as_str(), out.len()).map_err(|e| {
+                anyhow!("route {raw} (component {component}) cannot be served: {e}")
+            })?;
+            seen.push(normalized);
+            out.push(Route { raw, component });
         }
-        Ok(Self { routes: out })
+        Ok(Self {
+            routes: out,
+            finder,
+        })
     }
 
     /// The routes of a manifest's HTTP triggers.
@@ -91,38 +112,30 @@ impl Router {
     }
 
     pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
-        let exact = self
-            .routes
-            .iter()
-            .find(|r| matches!(&r.pattern, Pattern::Exact(p) if p == path));
-        if let Some(route) = exact {
-            return Some(RouteMatch {
-                component: &route.component,
-                raw_route: &route.raw,
-                component_route: &route.raw,
-                path_info: String::new(),
-            });
-        }
-        self.routes
-            .iter()
-            .filter_map(|r| match &r.pattern {
-                Pattern::Prefix(prefix)
-                    if path == prefix
-                        || path
-                            .strip_prefix(prefix.as_str())
-                            .is_some_and(|rest| rest.starts_with('/')) =>
-                {
-                    Some((prefix.len(), r, prefix))
-                }
-                _ => None,
-            })
-            .max_by_key(|(len, _, _)| *len)
-            .map(|(_, route, prefix)| RouteMatch {
-                component: &route.component,
-                raw_route: &route.raw,
-                component_route: route.raw.strip_suffix("/...").unwrap_or(""),
-                path_info: path[prefix.len()..].to_owned(),
-            })
+        let found = self.finder.best_match(path)?;
+        let route = self.routes.get(*found.handler())?;
+        let captures = found.captures();
+        let wildcard = route.raw.ends_with("/...");
+        // As Spin: the path after the wildcard's prefix, keeping a trailing slash.
+        let path_info = match captures.wildcard() {
+            Some(rest) if wildcard => match (rest.is_empty(), path.ends_with('/')) {
+                (true, false) => String::new(),
+                (true, true) => "/".to_owned(),
+                (false, false) => format!("/{rest}"),
+                (false, true) => format!("/{rest}/"),
+            },
+            _ => String::new(),
+        };
+        Some(RouteMatch {
+            component: &route.component,
+            raw_route: &route.raw,
+            component_route: route.raw.strip_suffix("/...").unwrap_or(&route.raw),
+            path_info,
+            params: captures
+                .iter()
+                .map(|(name, value)| (name.replace('_', "-"), value.to_owned()))
+                .collect(),
+        })
     }
 }
 
@@ -163,6 +176,40 @@ mod tests {
         assert!(r.find("/").is_none());
     }
 
+    /// The shape Spin gives `/:path_segment/:path_end/...` (from Spin's own routing test).
+    #[test]
+    fn named_segments_are_captured_as_spin_does() {
+        let r = Router::new(
+            [
+                ("/:path_segment/:path_end/...", "params"),
+                ("/users/:id", "user"),
+                ("/users/me", "me"),
+            ]
+            .map(|(r, c)| (r.to_string(), c.to_string())),
+        )
+        .unwrap();
+        let m = r.find("/path/end/rest").unwrap();
+        assert_eq!(
+            (m.component, m.component_route, m.path_info.as_str()),
+            ("params", "/:path_segment/:path_end", "/rest")
+        );
+        assert_eq!(
+            m.params,
+            vec![
+                ("path-segment".to_string(), "path".to_string()),
+                ("path-end".to_string(), "end".to_string())
+            ]
+        );
+        let user = r.find("/users/42").unwrap();
+        assert_eq!(
+            (user.component, user.params.clone()),
+            ("user", vec![("id".to_string(), "42".to_string())])
+        );
+        // An exact segment beats a named one.
+        assert_eq!(r.find("/users/me").unwrap().component, "me");
+        assert!(r.find("/users").is_none());
+    }
+
     #[test]
     fn catch_all_and_duplicates() {
         let r = Router::new([
@@ -172,6 +219,8 @@ mod tests {
         .unwrap();
         assert_eq!(r.find("/anything/at/all").unwrap().component, "all");
         assert_eq!(r.find("/").unwrap().path_info, "/");
+        // As on Spin, a trailing slash does not change which route matches.
+        assert_eq!(r.find("/a/").unwrap().component, "a");
         assert_eq!(r.find("/a").unwrap().component, "a");
         assert!(
             Router::new([

@@ -553,6 +553,14 @@ fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, cl
             parts.headers.insert(name, value);
         }
     }
+    for (name, value) in &route.params {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(format!("spin-path-match-{name}")),
+            HeaderValue::from_str(value),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then stops accepting, lets in-flight
