@@ -232,8 +232,38 @@ impl<'a> Limiter<'a> {
             return Ok(());
         }
         let key = bucket_key(scope, id);
+        self.take_at(scope, &key, policy, None).await
+    }
+
+    /// Takes a token from each bucket, in order (the first that is empty answers 429 and the
+    /// later ones are left alone), reading them all in one batch call.
+    pub async fn take_each(&self, buckets: &[(Scope, &str, Policy)]) -> Result<(), ApiError> {
+        let live: Vec<(Scope, String, Policy)> = buckets
+            .iter()
+            .filter(|(_, _, policy)| policy.burst > 0)
+            .map(|(scope, id, policy)| (*scope, bucket_key(*scope, id), *policy))
+            .collect();
+        let keys: Vec<String> = live.iter().map(|(_, key, _)| key.clone()).collect();
+        let values = self.store.get_many(&keys).await?;
+        for ((scope, key, policy), value) in live.iter().zip(values) {
+            self.take_at(*scope, key, *policy, Some(value)).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a token from the bucket at `key`; `read`: its value, if already read.
+    async fn take_at(
+        &self,
+        scope: Scope,
+        key: &str,
+        policy: Policy,
+        mut read: Option<Option<Vec<u8>>>,
+    ) -> Result<(), ApiError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let raw = self.store.get(&key).await?;
+            let raw = match read.take() {
+                Some(raw) => raw,
+                None => self.store.get(&key).await?,
+            };
             // An unreadable bucket counts as full (and is replaced): limits must never lock
             // anyone out for good.
             let tokens = match raw.as_deref().and_then(parse) {

@@ -626,3 +626,112 @@ async fn failed_logins_never_lock_a_user_out_from_another_address() {
         200
     );
 }
+
+/// Counts a store's calls by kind, for the per-request figures in docs/performance.md.
+#[derive(Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>,
+}
+
+impl CountingStore {
+    fn count(&self, op: &'static str) {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+    }
+
+    fn take(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for CountingStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count("get");
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.count("set");
+        self.inner.set(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.count("delete");
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.count("delete_many");
+        self.inner.delete_many(keys).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.count("get_many");
+        self.inner.get_many(keys).await
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.count("increment");
+        self.inner.increment(key, delta).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.count("compare_and_swap");
+        self.inner.compare_and_swap(key, expected, new).await
+    }
+}
+
+/// The store calls of each messaging request in its steady state (the client and its group
+/// exist, the rate-limit buckets too), as docs/performance.md lists them. The bounds are a
+/// regression guard: a change that adds a round trip to the hot path has to say so here.
+#[pollster::test]
+async fn store_calls_per_request_in_the_steady_state() {
+    let w = World::new();
+    let store = CountingStore::default();
+    let ctx = Ctx {
+        store: &store,
+        config: &w.config,
+        env: &w.env,
+        audit: &w.audit,
+    };
+    let wendy = w.token("wendy");
+    let from = |req| from_addr(req, "10.0.0.1:1");
+    let register_req = || {
+        from(post(
+            "/mcp/register",
+            Some(&wendy),
+            json!({"client_id": "a", "group_id": "g"}),
+        ))
+    };
+    let send_req = || {
+        from(post(
+            "/mcp/send",
+            Some(&wendy),
+            json!({"sender_id": "a", "group_id": "g", "payload": "x"}),
+        ))
+    };
+    let receive_req = || from(get("/mcp/receive", "client_id=a&group_id=g", Some(&wendy)));
+    // Warm up: the first of each creates what later ones find.
+    assert_eq!(register(&register_req(), &ctx).await.status, 201);
+    assert_eq!(send(&send_req(), &ctx).await.status, 202);
+    assert_eq!(receive(&receive_req(), &ctx).await.status, 200);
+    store.take();
+
+    let mut report = Vec::new();
+    for (name, bound) in [("register", 5), ("send", 9), ("receive", 8)] {
+        let resp = match name {
+            "register" => register(&register_req(), &ctx).await,
+            "send" => send(&send_req(), &ctx).await,
+            _ => receive(&receive_req(), &ctx).await,
+        };
+        assert!(resp.status < 300, "{name}: {}", resp.status);
+        let calls = store.take();
+        let total: usize = calls.values().sum();
+        report.push(format!("{name}: {total} {calls:?}"));
+        assert!(
+            total <= bound,
+            "{name} makes {total} store calls: {calls:?}"
+        );
+    }
+    println!("{}", report.join("\n"));
+}
