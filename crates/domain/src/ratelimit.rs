@@ -262,7 +262,7 @@ impl<'a> Limiter<'a> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let raw = match read.take() {
                 Some(raw) => raw,
-                None => self.store.get(&key).await?,
+                None => self.store.get(key).await?,
             };
             // An unreadable bucket counts as full (and is replaced): limits must never lock
             // anyone out for good.
@@ -280,11 +280,11 @@ impl<'a> Limiter<'a> {
             let bytes = serde_json::to_vec(&next).unwrap_or_default();
             if self
                 .store
-                .compare_and_swap(&key, raw.as_deref(), &bytes)
+                .compare_and_swap(key, raw.as_deref(), &bytes)
                 .await?
             {
                 if raw.is_none() {
-                    self.list(&key, policy.full_at(next.t, self.now_ms)).await?;
+                    self.list(key, policy.full_at(next.t, self.now_ms)).await?;
                 }
                 return Ok(());
             }
