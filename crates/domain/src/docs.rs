@@ -8,6 +8,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+
+pub mod front_matter;
+pub mod render;
 use crate::http::{Request, Response};
 
 /// Longest request path (after the `/docs` prefix) we look at.
@@ -238,44 +241,44 @@ fn wants_raw_markdown(accept: Option<&str>) -> Option<bool> {
     Some(md > html || (md == html && md_exact && !html_exact))
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-/// Renders Markdown into a complete, self-contained HTML page.
-pub fn render_markdown(markdown: &str) -> String {
-    use pulldown_cmark::{Options, Parser, html};
+/// Renders a Markdown page (front matter and all) into a complete, self-contained HTML page;
+/// `name` is its path in the tree, which titles a page without a title of its own.
+pub fn render_markdown(markdown: &str, name: &str) -> String {
     #[cfg(test)]
     RENDERS.with(|r| r.set(r.get() + 1));
-    let title = markdown
-        .lines()
-        .find_map(|l| l.strip_prefix("# "))
-        .map(str::trim)
-        .unwrap_or("Documentation");
-    let mut body = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(
-        &mut body,
-        Parser::new_ext(
-            markdown,
-            Options::ENABLE_TABLES | Options::ENABLE_HEADING_ATTRIBUTES,
-        ),
-    );
+    let page = render::render(markdown, name);
+    let description = page
+        .front
+        .description
+        .as_deref()
+        .map(|d| {
+            format!(
+                "<meta name=\"description\" content=\"{}\">\n",
+                escape_html(d)
+            )
+        })
+        .unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{PAGE_STYLE}</style>\n\
-         </head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
-        escape_html(title)
+         <title>{}</title>\n{description}<style>{PAGE_STYLE}</style>\n\
+         </head>\n<body>\n<main>\n{}</main>\n</body>\n</html>\n",
+        escape_html(&page.title),
+        page.body
     )
 }
 
 /// Names the renderer's output: part of every rendered page's ETag, so that a new renderer
 /// (this crate's version, or a change of the page template) changes the tags of pages whose
 /// source did not change. Bump the suffix when the template changes within a release.
-const RENDERER: &str = concat!("mcp-edge-domain ", env!("CARGO_PKG_VERSION"), " page-1");
+const RENDERER: &str = concat!("mcp-edge-domain ", env!("CARGO_PKG_VERSION"), " page-2");
 
 /// Strong validator over the source bytes, the representation made of them, and (for
 /// rendered pages) the renderer: computed before any rendering, so that a revalidation that
@@ -362,7 +365,20 @@ pub fn serve(
     }
     let path = segments.join("/");
 
-    let (name, bytes) = match src.entry(&path) {
+    // `page` is served by `page.md`, as docs engines write their links.
+    let entry = match src.entry(&path) {
+        Entry::Missing if !wants_dir && !is_markdown(&path) => {
+            let with_md = format!("{path}.md");
+            match src.entry(&with_md) {
+                Entry::File(bytes) => {
+                    return serve_file(req, with_md, bytes, visibility, is_latest);
+                }
+                _ => Entry::Missing,
+            }
+        }
+        entry => entry,
+    };
+    let (name, bytes) = match entry {
         Entry::File(bytes) if !wants_dir => (path, bytes),
         Entry::Dir if !wants_dir => {
             // Relative links inside an index page need the trailing slash.
@@ -371,7 +387,7 @@ pub fn serve(
                 .with_header("location", format!("{last}/"))
                 .with_header("cache-control", "public, max-age=300"));
         }
-        Entry::Dir => ["index.html", "index.md"]
+        Entry::Dir => ["index.html", "index.md", "_index.md", "README.md"]
             .iter()
             .find_map(|index| match src.entry(&format!("{path}/{index}")) {
                 Entry::File(bytes) => Some((format!("{path}/{index}"), bytes)),
@@ -381,6 +397,18 @@ pub fn serve(
         _ => return Err(not_found()),
     };
 
+    serve_file(req, name, bytes, visibility, is_latest)
+}
+
+/// Answers with the file `name` (its `bytes`): raw, or a Markdown page rendered, with its
+/// ETag, CSP and cache headers.
+fn serve_file(
+    req: &Request,
+    name: String,
+    bytes: Vec<u8>,
+    visibility: Visibility,
+    is_latest: bool,
+) -> Result<Response, ApiError> {
     let (variant, ctype) = if is_markdown(&name) {
         match wants_raw_markdown(req.header("accept")) {
             None => {
@@ -402,7 +430,7 @@ pub fn serve(
         Response::new(304)
     } else {
         let body = if variant == "rendered" {
-            render_markdown(&String::from_utf8_lossy(&bytes)).into_bytes()
+            render_markdown(&String::from_utf8_lossy(&bytes), &name).into_bytes()
         } else {
             bytes
         };

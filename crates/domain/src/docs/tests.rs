@@ -85,9 +85,62 @@ async fn directories_serve_their_index_and_redirect_without_slash() {
     assert!(
         String::from_utf8(resp.body)
             .unwrap()
-            .contains("<h1>API reference</h1>")
+            .contains("<h1 id=\"api-reference\">API reference <a class=\"anchor\"")
     );
     assert_eq!(serve_public(&get("/v2/")).unwrap_err().status, 404);
+}
+
+/// Pages are found as docs engines link them: without `.md`, and folders by `index.md`,
+/// `_index.md` or `README.md`; raw Markdown stays as written.
+#[pollster::test]
+async fn pages_without_md_and_every_index_name_are_served() {
+    let docs = MemoryDocs::new(&[
+        (
+            "v1/install.md",
+            "---\ntitle: Installing\n---\n# Install\n\nSee [the guide](guide/README.md) and [home](./index.md).\n",
+        ),
+        ("v1/index.md", "# Home\n"),
+        ("v1/guide/README.md", "# Guide\n"),
+        (
+            "v1/zola/_index.md",
+            "+++\ntitle = \"Zola section\"\n+++\nBody\n",
+        ),
+    ]);
+    let html = |path: &str| {
+        let resp = serve(&get(path), &docs, Visibility::Public).unwrap();
+        assert_eq!(resp.status, 200, "{path}");
+        String::from_utf8(resp.body).unwrap()
+    };
+    let install = html("/v1/install");
+    assert!(install.contains("<title>Installing</title>"), "{install}");
+    assert!(
+        !install.contains("title: Installing"),
+        "front matter shown: {install}"
+    );
+    assert!(
+        install.contains("href=\"guide/\"") && install.contains("href=\"./\""),
+        "{install}"
+    );
+    assert_eq!(html("/v1/install.md"), install);
+    assert!(html("/v1/guide/").contains("<title>Guide</title>"));
+    assert!(html("/v1/zola/").contains("<title>Zola section</title>"));
+    let raw = serve(
+        &get_with("/v1/install", "accept", "text/markdown"),
+        &docs,
+        Visibility::Public,
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8(raw.body)
+            .unwrap()
+            .starts_with("---\ntitle: Installing\n---\n")
+    );
+    assert_eq!(
+        serve(&get("/v1/missing"), &docs, Visibility::Public)
+            .unwrap_err()
+            .status,
+        404
+    );
 }
 
 #[pollster::test]
@@ -99,7 +152,7 @@ async fn markdown_is_rendered_or_raw_by_accept() {
     );
     let body = String::from_utf8(html.body.clone()).unwrap();
     assert!(
-        body.contains("<a href=\"quickstart.md\">quickstart</a>"),
+        body.contains("<a href=\"quickstart\">quickstart</a>"),
         "{body}"
     );
     assert!(html.header("content-security-policy").is_some());
