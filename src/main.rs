@@ -71,6 +71,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Work on a documentation tree.
+    Docs {
+        #[command(subcommand)]
+        action: DocsAction,
+    },
     /// Manage API keys for machine clients.
     ApiKey {
         #[command(subcommand)]
@@ -125,6 +130,17 @@ enum UserAction {
     Enable { name: String },
     /// Remove a user, with its sessions and API keys.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum DocsAction {
+    /// Report every dead link, dead anchor, unparsable front matter and untitled page, as
+    /// file:line; exits non-zero when there is any.
+    Check {
+        /// The docs tree (versions as folders).
+        #[arg(default_value = "static/docs")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -400,6 +416,23 @@ fn user_command(action: UserAction, store: &StoreArgs) -> Result<()> {
     }
 }
 
+fn docs_check(dir: &std::path::Path) -> Result<()> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    let findings = mcp_edge_domain::docs::check::check(&mcp_edge_domain::docs::FsDocs::at(dir));
+    for finding in &findings {
+        println!("{}/{finding}", dir.display());
+    }
+    match findings.len() {
+        0 => {
+            eprintln!("{}: no problems found", dir.display());
+            Ok(())
+        }
+        n => anyhow::bail!("{n} problem(s) in {}", dir.display()),
+    }
+}
+
 fn state(disabled: bool) -> &'static str {
     if disabled { "disabled" } else { "active" }
 }
@@ -490,6 +523,9 @@ fn run() -> Result<()> {
         Command::HashPassword => hash_password(),
         Command::User { action, store } => user_command(action, &store),
         Command::ApiKey { action, store } => key_command(action, &store),
+        Command::Docs {
+            action: DocsAction::Check { dir },
+        } => docs_check(&dir),
         Command::Build { manifest } => {
             mcp_edge_host::build(&manifest)?;
             Ok(())

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
+pub mod check;
 pub mod front_matter;
 pub mod render;
 use crate::http::{Request, Response};
