@@ -219,6 +219,9 @@ struct UpArgs {
     /// Serve Prometheus metrics on the main listener to anyone, without a credential.
     #[arg(long)]
     public_metrics: bool,
+    /// Serve this documentation tree (versions as folders) instead of the manifest's.
+    #[arg(long)]
+    docs: Option<PathBuf>,
     /// When to run the cleanup component (cron, with seconds: `0 * * * * *` is every minute;
     /// five-field expressions work too), or `off`.
     #[arg(long, default_value = "0 * * * * *")]
@@ -248,6 +251,7 @@ impl UpArgs {
             audit_log: self.audit_log,
             metrics_listen: self.metrics_listen,
             public_metrics: self.public_metrics,
+            docs_dir: self.docs,
             cleanup_schedule: Some(self.cleanup_schedule).filter(|s| s != "off"),
         }
     }

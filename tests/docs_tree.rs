@@ -1,7 +1,8 @@
 //! A documentation tree this project did not shape its renderer around (tests/fixtures/docs-tree:
 //! all three front-matter forms, headings with punctuation, code, Unicode and repeats, every
 //! link form, the three folder index names, an image, and planted problems), checked by
-//! `mcp-edge docs check` and served page by page by the real docs component.
+//! `mcp-edge docs check` and served page by page by the real docs component
+//! (`mcp-edge up --docs DIR`).
 
 mod support;
 
@@ -46,22 +47,13 @@ fn docs_check_finds_nothing_in_the_shipped_docs_and_exactly_the_planted_problems
 #[test]
 fn the_fixture_tree_renders_right_page_by_page() {
     support::ensure_built("spin.toml");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = root().join("target/wasm32-wasip2/release/docs_component.wasm");
-    let manifest = dir.path().join("docs-tree.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "spin_manifest_version = 2\n[application]\nname = \"docs-tree\"\n\
-             [[trigger.http]]\nroute = \"/docs/...\"\ncomponent = \"docs\"\n\
-             [component.docs]\nsource = \"{}\"\n\
-             files = [{{ source = \"{}\", destination = \"/\" }}]\n",
-            wasm.display(),
-            root().join(FIXTURE).display()
-        ),
-    )
-    .expect("write manifest");
-    let s = support::server(manifest.to_str().unwrap()).start();
+    // The project's own application, told to serve the fixture instead of static/docs.
+    let s = support::server("spin.toml")
+        .arg("--kv")
+        .arg("memory")
+        .arg("--docs")
+        .arg(FIXTURE)
+        .start();
     let page = |path: &str| {
         let r = s.get(path, &[]);
         assert_eq!(r.status, 200, "{path}: {}", r.text());

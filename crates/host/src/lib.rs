@@ -67,6 +67,8 @@ pub struct UpOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Serve `/metrics` on the main listener to anyone.
     pub public_metrics: bool,
+    /// Serve this docs tree instead of the one the manifest mounts for the docs route.
+    pub docs_dir: Option<PathBuf>,
     /// Cron expression on which to run the cleanup component's cron handler (`None`: never).
     pub cleanup_schedule: Option<String>,
 }
@@ -118,6 +120,39 @@ pub fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBacke
             )
         }
     })
+}
+
+/// The mounts of component `id`, with `--docs DIR` in place of the root mount of the
+/// component that serves `/docs/...`.
+fn docs_override(
+    manifest: &Manifest,
+    id: &str,
+    mut mounts: Vec<manifest::Mount>,
+    opts: &UpOptions,
+) -> Result<Vec<manifest::Mount>> {
+    let Some(dir) = &opts.docs_dir else {
+        return Ok(mounts);
+    };
+    let serves_docs = manifest
+        .trigger
+        .http
+        .iter()
+        .any(|t| t.component == id && t.route.starts_with("/docs"));
+    if !serves_docs {
+        return Ok(mounts);
+    }
+    if !dir.is_dir() {
+        bail!("--docs {}: not a directory", dir.display());
+    }
+    let host = dir
+        .canonicalize()
+        .with_context(|| format!("--docs {}", dir.display()))?;
+    mounts.retain(|m| m.guest != "/");
+    mounts.push(manifest::Mount {
+        host,
+        guest: "/".to_owned(),
+    });
+    Ok(mounts)
 }
 
 /// Everything `up` prepares before it listens.
@@ -202,7 +237,7 @@ pub fn prepare(
                 backend: backend.clone(),
                 labels: decl.key_value_stores.clone().into(),
             },
-            mounts: manifest.mounts(&base, decl)?,
+            mounts: docs_override(&manifest, &id, manifest.mounts(&base, decl)?, opts)?,
             pre,
             cron,
             id: id.clone(),
