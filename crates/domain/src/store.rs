@@ -42,6 +42,82 @@ pub trait KvStore {
     ) -> Result<bool, StoreError>;
 }
 
+/// A store whose first read of each of a few keys is answered from one batch read made up
+/// front (`get_many`), to save round trips where a request reads several keys it knows in
+/// advance. Every other call, and any later read of those keys, goes to the store; a write to
+/// a key drops what was read ahead for it. A value read ahead is only earlier than the read
+/// it stands for, never newer.
+pub struct ReadAhead<'a> {
+    store: &'a dyn KvStore,
+    ahead: Mutex<HashMap<String, Option<Vec<u8>>>>,
+}
+
+impl<'a> ReadAhead<'a> {
+    pub async fn new(store: &'a dyn KvStore, keys: &[String]) -> Result<Self, StoreError> {
+        let values = store.get_many(keys).await?;
+        Ok(Self {
+            store,
+            ahead: Mutex::new(keys.iter().cloned().zip(values).collect()),
+        })
+    }
+
+    fn take(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for ReadAhead<'_> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.take(key) {
+            Some(value) => Ok(value),
+            None => self.store.get(key).await,
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.take(key);
+        self.store.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.take(key);
+        self.store.delete(key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.take(key);
+        }
+        self.store.delete_many(keys).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        for key in keys {
+            self.take(key);
+        }
+        self.store.get_many(keys).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.take(key);
+        self.store.increment(key, delta).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.take(key);
+        self.store.compare_and_swap(key, expected, new).await
+    }
+}
+
 /// An in-process store for unit tests and the native baseline.
 #[derive(Default)]
 pub struct MemoryStore {
@@ -147,6 +223,21 @@ mod tests {
         assert!(!store.compare_and_swap("k", Some(b"2"), b"3").await.unwrap());
         assert!(store.compare_and_swap("k", Some(b"1"), b"3").await.unwrap());
         assert_eq!(store.get("k").await.unwrap().unwrap(), b"3");
+    }
+
+    #[pollster::test]
+    async fn read_ahead_answers_each_key_once_and_forgets_on_write() {
+        let store = MemoryStore::new();
+        store.set("a", b"1").await.unwrap();
+        let keys = ["a".to_string(), "b".to_string()];
+        let ahead = ReadAhead::new(&store, &keys).await.unwrap();
+        store.set("a", b"2").await.unwrap();
+        // The first read is the one made ahead; the next goes to the store.
+        assert_eq!(ahead.get("a").await.unwrap().unwrap(), b"1");
+        assert_eq!(ahead.get("a").await.unwrap().unwrap(), b"2");
+        store.set("b", b"x").await.unwrap();
+        ahead.set("b", b"y").await.unwrap();
+        assert_eq!(ahead.get("b").await.unwrap().unwrap(), b"y");
     }
 
     #[pollster::test]

@@ -31,13 +31,14 @@ use super::idempotency::{self, Prior};
 use super::members::{Lookup, client_expired, lookup};
 use super::{
     GAP_GRACE_MS, MAX_CAS_ATTEMPTS, Messaging, Slot, StoredMessage, capcheck_key, capmarks_key,
-    client_key, encode, head, head_key, indexed_key, message_key, read_json, tail, to_u64,
+    client_key, encode, head, head_key, indexed_key, message_key, read_json, tail, tail_key,
+    to_u64,
 };
 use crate::env::Env;
 use crate::error::ApiError;
 use crate::ids::validate_id;
 use crate::index;
-use crate::store::{KvStore, StoreError};
+use crate::store::{KvStore, ReadAhead, StoreError};
 
 /// Later slots a reader reads per batch, and at most in all, to decide whether a gap is
 /// abandoned.
@@ -122,6 +123,32 @@ impl Messaging<'_> {
         if let Some(key) = idempotency_key {
             idempotency::validate(key)?;
         }
+        // The sender's record, the tail and the group's index mark are read in one batch.
+        // Each stands for a read made a little later; an earlier tail only makes the backlog
+        // check stricter, and an earlier mark at worst lists the group again.
+        let keys = [
+            client_key(sender_id),
+            tail_key(group_id),
+            indexed_key(group_id),
+        ];
+        let ahead = ReadAhead::new(self.store, &keys).await?;
+        let this = Messaging {
+            store: &ahead,
+            env: self.env,
+            limits: self.limits,
+        };
+        this.append(subject, sender_id, group_id, payload, idempotency_key)
+            .await
+    }
+
+    async fn append(
+        &self,
+        subject: &str,
+        sender_id: &str,
+        group_id: &str,
+        payload: Box<RawValue>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Sent, ApiError> {
         self.owned_member(subject, sender_id, group_id).await?;
         let claim_key = idempotency_key.map(|k| idempotency::key(group_id, sender_id, k));
         let mut claimed: Option<Vec<u8>> = None;
