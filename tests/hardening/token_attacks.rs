@@ -560,6 +560,7 @@ fn login_answers_the_same_for_unknown_users_and_wrong_passwords() {
 #[test]
 fn login_guessing_is_bounded_per_address_and_per_user_without_locking_out_the_user_elsewhere() {
     let server = support::server("spin.toml")
+        .env("SPIN_VARIABLE_LOGIN_FAILURE_REFILL_MS", "3600000")
         .env("SPIN_VARIABLE_LOGIN_USER_FAILURE_BURST", "12")
         .env("SPIN_VARIABLE_LOGIN_USER_FAILURE_REFILL_MS", "3600000")
         .start();

@@ -23,7 +23,6 @@ use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
 mod credentials;
-pub use crate::accounts::users::MAX_PASSWORD_LEN;
 pub use credentials::{admin, login, logout, refresh, session};
 
 /// What the messaging endpoints are given.

@@ -35,6 +35,7 @@ use crate::kv::wasi::KvGrant;
 use crate::manifest::Manifest;
 use crate::router::Router;
 use crate::server::{App, InstanceState, Limits, Prepared};
+use mcp_edge_domain::config::keys;
 
 /// Which key-value backend serves `wasi:keyvalue`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,17 +268,15 @@ pub fn prepare(
         } else if opts.public_metrics {
             server::MetricsAccess::Public
         } else {
+            // The application's signing keys, parsed as the components parse them (none
+            // when the manifest has no `jwt_secret`: then only API keys are accepted).
             server::MetricsAccess::Admin(
-                values
-                    .get(mcp_edge_domain::config::keys::JWT_SECRET)
-                    .map(|raw| {
-                        raw.split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| s.as_bytes().to_vec())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                mcp_edge_domain::config::jwt_secrets(&HashMap::from_iter(
+                    values
+                        .get(keys::JWT_SECRET)
+                        .map(|v| (keys::JWT_SECRET.to_owned(), v.clone())),
+                ))
+                .unwrap_or_default(),
             )
         },
     };

@@ -35,17 +35,6 @@ pub struct Router {
     finder: routefinder::Router<usize>,
 }
 
-impl Clone for Router {
-    fn clone(&self) -> Self {
-        Self::new(
-            self.routes
-                .iter()
-                .map(|r| (r.raw.clone(), r.component.clone())),
-        )
-        .unwrap_or_default()
-    }
-}
-
 /// The route with a leading and no trailing slash (`/` stays `/`).
 fn normalize(route: &str) -> String {
     let absolute = if route.starts_with('/') {

@@ -16,11 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::secrets::{digest, is_hex, random_hex, same};
 use super::tokens::Principal;
 use super::users::{Role, UserRecord};
-use super::{Accounts, add_to_roster, read_roster};
+use super::{Accounts, MAX_CAS_ATTEMPTS, add_to_roster, read_roster};
 use crate::error::ApiError;
 use crate::records::{corrupt, encode, read_json};
-
-const MAX_CAS_ATTEMPTS: usize = 16;
 
 /// What every API key starts with.
 pub const API_KEY_PREFIX: &str = "mcpe_";

@@ -28,7 +28,8 @@ use crate::error::ApiError;
 use crate::records::{encode, read_json};
 use crate::store::KvStore;
 
-const MAX_CAS_ATTEMPTS: usize = 16;
+/// Compare-and-swap retries before a change gives up as contended.
+pub(crate) const MAX_CAS_ATTEMPTS: usize = 16;
 
 /// The accounts of a deployment.
 pub struct Accounts<'a> {

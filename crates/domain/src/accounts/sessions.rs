@@ -14,14 +14,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Accounts;
 use super::secrets::{digest, is_hex, random_hex};
 use super::users::UserRecord;
+use super::{Accounts, MAX_CAS_ATTEMPTS};
 use crate::error::ApiError;
 use crate::index;
 use crate::records::{encode, read_json};
-
-const MAX_CAS_ATTEMPTS: usize = 16;
 
 /// What every refresh token starts with.
 pub const REFRESH_TOKEN_PREFIX: &str = "mcpr_";

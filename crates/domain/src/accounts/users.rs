@@ -16,12 +16,10 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 
-use super::{Accounts, add_to_roster, read_roster, remove_from_roster};
+use super::{Accounts, MAX_CAS_ATTEMPTS, add_to_roster, read_roster, remove_from_roster};
 use crate::error::ApiError;
 use crate::ids::{is_valid_id, validate_id};
 use crate::records::{encode, read_json};
-
-const MAX_CAS_ATTEMPTS: usize = 16;
 
 /// The roster of user names.
 pub(crate) const USERS_ROSTER: &str = "accounts/users";

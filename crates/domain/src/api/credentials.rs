@@ -232,10 +232,13 @@ fn admin_route(path: &str) -> Result<AdminRoute<'_>, ApiError> {
 
 /// Admits an admin request: an admin credential whose user still exists and is enabled
 /// (checked here too, not only at the token's expiry, since these routes change accounts).
-async fn admin_principal(req: &Request, ctx: &Ctx<'_>) -> Result<Principal, ApiError> {
+async fn admin_principal(
+    req: &Request,
+    ctx: &Ctx<'_>,
+    accounts: &crate::accounts::Accounts<'_>,
+) -> Result<Principal, ApiError> {
     let who = admit(req, ctx, Action::ManageAccounts).await?;
-    let seeds = seeds(ctx.config)?;
-    match accounts(ctx)?.with_seeds(&seeds).user(&who.subject).await? {
+    match accounts.user(&who.subject).await? {
         Some(user) if user.active() => Ok(who),
         _ => Err(ApiError::unauthorized(
             "this credential's user is disabled or removed",
@@ -261,30 +264,37 @@ fn admin_path(req: &Request) -> String {
 /// `/admin/users[/{name}]` and `/admin/api-keys[/{id}]` (admin only).
 pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
     let path = admin_path(req);
-    let methods: &[&str] = match admin_route(&path) {
-        Ok(AdminRoute::Users | AdminRoute::Keys) => &["GET", "POST"],
-        Ok(AdminRoute::User(_)) => &["PATCH", "DELETE"],
-        Ok(AdminRoute::Key(_)) => &["DELETE"],
+    let route = match admin_route(&path) {
+        Ok(route) => route,
         Err(e) => return respond(Err(e)),
     };
-    let action = match (admin_route(&path), req.method.as_str()) {
-        (Ok(AdminRoute::Users), "POST") => "user_add",
-        (Ok(AdminRoute::Users), _) => "user_list",
-        (Ok(AdminRoute::User(_)), "DELETE") => "user_remove",
-        (Ok(AdminRoute::User(_)), _) => "user_update",
-        (Ok(AdminRoute::Keys), "POST") => "api_key_create",
-        (Ok(AdminRoute::Keys), _) => "api_key_list",
-        _ => "api_key_revoke",
+    let post = req.method == "POST";
+    let (methods, action): (&[&str], &'static str) = match &route {
+        AdminRoute::Users => (
+            &["GET", "POST"],
+            if post { "user_add" } else { "user_list" },
+        ),
+        AdminRoute::Keys => (
+            &["GET", "POST"],
+            if post {
+                "api_key_create"
+            } else {
+                "api_key_list"
+            },
+        ),
+        AdminRoute::User(_) if req.method == "DELETE" => (&["PATCH", "DELETE"], "user_remove"),
+        AdminRoute::User(_) => (&["PATCH", "DELETE"], "user_update"),
+        AdminRoute::Key(_) => (&["DELETE"], "api_key_revoke"),
     };
     audited(req, ctx.config, methods, ctx.audit, action, async |rec| {
         req.expect_method(methods)?;
-        let who = admin_principal(req, ctx).await?;
-        rec.subject = Some(who.subject.clone());
-        rec.api_key = who.api_key.clone();
         let seeds = seeds(ctx.config)?;
         let accounts = accounts(ctx)?.with_seeds(&seeds);
+        let who = admin_principal(req, ctx, &accounts).await?;
+        rec.subject = Some(who.subject.clone());
+        rec.api_key = who.api_key.clone();
         let now = ctx.env.now_ms();
-        match (admin_route(&path)?, req.method.as_str()) {
+        match (route, req.method.as_str()) {
             (AdminRoute::Users, "GET") => {
                 let users = accounts.list_users().await?;
                 let users: Vec<Value> = users.iter().map(user_out).collect();
