@@ -199,6 +199,13 @@ struct UpArgs {
     /// Component instances alive at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// Requests one component instance serves, one after another, before it is dropped
+    /// (1: a fresh instance for every request). An instance that failed is never reused.
+    #[arg(long, default_value_t = 128)]
+    max_instance_reuse_count: usize,
+    /// How long an idle instance is kept for the next request (`1s`, `500ms`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    idle_instance_timeout: Duration,
     /// TOML file with a `[variables]` table (values for the manifest's variables).
     #[arg(long)]
     runtime_config_file: Option<PathBuf>,
@@ -244,6 +251,10 @@ impl UpArgs {
                 max_connections: self.max_connections.max(1),
             },
             max_instances: self.max_instances.max(1),
+            reuse: mcp_edge_host::dispatch::Reuse {
+                max_requests: self.max_instance_reuse_count.max(1),
+                idle_timeout: self.idle_instance_timeout,
+            },
             runtime_config: self.runtime_config_file,
             build: !self.no_build,
             cache_dir: self.cache_dir,

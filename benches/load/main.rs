@@ -5,7 +5,8 @@
 //! `cargo bench --bench load -- --quick` (under a minute of measuring), or without `--quick`
 //! for the full run (a few minutes). `--only <scenario prefix>` (repeatable) narrows it down,
 //! `--target wasm|native` runs one side, `--out FILE` moves the JSON (default
-//! `target/bench/load.json`). The Markdown table goes to stdout.
+//! `target/bench/load.json`), `--up-arg ARG` (repeatable) passes an option to `mcp-edge up`
+//! (e.g. `--up-arg --max-instance-reuse-count --up-arg 1`). The Markdown table goes to stdout.
 
 mod generator;
 mod native;
@@ -33,13 +34,17 @@ fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    // Every value of a repeatable option.
+    let values = |name: &str| -> Vec<String> {
+        args.iter()
+            .enumerate()
+            .filter(|(_, a)| *a == name)
+            .filter_map(|(i, _)| args.get(i + 1).cloned())
+            .collect()
+    };
     let quick = args.iter().any(|a| a == "--quick");
-    let only: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| *a == "--only")
-        .filter_map(|(i, _)| args.get(i + 1).cloned())
-        .collect();
+    let only = values("--only");
+    let up_args = values("--up-arg");
     let which = value("--target").unwrap_or_else(|| "both".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = value("--out")
@@ -73,7 +78,7 @@ fn main() -> Result<()> {
         }
         eprintln!("starting the {name} target…");
         let target = match name {
-            "wasm" => targets::Target::wasm(&root, &users)?,
+            "wasm" => targets::Target::wasm(&root, &users, &up_args)?,
             _ => targets::Target::native(&root, &users)?,
         };
         let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;

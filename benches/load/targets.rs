@@ -71,7 +71,7 @@ fn forward_lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<
 
 impl Target {
     /// `mcp-edge up` on the repository's spin.toml (building the components if needed).
-    pub fn wasm(root: &Path, users_json: &str) -> Result<Target> {
+    pub fn wasm(root: &Path, users_json: &str, up_args: &[String]) -> Result<Target> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
             .current_dir(root)
@@ -80,6 +80,7 @@ impl Target {
             .arg(dir.path())
             .arg("--audit-log")
             .arg(dir.path().join("audit.log"))
+            .args(up_args)
             .envs(variables(users_json))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

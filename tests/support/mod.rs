@@ -115,6 +115,13 @@ impl ServerBuilder {
             .env("SPIN_VARIABLE_RATE_LIMIT_BURST", "1000000")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // `MCP_EDGE_TEST_INSTANCE_REUSE=N` runs a suite with `--max-instance-reuse-count N`
+        // (unless a test sets its own), to show it passes at every reuse count.
+        if let Ok(count) = std::env::var("MCP_EDGE_TEST_INSTANCE_REUSE")
+            && !self.args.iter().any(|a| a == "--max-instance-reuse-count")
+        {
+            cmd.args(["--max-instance-reuse-count", &count]);
+        }
         if self.configured {
             cmd.env("SPIN_VARIABLE_JWT_SECRET", SECRET)
                 .env("SPIN_VARIABLE_USERS", users_json());

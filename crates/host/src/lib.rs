@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub(crate) mod bindings;
 pub mod builder;
+pub mod dispatch;
 pub mod engine;
 pub mod first_run;
 pub mod kv;
@@ -27,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
+use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::EngineOptions;
@@ -56,6 +58,9 @@ pub struct UpOptions {
     pub kv: KvBackendKind,
     pub limits: Limits,
     pub max_instances: u32,
+    /// When an instance serves another request (`--max-instance-reuse-count`,
+    /// `--idle-instance-timeout`).
+    pub reuse: dispatch::Reuse,
     pub runtime_config: Option<PathBuf>,
     pub build: bool,
     pub cache_dir: Option<PathBuf>,
@@ -227,7 +232,7 @@ pub fn prepare(
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component {id} cannot be linked"))?;
         let cron = bindings::cron::SpinCronPre::new(instance_pre.clone()).ok();
-        let pre = ProxyPre::new(instance_pre)
+        let proxy = ProxyPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!("component {id} does not export wasi:http/incoming-handler")
@@ -239,7 +244,7 @@ pub fn prepare(
                 labels: decl.key_value_stores.clone().into(),
             },
             mounts: docs_override(&manifest, &id, manifest.mounts(&base, decl)?, opts)?,
-            pre,
+            proxy: wasmtime_wasi_http::handler::ProxyPre::P2(proxy),
             cron,
             id: id.clone(),
         };
@@ -252,13 +257,29 @@ pub fn prepare(
         Some(path) => audit::AuditLog::file(path)?,
         None => audit::AuditLog::stderr(),
     };
-    let app = App {
+    let shared = Arc::new(dispatch::Shared {
         engine,
-        router,
-        components,
         limits: opts.limits.clone(),
+        reuse: opts.reuse.clone(),
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
         audit: Arc::new(audit),
+        pressure: Arc::default(),
+    });
+    let handlers = components
+        .iter()
+        .map(|(id, component)| {
+            let handler = dispatch::ComponentHandler {
+                component: component.clone(),
+                shared: shared.clone(),
+            };
+            (id.clone(), ProxyHandler::new(handler))
+        })
+        .collect();
+    let app = App {
+        shared,
+        router,
+        components,
+        handlers,
         metrics: Arc::new(server::MetricsEndpoint {
             handle: metrics_handle,
             backend,

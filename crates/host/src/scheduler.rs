@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::bindings::cron::fermyon::spin_cron::cron_types::Metadata;
 use crate::metrics;
-use crate::server::App;
+use crate::server::{App, new_store};
 
 /// Parses a cron expression: six fields with seconds (`0 * * * * *`: every minute), or the
 /// classic five (a `0` seconds field is prepended).
@@ -39,13 +39,18 @@ pub async fn run_once(app: &App, component_id: &str) -> Result<Vec<Value>> {
     // A scheduled run takes an instance slot like a request: the pool holds as many instances
     // as there are slots, so under full load a request never fails to instantiate.
     let _slot = app
-        .slots
-        .clone()
-        .acquire_owned()
+        .shared
+        .slot()
         .await
-        .context("the server is shutting down")?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stdout = MemoryOutputPipe::new(64 * 1024);
-    let mut store = app.new_store(component, stdout.clone())?;
+    let mut store = new_store(
+        &app.shared.engine,
+        &app.shared.limits,
+        component,
+        stdout.clone(),
+        None,
+    )?;
     let started = Instant::now();
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -61,6 +66,7 @@ pub async fn run_once(app: &App, component_id: &str) -> Result<Vec<Value>> {
     drop(store);
     let request_id = format!("cron-{timestamp}");
     let records = app
+        .shared
         .audit
         .ingest(&request_id, component_id, &stdout.contents());
     let ok = matches!(outcome, Ok(Ok(())));

@@ -1,7 +1,7 @@
 //! The HTTP trigger: HTTP/1.1 with keep-alive on hyper, Spin's routing and `spin-*`
-//! headers, and one fresh component instance per request with a deadline (epoch
-//! interruption), a memory cap (`StoreLimits`) and a request-body cap. A guest that traps,
-//! loops or runs out of memory costs its own request only.
+//! headers, and component instances (reused, see `crate::dispatch`) with a per-request
+//! deadline (epoch interruption), a memory cap (`StoreLimits`) and a request-body cap. A
+//! guest that traps, loops or runs out of memory costs its own request only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,18 +17,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, ProxyPre};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::http::{body_too_large, request_id as choose_request_id, respond};
 
-use crate::audit::AuditLog;
+use crate::dispatch::{ComponentHandler, Gate, InstanceLimits, Shared, Ticket};
 use crate::engine::EPOCH_TICK;
 use crate::kv::SharedBackend;
 use crate::kv::wasi::{KvGrant, KvView};
@@ -36,9 +35,6 @@ use crate::manifest::Mount;
 use crate::metrics;
 use crate::router::{RouteMatch, Router};
 use crate::variables::ComponentConfig;
-
-/// How much standard output (audit records) one instance may write.
-const GUEST_STDOUT_LIMIT: usize = 64 * 1024;
 
 /// Per-request and per-connection limits.
 #[derive(Debug, Clone)]
@@ -61,7 +57,7 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     kv: KvGrant,
     config: ComponentConfig,
-    limits: StoreLimits,
+    limits: InstanceLimits,
     hooks: DenyOutbound,
 }
 
@@ -125,7 +121,7 @@ impl InstanceState {
 /// A component ready to serve: pre-instantiated, with its grants resolved once.
 pub struct Prepared {
     pub id: String,
-    pub pre: ProxyPre<InstanceState>,
+    pub proxy: ProxyPre<InstanceState>,
     /// The cron handler, for components that export one.
     pub cron: Option<crate::bindings::cron::SpinCronPre<InstanceState>>,
     pub config: ComponentConfig,
@@ -134,13 +130,12 @@ pub struct Prepared {
 }
 
 pub struct App {
-    pub engine: Engine,
+    /// The engine, limits, pool slots and audit log every component's dispatcher shares.
+    pub shared: Arc<Shared>,
     pub router: Router,
     pub components: std::collections::HashMap<String, Arc<Prepared>>,
-    pub limits: Limits,
-    /// Bounds the instances alive at once to what the allocation pool holds.
-    pub slots: Arc<Semaphore>,
-    pub audit: Arc<AuditLog>,
+    /// Each component's dispatcher (instance reuse, `crate::dispatch`).
+    pub handlers: std::collections::HashMap<String, ProxyHandler<ComponentHandler>>,
     pub metrics: Arc<MetricsEndpoint>,
     /// How `/metrics` is answered on the main listener.
     pub metrics_on_main: MetricsAccess,
@@ -219,7 +214,7 @@ impl MetricsEndpoint {
     }
 }
 
-type Body = HyperOutgoingBody;
+type Body = WasiBody;
 
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -254,14 +249,28 @@ fn request_id(req: &Request<Incoming>) -> String {
     )
 }
 
-/// How a guest ended without answering.
-fn classify_failure(error: &wasmtime::Error) -> (u16, &'static str, &'static str) {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+/// How a request ended without a response from its component.
+fn classify_failure(
+    error: &wasmtime::Error,
+    past_deadline: bool,
+) -> (u16, &'static str, &'static str) {
+    if past_deadline
+        || error.is::<ExpirationError>()
+        || error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+    {
         (
             504,
             "timeout",
             "the component did not answer within the deadline",
         )
+    } else if error.is::<InstantiationError<Arc<Ticket>>>() {
+        (
+            500,
+            "instance_setup_failed",
+            "the component could not be prepared",
+        )
+    } else if error.is::<ErrorCode>() {
+        (500, "component_error", "the component reported an error")
     } else {
         (
             500,
@@ -348,7 +357,7 @@ impl App {
                 "the route's component is not loaded",
             );
         };
-        let max = self.limits.max_body_bytes;
+        let max = self.shared.limits.max_body_bytes;
         let too_large = || error_response(body_too_large(max));
         let declared = req
             .headers()
@@ -360,7 +369,7 @@ impl App {
         }
         let (mut parts, body) = req.into_parts();
         let read = tokio::time::timeout(
-            self.limits.body_read_timeout,
+            self.shared.limits.body_read_timeout,
             Limited::new(body, max).collect(),
         );
         let body = match read.await {
@@ -396,124 +405,76 @@ impl App {
         req: Request<Full<Bytes>>,
         request_id: &str,
     ) -> Response<Body> {
-        let Ok(permit) = self.slots.clone().acquire_owned().await else {
-            return json_error(503, "shutting_down", "the server is shutting down");
+        let Some(handler) = self.handlers.get(&component.id) else {
+            return json_error(
+                500,
+                "component_missing",
+                "the route's component is not loaded",
+            );
         };
-        let stdout = MemoryOutputPipe::new(GUEST_STDOUT_LIMIT);
-        let mut store = match self.new_store(&component, stdout.clone()) {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::error!(component = %component.id, error = %e, "cannot prepare instance");
-                return json_error(
-                    500,
-                    "instance_setup_failed",
-                    "the component could not be prepared",
-                );
-            }
-        };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let handles = (|| -> wasmtime::Result<_> {
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(Scheme::Http, req)?;
-            let out = store.data_mut().http().new_response_outparam(sender)?;
-            Ok((req, out))
-        })();
-        let (req, out) = match handles {
-            Ok(handles) => handles,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot pass the request to the component");
-                return json_error(
-                    400,
-                    "bad_request",
-                    "the request could not be passed to the component",
-                );
-            }
-        };
-        let pre = component.pre.clone();
-        let id = component.id.clone();
-        let audit = self.audit.clone();
-        let (request_id, component_id) = (request_id.to_owned(), id.clone());
-        let task = tokio::spawn(async move {
-            let result = async {
-                let started = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await?;
-                metrics::instantiation(&component_id, started.elapsed());
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-            }
-            .await;
-            drop(store);
-            drop(permit);
-            // The instance is done: route what it wrote (audit records) to the audit log.
-            for record in audit.ingest(&request_id, &component_id, &stdout.contents()) {
-                metrics::from_audit(&record);
-            }
-            result
-        });
+        let id = &component.id;
+        let ticket = Ticket::new(request_id);
+        let req = req.map(|body| body.map_err(|never| match never {}).boxed_unsync());
+        let started = Instant::now();
         // The epoch deadline ends runaway guest code; this backstop also covers a guest stuck
-        // in a host call.
-        let backstop = self.limits.timeout + Duration::from_secs(1);
-        match tokio::time::timeout(backstop, receiver).await {
-            Ok(Ok(Ok(resp))) => resp,
-            Ok(Ok(Err(code))) => {
-                tracing::warn!(component = %id, error = ?code, "component answered with an error code");
-                json_error(500, "component_error", "the component reported an error")
-            }
-            Ok(Err(_)) => {
-                let error = match task.await {
-                    Ok(Ok(())) => wasmtime::Error::msg("component returned without a response"),
-                    Ok(Err(e)) => e,
-                    Err(join) => wasmtime::Error::msg(join.to_string()),
-                };
-                let (status, code, message) = classify_failure(&error);
-                tracing::warn!(component = %id, error = ?error, status, "component failed");
-                json_error(status, code, message)
-            }
-            Err(_) => {
-                task.abort();
-                tracing::warn!(component = %id, "component timed out");
-                json_error(
-                    504,
-                    "timeout",
-                    "the component did not answer within the deadline",
-                )
-            }
+        // in a host call or a request waiting too long for an instance.
+        let backstop = self.shared.limits.timeout + Duration::from_secs(1);
+        let outcome = tokio::time::timeout(backstop, handler.handle(ticket.clone(), req)).await;
+        let error = match outcome {
+            Ok(Ok(resp)) => return resp.map(|body| ticket.watch(body)),
+            Ok(Err(error)) => error,
+            Err(_) => wasmtime::Error::from(ExpirationError),
+        };
+        ticket.fail();
+        let (status, code, message) =
+            classify_failure(&error, started.elapsed() >= self.shared.limits.timeout);
+        if code == "instance_setup_failed" {
+            tracing::error!(component = %id, error = ?error, "cannot prepare an instance");
+        } else {
+            tracing::warn!(component = %id, error = ?error, status, "component failed");
         }
+        json_error(status, code, message)
     }
+}
 
-    pub(crate) fn new_store(
-        &self,
-        component: &Prepared,
-        stdout: MemoryOutputPipe,
-    ) -> Result<Store<InstanceState>> {
-        let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr().stdout(stdout);
-        for mount in &component.mounts {
-            wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)?;
-        }
-        let state = InstanceState {
-            table: ResourceTable::new(),
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            kv: component.kv.clone(),
-            config: component.config.clone(),
+/// The epoch ticks of a deadline.
+pub(crate) fn epoch_ticks(deadline: Duration) -> u64 {
+    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// A store for one instance of `component`, with its grants, its memory cap and a deadline.
+pub(crate) fn new_store(
+    engine: &Engine,
+    limits: &Limits,
+    component: &Prepared,
+    stdout: impl StdoutStream + 'static,
+    gate: Option<Arc<Gate>>,
+) -> Result<Store<InstanceState>> {
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stderr().stdout(stdout);
+    for mount in &component.mounts {
+        wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)?;
+    }
+    let state = InstanceState {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        kv: component.kv.clone(),
+        config: component.config.clone(),
+        limits: InstanceLimits {
             limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_limit_bytes)
+                .memory_size(limits.memory_limit_bytes)
                 .trap_on_grow_failure(false)
                 .build(),
-            hooks: DenyOutbound,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        Ok(store)
-    }
+            gate,
+        },
+        hooks: DenyOutbound,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(epoch_ticks(limits.timeout));
+    store.epoch_deadline_trap();
+    Ok(store)
 }
 
 /// Sets the headers Spin gives components, replacing any a client sent under those names.
@@ -572,7 +533,7 @@ pub async fn serve(
     drain: Duration,
 ) -> Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(app.shared.limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting: new connections wait in the kernel's backlog until one
@@ -596,7 +557,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let header_read_timeout = app.limits.header_read_timeout;
+                let header_read_timeout = app.shared.limits.header_read_timeout;
                 let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
