@@ -27,6 +27,7 @@ pub fn variables(users_json: &str) -> Vec<(String, String)> {
         // load generator on one address is never refused.
         ("RATE_LIMIT_BURST", "1000000000"),
         ("LOGIN_FAILURE_BURST", "1000000000"),
+        ("LOGIN_USER_FAILURE_BURST", "1000000000"),
         ("MAX_MESSAGES_PER_GROUP", "100000000"),
         ("MAX_CLIENTS_PER_GROUP", "100000"),
     ]

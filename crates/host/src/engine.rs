@@ -15,7 +15,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of each pooled memory slot kept resident between instances (a Rust component's
 /// memory starts at about a megabyte).
-const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+const KEEP_RESIDENT_BYTES: usize = 0;
 /// Slots returned to the kernel together, one TLB shootdown per batch.
 const DECOMMIT_BATCH: usize = 8;
 
@@ -81,6 +81,18 @@ pub fn start_epoch_ticker(engine: &Engine) {
         .ok();
 }
 
+/// Returns the heap the compiler used to the kernel. Compiling the components (on a first
+/// start, or after a change) leaves about 70 MiB freed but resident in glibc's per-thread
+/// arenas, which the server would otherwise carry for its whole life (docs/performance.md).
+pub fn release_compiler_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it has no
+    // preconditions and touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
@@ -115,8 +127,15 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<
         .with_context(|| format!("cannot compile {}", path.display()))?;
     if let Err(e) = store_artifact(&component, &cached) {
         tracing::warn!(path = %cached.display(), error = %e, "could not cache compiled component");
+        return Ok(component);
     }
-    Ok(component)
+    // Serve the artifact from the file just written, as every later start does: its code is
+    // then mapped from the page cache, not held in the heap (about 45 MiB less resident).
+    // SAFETY: as above; this program wrote the file a moment ago.
+    match unsafe { Component::deserialize_file(engine, &cached) } {
+        Ok(mapped) => Ok(mapped),
+        Err(_) => Ok(component),
+    }
 }
 
 fn store_artifact(component: &Component, path: &Path) -> Result<()> {

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub(crate) mod bindings;
+pub mod body;
 pub mod builder;
 pub mod dispatch;
 pub mod engine;
@@ -250,6 +251,7 @@ pub fn prepare(
         };
         components.insert(id, Arc::new(prepared));
     }
+    engine::release_compiler_memory();
     for other in manifest.trigger.other.keys() {
         tracing::warn!(trigger = %other, "mcp-edge serves only HTTP triggers; ignoring [[trigger.{other}]]");
     }

@@ -27,6 +27,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::http::{body_too_large, request_id as choose_request_id, respond};
 
+use crate::body::{self, Gathered};
 use crate::dispatch::{ComponentHandler, Gate, InstanceLimits, Shared, Ticket};
 use crate::engine::EPOCH_TICK;
 use crate::kv::SharedBackend;
@@ -421,7 +422,13 @@ impl App {
         let backstop = self.shared.limits.timeout + Duration::from_secs(1);
         let outcome = tokio::time::timeout(backstop, handler.handle(ticket.clone(), req)).await;
         let error = match outcome {
-            Ok(Ok(resp)) => return resp.map(|body| ticket.watch(body)),
+            Ok(Ok(resp)) => {
+                let resp = resp.map(|body| ticket.watch(body));
+                match body::gather(resp, started + backstop).await {
+                    Gathered::Response(resp) => return resp,
+                    Gathered::Failed => wasmtime::Error::msg("the response body failed"),
+                }
+            }
             Ok(Err(error)) => error,
             Err(_) => wasmtime::Error::from(ExpirationError),
         };
@@ -451,7 +458,11 @@ pub(crate) fn new_store(
     gate: Option<Arc<Gate>>,
 ) -> Result<Store<InstanceState>> {
     let mut wasi = WasiCtx::builder();
-    wasi.inherit_stderr().stdout(stdout);
+    // File reads (the docs tree, read-only, small files) run on the calling thread: handing
+    // each one to tokio's blocking pool cost more than the read (docs/performance.md).
+    wasi.inherit_stderr()
+        .stdout(stdout)
+        .allow_blocking_current_thread(true);
     for mount in &component.mounts {
         wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)?;
     }
