@@ -49,7 +49,12 @@ fn count(s: &Server, path: &str, id: &str) -> (String, u64) {
 
 #[test]
 fn an_instance_serves_request_after_request_and_each_record_names_its_request() {
-    let (s, logs) = probe(&["--idle-instance-timeout", "60s"]);
+    let (s, logs) = probe(&[
+        "--max-instance-reuse-count",
+        "128",
+        "--idle-instance-timeout",
+        "60s",
+    ]);
     let mut answers = HashMap::new();
     for seq in 0..30 {
         let id = format!("req-{seq}");
@@ -131,6 +136,8 @@ fn fail_between(s: &Server, path: &str) -> String {
 #[test]
 fn an_instance_that_failed_never_serves_again() {
     let (s, logs) = probe(&[
+        "--max-instance-reuse-count",
+        "128",
         "--timeout-secs",
         "1",
         "--memory-limit-mib",

@@ -29,6 +29,20 @@ pub trait DocsSource {
     fn entry(&self, path: &str) -> Entry;
     /// Names in the directory at `path` (`""` is the root).
     fn list(&self, path: &str) -> Vec<String>;
+    /// Names of the directories in the directory at `path`.
+    fn subdirs(&self, path: &str) -> Vec<String> {
+        self.list(path)
+            .into_iter()
+            .filter(|name| {
+                let full = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}/{name}")
+                };
+                matches!(self.entry(&full), Entry::Dir)
+            })
+            .collect()
+    }
 }
 
 /// The docs tree in a directory, read with `std::fs`: through `wasi:filesystem` inside a
@@ -61,6 +75,25 @@ impl DocsSource for FsDocs {
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// From the listing's own entry types: no `stat` (and no read) per name, except to
+    /// follow a symbolic link.
+    fn subdirs(&self, path: &str) -> Vec<String> {
+        std::fs::read_dir(self.root.join(path))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        let kind = e.file_type().ok()?;
+                        let dir = kind.is_dir()
+                            || (kind.is_symlink() && e.path().metadata().ok()?.is_dir());
+                        dir.then_some(())?;
+                        e.file_name().into_string().ok()
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -166,11 +199,10 @@ fn version_key(name: &str) -> Option<Vec<u64>> {
 /// Version directories, newest first.
 pub fn versions(src: &dyn DocsSource) -> Vec<String> {
     let mut found: Vec<(Vec<u64>, String)> = src
-        .list("")
+        .subdirs("")
         .into_iter()
         .filter(|n| safe_segment(n).as_deref() == Some(n.as_str()))
         .filter_map(|n| version_key(&n).map(|k| (k, n)))
-        .filter(|(_, n)| matches!(src.entry(n), Entry::Dir))
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     found.into_iter().map(|(_, n)| n).collect()
