@@ -194,3 +194,38 @@ fn an_instance_that_failed_never_serves_again() {
     );
     assert_eq!(s.get("/count", &[]).status, 200, "the host keeps serving");
 }
+
+#[test]
+fn an_instance_that_grew_large_is_not_kept() {
+    let (s, logs) = probe(&[
+        "--max-instance-reuse-count",
+        "128",
+        "--idle-instance-timeout",
+        "60s",
+    ]);
+    for seq in 0..3 {
+        count(&s, "/count", &format!("small-{seq}"));
+    }
+    let (grown, _) = count(&s, "/grow", "grow");
+    let later: Vec<String> = (0..5)
+        .map(|seq| count(&s, "/count", &format!("later-{seq}")).0)
+        .collect();
+    assert!(
+        !later.contains(&grown),
+        "the instance that grew to 24 MiB served again: {later:?}"
+    );
+    let records = records(&logs);
+    let reused = records
+        .iter()
+        .filter(|r| {
+            r["request_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("later-"))
+        })
+        .filter_map(|r| r["calls"].as_u64())
+        .max();
+    assert!(
+        reused.is_some_and(|c| c >= 2),
+        "small instances are still reused: {reused:?}"
+    );
+}

@@ -9,7 +9,8 @@
 //! - the deadline and the memory cap hold per request: the epoch deadline is set anew as each
 //!   request starts;
 //! - an idle instance is dropped after `idle_timeout` (`--idle-instance-timeout`), or at
-//!   once while another instance waits for a slot of the allocation pool.
+//!   once while another instance waits for a slot of the allocation pool; one whose memory
+//!   grew past `RETIRE_ABOVE_BYTES` is dropped after its request.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -113,6 +114,8 @@ pub struct Gate {
     retired: AtomicBool,
     /// Something above changed since the worker last looked.
     changed: AtomicBool,
+    /// The instance's linear memory, in bytes, as last grown.
+    memory_bytes: AtomicUsize,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -190,6 +193,11 @@ pub struct InstanceLimits {
     pub gate: Option<Arc<Gate>>,
 }
 
+/// An instance whose memory grew past this (a large answer, say) is dropped after its
+/// request rather than kept, so that one large request does not keep its memory resident
+/// for the instance's remaining life.
+pub const RETIRE_ABOVE_BYTES: usize = 16 * 1024 * 1024;
+
 impl InstanceLimits {
     fn refused(&self, allowed: bool) -> bool {
         if !allowed && let Some(gate) = &self.gate {
@@ -207,6 +215,9 @@ impl ResourceLimiter for InstanceLimits {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed && let Some(gate) = &self.gate {
+            gate.memory_bytes.fetch_max(desired, SeqCst);
+        }
         Ok(self.refused(allowed))
     }
 
@@ -306,7 +317,10 @@ impl WorkerState for Worker {
     type RequestData = Arc<Ticket>;
 
     fn should_accept_request(&self, concurrent_count: usize, total_count: usize) -> ShouldAccept {
-        if self.gate.retired.load(SeqCst) || total_count >= self.max_requests {
+        if self.gate.retired.load(SeqCst)
+            || total_count >= self.max_requests
+            || self.gate.memory_bytes.load(SeqCst) > RETIRE_ABOVE_BYTES
+        {
             ShouldAccept::Never
         } else if concurrent_count > 0 || self.gate.awaiting.load(SeqCst) {
             ShouldAccept::No

@@ -111,6 +111,10 @@ impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
     }
+
+    fn reads_are_local(&self) -> bool {
+        true
+    }
 }
 
 /// Turns up to `LIST_PAGE + 1` sorted keys into a page and its continuation cursor.

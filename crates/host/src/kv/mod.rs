@@ -54,6 +54,13 @@ pub trait Backend: Send + Sync + 'static {
     ) -> KvResult<bool>;
     /// Which backend this is, for logs.
     fn name(&self) -> &'static str;
+    /// Whether a read is answered from this process's memory or page cache without waiting
+    /// on anything (SQLite's memory-mapped readers, memory): then it runs on the calling
+    /// thread instead of a hop to the blocking pool. Writes (which wait for a commit) and
+    /// reads over a network always take the blocking pool.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

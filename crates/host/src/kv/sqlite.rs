@@ -308,4 +308,8 @@ impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
         "sqlite"
     }
+
+    fn reads_are_local(&self) -> bool {
+        true
+    }
 }

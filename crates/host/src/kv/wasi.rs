@@ -58,9 +58,32 @@ async fn run<T: Send + 'static>(
     op: &'static str,
     call: impl FnOnce(&dyn super::Backend) -> Result<T, KvError> + Send + 'static,
 ) -> Outcome<T> {
-    let name = backend.name();
     let started = std::time::Instant::now();
+    let name = backend.name();
     let result = tokio::task::spawn_blocking(move || call(backend.as_ref())).await?;
+    finish(name, op, started, result)
+}
+
+/// Runs a read: on the calling thread where the backend's reads are local, else as [`run`].
+async fn read<T: Send + 'static>(
+    backend: SharedBackend,
+    op: &'static str,
+    call: impl FnOnce(&dyn super::Backend) -> Result<T, KvError> + Send + 'static,
+) -> Outcome<T> {
+    if !backend.reads_are_local() {
+        return run(backend, op, call).await;
+    }
+    let started = std::time::Instant::now();
+    let result = call(backend.as_ref());
+    finish(backend.name(), op, started, result)
+}
+
+fn finish<T>(
+    name: &'static str,
+    op: &'static str,
+    started: std::time::Instant,
+    result: Result<T, KvError>,
+) -> Outcome<T> {
     crate::metrics::kv_operation(name, op, result.is_ok(), started.elapsed());
     Ok(result.map_err(|e| {
         tracing::warn!(error = %e, "key-value call failed");
@@ -94,7 +117,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, "get", move |b| b.get(&label, &key)).await
+        read(backend, "get", move |b| b.get(&label, &key)).await
     }
 
     async fn set(
@@ -114,7 +137,7 @@ impl store::HostBucket for KvView<'_> {
 
     async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> Outcome<bool> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, "exists", move |b| b.exists(&label, &key)).await
+        read(backend, "exists", move |b| b.exists(&label, &key)).await
     }
 
     async fn list_keys(
@@ -123,7 +146,7 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<String>,
     ) -> Outcome<store::KeyResponse> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, "list_keys", move |b| {
+        read(backend, "list_keys", move |b| {
             b.list_keys(&label, cursor.as_deref())
                 .map(|page| store::KeyResponse {
                     keys: page.keys,
@@ -193,7 +216,7 @@ impl atomics::HostCas for KvView<'_> {
     ) -> Outcome<Resource<CasHandle>> {
         let (label, backend) = self.target(&bucket)?;
         let (l, k) = (label.clone(), key.clone());
-        match run(backend, "cas_new", move |b| b.get(&l, &k)).await? {
+        match read(backend, "cas_new", move |b| b.get(&l, &k)).await? {
             Ok(seen) => Ok(Ok(self.table.push(CasHandle { label, key, seen })?)),
             Err(e) => Ok(Err(e)),
         }
@@ -216,7 +239,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Outcome<Vec<(String, Option<Vec<u8>>)>> {
         let (label, backend) = self.target(&bucket)?;
-        run(backend, "get_many", move |b| {
+        read(backend, "get_many", move |b| {
             let found = b.get_many(&label, &keys)?;
             Ok(found.into_iter().map(|(k, v)| (k, Some(v))).collect())
         })

@@ -3,7 +3,8 @@
 //! drawn on its first request), the count and the path, then answers `{instance} {count}`.
 //! Its paths fail on demand, as a buggy component would: `/trap` panics; `/spin` loops
 //! forever; `/hog` allocates without bound; `/silent` returns without a response;
-//! `/unfinished` drops its body half written. Any other path answers.
+//! `/unfinished` drops its body half written. `/grow` touches 24 MiB, frees it and answers.
+//! Any other path answers.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,11 @@ impl wasi::exports::http::incoming_handler::Guest for InstanceProbe {
             }
             "/silent" => drop(out),
             "/unfinished" => answer(out, &reply, false),
+            "/grow" => {
+                let big = std::hint::black_box(vec![1u8; 24 << 20]);
+                drop(big);
+                answer(out, &reply, true);
+            }
             _ => answer(out, &reply, true),
         }
     }
