@@ -268,19 +268,18 @@ pub fn prepare(
         pressure: Arc::default(),
     });
     let handlers = components
-        .iter()
+        .into_iter()
         .map(|(id, component)| {
             let handler = dispatch::ComponentHandler {
-                component: component.clone(),
+                component,
                 shared: shared.clone(),
             };
-            (id.clone(), ProxyHandler::new(handler))
+            (id, ProxyHandler::new(handler))
         })
         .collect();
     let app = App {
         shared,
         router,
-        components,
         handlers,
         metrics: Arc::new(server::MetricsEndpoint {
             handle: metrics_handle,
@@ -363,7 +362,7 @@ pub async fn up(
     }
     if let Some(expr) = &opts.cleanup_schedule {
         let schedule = scheduler::parse_schedule(expr)?;
-        match prepared.app.components.get(CLEANUP_COMPONENT) {
+        match prepared.app.component(CLEANUP_COMPONENT) {
             Some(c) if c.cron.is_some() => {
                 println!("Cleanup scheduled: {expr}");
                 let app = prepared.app.clone();

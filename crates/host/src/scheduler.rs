@@ -30,8 +30,7 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule> {
 /// Runs the component's cron handler once; returns the audit records it wrote.
 pub async fn run_once(app: &App, component_id: &str) -> Result<Vec<Value>> {
     let component = app
-        .components
-        .get(component_id)
+        .component(component_id)
         .with_context(|| format!("no component {component_id} is loaded"))?;
     let Some(cron) = component.cron.clone() else {
         bail!("component {component_id} does not export handle-cron-event");

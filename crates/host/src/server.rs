@@ -134,8 +134,7 @@ pub struct App {
     /// The engine, limits, pool slots and audit log every component's dispatcher shares.
     pub shared: Arc<Shared>,
     pub router: Router,
-    pub components: std::collections::HashMap<String, Arc<Prepared>>,
-    /// Each component's dispatcher (instance reuse, `crate::dispatch`).
+    /// Each component's dispatcher (instance reuse, `crate::dispatch`), by component id.
     pub handlers: std::collections::HashMap<String, ProxyHandler<ComponentHandler>>,
     pub metrics: Arc<MetricsEndpoint>,
     /// How `/metrics` is answered on the main listener.
@@ -351,7 +350,7 @@ impl App {
         client: SocketAddr,
         request_id: &str,
     ) -> Response<Body> {
-        let Some(component) = self.components.get(route.component).cloned() else {
+        let Some(handler) = self.handlers.get(route.component) else {
             return json_error(
                 500,
                 "component_missing",
@@ -397,23 +396,21 @@ impl App {
         };
         set_spin_headers(&mut parts, &route, client);
         let req = Request::from_parts(parts, Full::new(body));
-        self.run(component, req, request_id).await
+        self.run(handler, req, request_id).await
+    }
+
+    /// A loaded component, by id.
+    pub fn component(&self, id: &str) -> Option<&Arc<Prepared>> {
+        self.handlers.get(id).map(|h| &h.state().component)
     }
 
     async fn run(
         &self,
-        component: Arc<Prepared>,
+        handler: &ProxyHandler<ComponentHandler>,
         req: Request<Full<Bytes>>,
         request_id: &str,
     ) -> Response<Body> {
-        let Some(handler) = self.handlers.get(&component.id) else {
-            return json_error(
-                500,
-                "component_missing",
-                "the route's component is not loaded",
-            );
-        };
-        let id = &component.id;
+        let id = &handler.state().component.id;
         let ticket = Ticket::new(request_id);
         let req = req.map(|body| body.map_err(|never| match never {}).boxed_unsync());
         let started = Instant::now();
