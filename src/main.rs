@@ -57,10 +57,17 @@ fn parse_kv(value: &str) -> Result<KvBackendKind, String> {
 enum Command {
     /// Build stale components, then serve the application.
     Up(UpArgs),
-    /// Build stale components only (runs each `[component.X.build]` command).
+    /// Build stale components only (runs each `[component.X.build]` command; the docs
+    /// component's builds the docs site).
     Build {
         #[arg(long, default_value = "spin.toml")]
         manifest: PathBuf,
+        /// Also build the site of this documentation tree, for `up --docs DIR`.
+        #[arg(long)]
+        docs: Option<PathBuf>,
+        /// Where `--docs` builds its site (`<data-dir>/docs-site`), as for `up`.
+        #[arg(long, default_value = ".mcp-edge")]
+        data_dir: PathBuf,
     },
     /// Print an Argon2id hash of a password read from stdin, for the `users` variable.
     HashPassword,
@@ -140,6 +147,20 @@ enum DocsAction {
         /// The docs tree (versions as folders).
         #[arg(default_value = "static/docs")]
         dir: PathBuf,
+    },
+    /// Build the site of a documentation tree: every page rendered with its navigation,
+    /// route records and ETags, sitemap.xml, llms.txt, llms-full.txt and the search index.
+    /// Only files that changed are written.
+    Build {
+        /// The docs tree (versions as folders).
+        #[arg(default_value = "static/docs")]
+        dir: PathBuf,
+        /// Where the site goes (what the docs component mounts).
+        #[arg(long, default_value = "target/docs-site")]
+        out: PathBuf,
+        /// The absolute URL the docs are served under, for sitemap.xml.
+        #[arg(long, default_value = "http://127.0.0.1:3000/docs/")]
+        base_url: String,
     },
 }
 
@@ -541,8 +562,37 @@ fn run() -> Result<()> {
         Command::Docs {
             action: DocsAction::Check { dir },
         } => docs_check(&dir),
-        Command::Build { manifest } => {
+        Command::Docs {
+            action: DocsAction::Build { dir, out, base_url },
+        } => {
+            let built = mcp_edge_host::docs_site::build(&dir, &out, &base_url)?;
+            eprintln!(
+                "{}: {} pages, {} files ({} written, {} removed), {} problem(s) (see `mcp-edge docs check`)",
+                out.display(),
+                built.pages,
+                built.files,
+                built.written.written,
+                built.written.removed,
+                built.findings
+            );
+            Ok(())
+        }
+        Command::Build {
+            manifest,
+            docs,
+            data_dir,
+        } => {
             mcp_edge_host::build(&manifest)?;
+            if let Some(dir) = docs {
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let site = mcp_edge_host::docs_override_site(
+                    &dir,
+                    &data_dir,
+                    "http://127.0.0.1:3000/docs/",
+                )?;
+                eprintln!("{}: the site of {}", site.display(), dir.display());
+            }
             Ok(())
         }
         Command::Up(args) => {

@@ -1,37 +1,28 @@
-//! Lists the docs tree (`static/docs`, uploaded as the Worker's static assets) into the Worker:
-//! assets cannot be listed at run time, and the docs need the version list and directories.
+//! Builds the docs site (from `static/docs`, or the tree `MCP_EDGE_DOCS` names) into
+//! `workers/build/assets/docs`, the Worker's static assets (wrangler.toml `[assets]`): the
+//! same site `mcp-edge docs build` makes, with the same pages, route records and ETags. The
+//! Worker reads it through the assets binding, so a docs change needs no new Worker code.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        // Symlinks are skipped: the assets upload would follow them out of the tree.
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            walk(root, &path, out);
-        } else if kind.is_file()
-            && let Ok(rel) = path.strip_prefix(root)
-            && let Some(rel) = rel.to_str()
-        {
-            out.push(rel.replace('\\', "/"));
-        }
-    }
-}
+use mcp_edge_domain::docs::{FsDocs, site};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../static/docs");
-    println!("cargo::rerun-if-changed={}", root.display());
-    let mut files = Vec::new();
-    walk(&root, &root, &mut files);
-    files.sort();
-    let out =
-        Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("docs_files.rs");
-    let body = format!("pub const DOCS_FILES: &[&str] = &{files:?};\n");
-    std::fs::write(&out, body).expect("OUT_DIR is writable");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    println!("cargo::rerun-if-env-changed=MCP_EDGE_DOCS");
+    println!("cargo::rerun-if-env-changed=MCP_EDGE_DOCS_BASE_URL");
+    let source = std::env::var_os("MCP_EDGE_DOCS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir.join("../static/docs"));
+    println!("cargo::rerun-if-changed={}", source.display());
+    let base_url = std::env::var("MCP_EDGE_DOCS_BASE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8787/docs/".to_owned());
+    let built = site::build(&FsDocs::at(&source), &site::Options { base_url });
+    for finding in &built.findings {
+        println!("cargo::warning={}/{finding}", source.display());
+    }
+    let out = crate_dir.join("build/assets/docs");
+    if let Err(e) = built.write_to(&out) {
+        panic!("cannot write the docs site to {}: {e}", out.display());
+    }
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::audit::StdoutAudit;
-use mcp_edge_domain::docs::FsDocs;
+use mcp_edge_domain::docs::FsSite;
 use mcp_edge_domain::env::SystemEnv;
 use mcp_edge_domain::http::{Request, Response, respond};
 use mcp_edge_host::kv::native::BackendStore;
@@ -30,7 +30,7 @@ struct Native {
     router: Router,
     store: BackendStore,
     config: HashMap<String, String>,
-    docs: FsDocs,
+    docs: FsSite,
 }
 
 impl Native {
@@ -116,7 +116,7 @@ async fn serve_one(
     Ok(out)
 }
 
-/// `native-server --listen ADDR --data-dir DIR --manifest FILE --docs DIR`: prints
+/// `native-server --listen ADDR --data-dir DIR --manifest FILE --docs SITE`: prints
 /// `Serving on http://ADDR` on stderr (stdout carries the audit records) and serves forever.
 pub fn serve_from_args(args: &[String]) -> Result<()> {
     let arg = |name: &str| -> Result<String> {
@@ -143,7 +143,7 @@ pub fn serve_from_args(args: &[String]) -> Result<()> {
         router,
         store: BackendStore::new(backend, "default"),
         config: values.into_iter().collect(),
-        docs: FsDocs::at(arg("--docs")?),
+        docs: FsSite::at(arg("--docs")?),
     });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -114,7 +114,7 @@ impl Target {
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--docs")
-            .arg(PathBuf::from(root).join("static/docs"))
+            .arg(PathBuf::from(root).join("target/docs-site"))
             .envs(variables(users_json))
             // glibc raises its mmap threshold after the first 19 MiB Argon2 buffer is freed,
             // and from then on keeps those buffers in fragmented heaps: gigabytes of RSS that

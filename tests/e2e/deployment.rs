@@ -21,6 +21,8 @@ enum Process {
 
 pub struct Deployment {
     process: Process,
+    /// A site built for this deployment alone.
+    _site: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for Deployment {
@@ -65,7 +67,52 @@ impl Deployment {
             }
             Kind::Workers => Process::Workers(WranglerDev::start(vars)),
         };
-        Deployment { process }
+        Deployment {
+            process,
+            _site: None,
+        }
+    }
+
+    /// Starts `kind` serving the docs tree `dir` (relative to the repository) instead of
+    /// static/docs: `up --docs DIR` on the runtime; on Workers, the site `mcp-edge docs
+    /// build` makes of it, as the Worker's assets.
+    pub fn start_with_docs(kind: Kind, dir: &str) -> Deployment {
+        match kind {
+            Kind::Runtime => Deployment {
+                process: Process::Runtime(
+                    support::server("spin.toml").arg("--docs").arg(dir).start(),
+                ),
+                _site: None,
+            },
+            Kind::Workers => {
+                let site = tempfile::tempdir().expect("tempdir");
+                let out = std::process::Command::new(support::binary())
+                    .args([
+                        "docs",
+                        "build",
+                        dir,
+                        "--base-url",
+                        "http://127.0.0.1/docs/",
+                        "--out",
+                    ])
+                    .arg(site.path().join("docs"))
+                    .current_dir(support::root())
+                    .output()
+                    .expect("run mcp-edge docs build");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Deployment {
+                    process: Process::Workers(WranglerDev::start_with_assets(
+                        &[],
+                        Some(site.path()),
+                    )),
+                    _site: Some(site),
+                }
+            }
+        }
     }
 
     /// Fires the scheduled cleanup: the Worker's Cron Trigger through wrangler's

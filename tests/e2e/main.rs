@@ -12,6 +12,7 @@ mod bundle;
 mod concurrency;
 mod cron;
 mod deployment;
+mod docs_tree;
 mod integrity;
 mod limits;
 mod members;
@@ -42,6 +43,7 @@ on_every_runtime!(
     api::validation_errors_are_4xx_never_5xx,
     api::bodies_over_the_cap_get_413,
     api::docs_are_versioned_cacheable_and_confined,
+    docs_tree::the_fixture_tree_renders_right_page_by_page,
     api::health_request_ids_and_security_headers,
     concurrency::concurrent_senders_and_receivers_lose_and_duplicate_nothing,
     cron::scheduled_cleanup_expires_stale_clients_and_old_messages_only,

@@ -69,6 +69,15 @@ impl std::ops::Deref for WranglerDev {
 
 impl WranglerDev {
     pub fn start(vars: &[(&str, &str)]) -> WranglerDev {
+        Self::start_with_assets(vars, None)
+    }
+
+    /// As [`WranglerDev::start`], with `assets` (a folder holding a built site in `docs/`)
+    /// in place of the Worker's own.
+    pub fn start_with_assets(
+        vars: &[(&str, &str)],
+        assets: Option<&std::path::Path>,
+    ) -> WranglerDev {
         ensure_built();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env = env_line("jwt_secret", support::SECRET);
@@ -90,6 +99,10 @@ impl WranglerDev {
             state = dir.path().join("state").display(),
             env = env_file.display(),
         );
+        let script = match assets {
+            Some(dir) => format!("{script} --assets '{}'", dir.display()),
+            None => script,
+        };
         let mut child = Command::new("bash")
             .args(["-c", &script])
             .current_dir(support::root())

@@ -56,7 +56,7 @@ fn every_response_has_nosniff_and_names_no_server_software() {
             );
         }
     }
-    let html = server.get("/docs/v1/index.md", &[]);
+    let html = server.get("/docs/v1/", &[]);
     assert!(
         html.header("content-type")
             .unwrap_or_default()

@@ -1,9 +1,9 @@
-//! `GET /docs/{version}/{path}`: versioned documentation from the files the host mounts at
-//! `/`. Imports the file system, configuration (for `docs_access`) and the store, which is
+//! `GET /docs/{version}/{path}`: versioned documentation from the built site the host mounts
+//! at `/` (`mcp-edge docs build`): a route record and a file read per request, no rendering. Imports the file system, configuration (for `docs_access`) and the store, which is
 //! opened only to check an API key when docs need a reader (a deployment that grants docs no
 //! store still serves them).
 
-use mcp_edge_domain::{api, docs::FsDocs};
+use mcp_edge_domain::{api, docs::FsSite};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Docs;
@@ -11,7 +11,7 @@ struct Docs;
 impl wasi::exports::http::incoming_handler::Guest for Docs {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve_with_lazy_store(request, out, async |req, ctx| {
-            api::docs(req, &FsDocs::at("/"), ctx).await
+            api::docs(req, &FsSite::at("/"), ctx).await
         });
     }
 }

@@ -10,7 +10,7 @@ use crate::accounts::{Accounts, Action, Principal, Tokens, UserEntry, bearer_tok
 use crate::audit::{AuditRecord, AuditSink};
 use crate::config::{self, ConfigSource, DocsAccess};
 use crate::cors::Cors;
-use crate::docs::{self, DocsSource, Visibility};
+use crate::docs::{self, SiteFiles, Visibility};
 use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond, with_common_headers};
@@ -473,7 +473,7 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
 
 /// `GET /docs/{version}/{path}` (and `GET /docs` for the version list). The store is read
 /// only when docs need a reader and the caller brings an API key.
-pub async fn docs(req: &Request, src: &dyn DocsSource, ctx: &Ctx<'_>) -> Response {
+pub async fn docs(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response {
     audited(
         req,
         ctx.config,
@@ -492,7 +492,7 @@ pub async fn docs(req: &Request, src: &dyn DocsSource, ctx: &Ctx<'_>) -> Respons
                     Visibility::Private
                 }
             };
-            docs::serve(req, src, visibility)
+            docs::serve(req, site, visibility).await
         },
     )
     .await

@@ -1,18 +1,24 @@
-//! Versioned documentation: safe path resolution, version listing and `latest`, content
-//! types, Markdown rendering with content negotiation, strong ETags and cache headers.
+//! Versioned documentation, as a pipeline: a source tree ([`DocsSource`]) is read once by the
+//! site build ([`site`]: front matter, Markdown, navigation, feeds, search index), natively,
+//! and the docs component answers requests from what the build made ([`serve`]).
 //!
-//! File access goes through [`DocsSource`], whose paths are always relative to the docs root
-//! and built only from segments that passed [`safe_segment`]: a request can never name
-//! anything outside the root, whatever the platform's file API would make of it.
-
-use sha2::{Digest, Sha256};
-
-use crate::error::ApiError;
+//! Stages, one per module: [`front_matter`], [`render`] (Markdown to HTML from the parser's
+//! events), [`layout`] (the page around it), [`site`], [`feeds`] (sitemap, llms.txt),
+//! [`search`], [`check`] (dead links and anchors) and [`serve`].
+//!
+//! Request paths are made only of segments that passed [`safe_segment`]: a request can never
+//! name anything outside the site, whatever the platform's file API would make of it.
 
 pub mod check;
+pub mod feeds;
 pub mod front_matter;
+pub mod layout;
 pub mod render;
-use crate::http::{Request, Response};
+pub mod search;
+pub mod serve;
+pub mod site;
+
+pub use serve::{FsSite, SiteFiles, serve};
 
 /// Longest request path (after the `/docs` prefix) we look at.
 pub const MAX_PATH_LEN: usize = 1024;
@@ -45,9 +51,7 @@ pub trait DocsSource {
     }
 }
 
-/// The docs tree in a directory, read with `std::fs`: through `wasi:filesystem` inside a
-/// component (where the host mounts the tree read-only and its sandbox refuses anything outside
-/// the mount) and directly in a native server.
+/// The docs tree in a directory, read with `std::fs` by the site build and `docs check`.
 pub struct FsDocs {
     root: std::path::PathBuf,
 }
@@ -58,9 +62,22 @@ impl FsDocs {
     }
 }
 
+impl FsDocs {
+    /// `path` under the root, unless it is (or passes through) a symbolic link that leads
+    /// out of the tree: a build never publishes what lies outside it.
+    fn inside(&self, path: &str) -> Option<std::path::PathBuf> {
+        let full = self.root.join(path);
+        let resolved = full.canonicalize().ok()?;
+        let root = self.root.canonicalize().ok()?;
+        resolved.starts_with(&root).then_some(resolved)
+    }
+}
+
 impl DocsSource for FsDocs {
     fn entry(&self, path: &str) -> Entry {
-        let full = self.root.join(path);
+        let Some(full) = self.inside(path) else {
+            return Entry::Missing;
+        };
         match std::fs::metadata(&full) {
             Ok(meta) if meta.is_dir() => Entry::Dir,
             Ok(meta) if meta.is_file() => std::fs::read(&full)
@@ -71,29 +88,13 @@ impl DocsSource for FsDocs {
     }
 
     fn list(&self, path: &str) -> Vec<String> {
-        std::fs::read_dir(self.root.join(path))
+        let Some(full) = self.inside(path) else {
+            return Vec::new();
+        };
+        std::fs::read_dir(full)
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// From the listing's own entry types: no `stat` (and no read) per name, except to
-    /// follow a symbolic link.
-    fn subdirs(&self, path: &str) -> Vec<String> {
-        std::fs::read_dir(self.root.join(path))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| {
-                        let e = e.ok()?;
-                        let kind = e.file_type().ok()?;
-                        let dir = kind.is_dir()
-                            || (kind.is_symlink() && e.path().metadata().ok()?.is_dir());
-                        dir.then_some(())?;
-                        e.file_name().into_string().ok()
-                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -171,10 +172,6 @@ pub enum Visibility {
     Private,
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("doc_not_found", "no such document")
-}
-
 /// A decoded path segment, if it is one we serve: non-empty, not hidden (which also rules
 /// out `.` and `..`), and only `[A-Za-z0-9._~-]` after a single percent-decoding, so encoded
 /// slashes, backslashes, NUL and double encoding (`%252e`) never pass.
@@ -208,7 +205,7 @@ pub fn versions(src: &dyn DocsSource) -> Vec<String> {
     found.into_iter().map(|(_, n)| n).collect()
 }
 
-fn content_type(name: &str) -> &'static str {
+pub fn content_type(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("html" | "htm") => "text/html; charset=utf-8",
@@ -229,271 +226,11 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-fn is_markdown(name: &str) -> bool {
-    matches!(content_type(name), "text/markdown; charset=utf-8")
-}
-
-/// The quality the `Accept` header gives `mime`, and whether it was named exactly.
-fn accept_quality(accept: Option<&str>, mime: &str) -> (f32, bool) {
-    let Some(accept) = accept else {
-        return (1.0, false);
-    };
-    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
-    let mut best: Option<(u8, f32)> = None;
-    for item in accept.split(',') {
-        let mut parts = item.split(';');
-        let range = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|v| v.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let specificity = if range == mime {
-            3
-        } else if range == format!("{kind}/*") {
-            2
-        } else if range == "*/*" {
-            1
-        } else {
-            continue;
-        };
-        if best.is_none_or(|(s, _)| specificity > s) {
-            best = Some((specificity, q));
-        }
-    }
-    best.map(|(s, q)| (q, s == 3)).unwrap_or((0.0, false))
-}
-
-/// Whether a Markdown file should go out raw (`Some(true)`), rendered (`Some(false)`), or
-/// not at all (`None`: the client accepts neither).
-fn wants_raw_markdown(accept: Option<&str>) -> Option<bool> {
-    let (md, md_exact) = accept_quality(accept, "text/markdown");
-    let (html, html_exact) = accept_quality(accept, "text/html");
-    if md <= 0.0 && html <= 0.0 {
-        return None;
-    }
-    Some(md > html || (md == html && md_exact && !html_exact))
-}
-
 pub(crate) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// Renders a Markdown page (front matter and all) into a complete, self-contained HTML page;
-/// `name` is its path in the tree, which titles a page without a title of its own.
-pub fn render_markdown(markdown: &str, name: &str) -> String {
-    #[cfg(test)]
-    RENDERS.with(|r| r.set(r.get() + 1));
-    let page = render::render(markdown, name);
-    let description = page
-        .front
-        .description
-        .as_deref()
-        .map(|d| {
-            format!(
-                "<meta name=\"description\" content=\"{}\">\n",
-                escape_html(d)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n{description}<style>{PAGE_STYLE}</style>\n\
-         </head>\n<body>\n<main>\n{}</main>\n</body>\n</html>\n",
-        escape_html(&page.title),
-        page.body
-    )
-}
-
-/// Names the renderer's output: part of every rendered page's ETag, so that a new renderer
-/// (this crate's version, or a change of the page template) changes the tags of pages whose
-/// source did not change. Bump the suffix when the template changes within a release.
-const RENDERER: &str = concat!("mcp-edge-domain ", env!("CARGO_PKG_VERSION"), " page-2");
-
-/// Strong validator over the source bytes, the representation made of them, and (for
-/// rendered pages) the renderer: computed before any rendering, so that a revalidation that
-/// matches costs a read and a hash, not a render.
-fn etag(variant: &str, source: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(variant.as_bytes());
-    hasher.update([0]);
-    if variant == "rendered" {
-        hasher.update(RENDERER.as_bytes());
-        hasher.update([0]);
-    }
-    hasher.update(source);
-    format!("\"{}\"", &hex::encode(hasher.finalize())[..32])
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Renders on this thread, for tests that a 304 renders nothing.
-    pub(crate) static RENDERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// `If-None-Match` uses weak comparison (RFC 9110 §13.1.2).
-fn none_match(header: Option<&str>, tag: &str) -> bool {
-    let Some(header) = header else { return false };
-    header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == tag
-    })
-}
-
-/// The one inline style rendered pages carry; the CSP allows exactly it, by hash.
-const PAGE_STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;line-height:1.5}\
-pre{background:#f4f4f4;padding:1rem;overflow:auto}code{font-size:.95em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}";
-
-/// No scripts, no inline code, nothing from elsewhere; only the page style (by hash) and
-/// images from the docs themselves.
-fn html_csp() -> &'static str {
-    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CSP.get_or_init(|| {
-        use jwt_simple::reexports::ct_codecs::{Base64, Encoder};
-        let digest = Sha256::digest(PAGE_STYLE.as_bytes());
-        let hash = Base64::encode_to_string(digest).unwrap_or_default();
-        format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; \
-             base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        )
-    })
-}
-
-/// Answers a docs request. `req.path` is the part after the `/docs` route prefix.
-pub fn serve(
-    req: &Request,
-    src: &dyn DocsSource,
-    visibility: Visibility,
-) -> Result<Response, ApiError> {
-    req.expect_method(&["GET", "HEAD"])?;
-    let raw = req.path.as_str();
-    if raw.len() > MAX_PATH_LEN {
-        return Err(not_found());
-    }
-    let trimmed = raw.strip_prefix('/').unwrap_or(raw);
-    let available = versions(src);
-    if trimmed.is_empty() {
-        let listing = serde_json::json!({ "versions": available, "latest": available.first() });
-        return Ok(finish(
-            req,
-            Response::json(200, &listing),
-            visibility,
-            false,
-        ));
-    }
-
-    let wants_dir = trimmed.ends_with('/');
-    let raw_segments: Vec<&str> = trimmed.trim_end_matches('/').split('/').collect();
-    let mut segments = Vec::with_capacity(raw_segments.len());
-    for raw in &raw_segments {
-        segments.push(safe_segment(raw).ok_or_else(not_found)?);
-    }
-    let is_latest = segments[0] == "latest";
-    if is_latest {
-        segments[0] = available.first().cloned().ok_or_else(not_found)?;
-    } else if !available.contains(&segments[0]) {
-        return Err(not_found());
-    }
-    let path = segments.join("/");
-
-    // `page` is served by `page.md`, as docs engines write their links.
-    let entry = match src.entry(&path) {
-        Entry::Missing if !wants_dir && !is_markdown(&path) => {
-            let with_md = format!("{path}.md");
-            match src.entry(&with_md) {
-                Entry::File(bytes) => {
-                    return serve_file(req, with_md, bytes, visibility, is_latest);
-                }
-                _ => Entry::Missing,
-            }
-        }
-        entry => entry,
-    };
-    let (name, bytes) = match entry {
-        Entry::File(bytes) if !wants_dir => (path, bytes),
-        Entry::Dir if !wants_dir => {
-            // Relative links inside an index page need the trailing slash.
-            let last = raw_segments.last().copied().unwrap_or_default();
-            return Ok(Response::new(301)
-                .with_header("location", format!("{last}/"))
-                .with_header("cache-control", "public, max-age=300"));
-        }
-        Entry::Dir => ["index.html", "index.md", "_index.md", "README.md"]
-            .iter()
-            .find_map(|index| match src.entry(&format!("{path}/{index}")) {
-                Entry::File(bytes) => Some((format!("{path}/{index}"), bytes)),
-                _ => None,
-            })
-            .ok_or_else(not_found)?,
-        _ => return Err(not_found()),
-    };
-
-    serve_file(req, name, bytes, visibility, is_latest)
-}
-
-/// Answers with the file `name` (its `bytes`): raw, or a Markdown page rendered, with its
-/// ETag, CSP and cache headers.
-fn serve_file(
-    req: &Request,
-    name: String,
-    bytes: Vec<u8>,
-    visibility: Visibility,
-    is_latest: bool,
-) -> Result<Response, ApiError> {
-    let (variant, ctype) = if is_markdown(&name) {
-        match wants_raw_markdown(req.header("accept")) {
-            None => {
-                return Err(ApiError::new(
-                    406,
-                    "not_acceptable",
-                    "this document is available as text/html or text/markdown",
-                ));
-            }
-            Some(true) => ("markdown", "text/markdown; charset=utf-8"),
-            Some(false) => ("rendered", "text/html; charset=utf-8"),
-        }
-    } else {
-        ("file", content_type(&name))
-    };
-
-    let tag = etag(variant, &bytes);
-    let mut resp = if none_match(req.header("if-none-match"), &tag) {
-        Response::new(304)
-    } else {
-        let body = if variant == "rendered" {
-            render_markdown(&String::from_utf8_lossy(&bytes), &name).into_bytes()
-        } else {
-            bytes
-        };
-        Response::new(200)
-            .with_header("content-type", ctype)
-            .with_body(body)
-    };
-    resp = resp.with_header("etag", tag);
-    if ctype.starts_with("text/html") {
-        resp = resp.with_header("content-security-policy", html_csp());
-    }
-    if is_markdown(&name) {
-        resp = resp.with_header("vary", "Accept");
-    }
-    Ok(finish(req, resp, visibility, is_latest))
-}
-
-fn finish(req: &Request, mut resp: Response, visibility: Visibility, moving: bool) -> Response {
-    let cache = match (visibility, moving) {
-        (Visibility::Private, _) => "private, no-cache",
-        // `latest` moves when a version is published; pinned versions change rarely and
-        // revalidate cheaply through the ETag.
-        (Visibility::Public, true) => "public, max-age=60",
-        (Visibility::Public, false) => "public, max-age=300",
-    };
-    resp = resp.with_header("cache-control", cache);
-    if req.method == "HEAD" {
-        resp.body.clear();
-    }
-    resp
 }
 
 #[cfg(test)]

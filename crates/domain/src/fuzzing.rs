@@ -11,7 +11,8 @@ use crate::accounts::{Role, Tokens, bearer_token};
 use crate::api::{self, Ctx};
 use crate::audit::MemoryAudit;
 use crate::config::keys;
-use crate::docs::MemoryDocs;
+use crate::docs::site::{self, Site};
+use crate::docs::{MemoryDocs, SiteFiles};
 use crate::env::testing::FakeEnv;
 use crate::http::{Request, Response};
 use crate::store::MemoryStore;
@@ -73,8 +74,36 @@ fn check(resp: &Response, what: &str) {
     }
 }
 
-/// The in-memory docs tree the fuzz entry points serve.
-fn docs_tree() -> MemoryDocs {
+/// A built site that remembers every path it was asked for.
+struct Recording {
+    site: &'static Site,
+    asked: std::cell::RefCell<Vec<String>>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl SiteFiles for Recording {
+    async fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.asked.borrow_mut().push(path.to_owned());
+        self.site.read(path).await
+    }
+}
+
+/// The site the fuzz entry points serve, built once from a small tree.
+fn docs_tree() -> Recording {
+    static SITE: OnceLock<Site> = OnceLock::new();
+    let site = SITE.get_or_init(|| {
+        let options = site::Options {
+            base_url: "http://localhost/docs/".into(),
+        };
+        site::build(&source_tree(), &options)
+    });
+    Recording {
+        site,
+        asked: Default::default(),
+    }
+}
+
+fn source_tree() -> MemoryDocs {
     MemoryDocs::new(&[
         ("v1/index.md", "# One\n\n[next](guide.md)\n"),
         (

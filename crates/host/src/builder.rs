@@ -1,6 +1,8 @@
 //! `spin build` for `mcp-edge`: runs each component's `[component.X.build]` command in its
-//! working directory when the component is stale (its `source` is missing, it has no
-//! `watch` patterns, or a watched file is newer than the source).
+//! working directory when the component is stale (its `source` or a directory it mounts is
+//! missing, it has no `watch` patterns, or a watched file is newer than the oldest of them:
+//! a build command may make the files it mounts, as the docs component's makes its site).
+//! Commands find this runtime's own executable in `MCP_EDGE`.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +22,21 @@ fn is_stale(
     workdir: &Path,
     watch: &[String],
 ) -> Result<bool> {
-    let Some(built) = modified(&base.join(&component.source)) else {
+    let mut outputs = vec![base.join(&component.source)];
+    outputs.extend(
+        component
+            .files
+            .iter()
+            .map(|mount| base.join(mount.source_dir())),
+    );
+    let mut built = None;
+    for output in &outputs {
+        let Some(at) = modified(output) else {
+            return Ok(true);
+        };
+        built = Some(built.map_or(at, |b: SystemTime| b.min(at)));
+    }
+    let Some(built) = built else {
         return Ok(true);
     };
     if watch.is_empty() {
@@ -81,7 +97,11 @@ pub fn build(manifest: &Manifest, base: &Path) -> Result<usize> {
             ready.push(target.to_owned());
         }
         tracing::info!(component = %id, command = %decl.command, "building");
-        let status = Command::new("sh")
+        let mut command = Command::new("sh");
+        if let Ok(exe) = std::env::current_exe() {
+            command.env("MCP_EDGE", exe);
+        }
+        let status = command
             .arg("-c")
             .arg(&decl.command)
             .current_dir(&workdir)

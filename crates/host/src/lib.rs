@@ -9,6 +9,7 @@ pub(crate) mod bindings;
 pub mod body;
 pub mod builder;
 pub mod dispatch;
+pub mod docs_site;
 pub mod engine;
 pub mod first_run;
 pub mod kv;
@@ -148,18 +149,25 @@ fn docs_override(
     if !serves_docs {
         return Ok(mounts);
     }
-    if !dir.is_dir() {
-        bail!("--docs {}: not a directory", dir.display());
-    }
-    let host = dir
-        .canonicalize()
-        .with_context(|| format!("--docs {}", dir.display()))?;
+    let host = docs_override_site(
+        dir,
+        &opts.data_dir,
+        &format!("http://{}/docs/", opts.listen),
+    )?;
     mounts.retain(|m| m.guest != "/");
     mounts.push(manifest::Mount {
         host,
         guest: "/".to_owned(),
     });
     Ok(mounts)
+}
+
+/// Builds the site of `--docs DIR` into `<data-dir>/docs-site` (what `up --docs` mounts).
+pub fn docs_override_site(dir: &Path, data_dir: &Path, base_url: &str) -> Result<PathBuf> {
+    let out = data_dir.join("docs-site");
+    docs_site::build(dir, &out, base_url).with_context(|| format!("--docs {}", dir.display()))?;
+    out.canonicalize()
+        .with_context(|| format!("--docs {}", dir.display()))
 }
 
 /// Everything `up` prepares before it listens.

@@ -78,6 +78,19 @@ pub enum FileMount {
     },
 }
 
+impl FileMount {
+    /// The host directory, relative to the manifest.
+    pub fn source_dir(&self) -> &str {
+        match self {
+            FileMount::Mapping { source, .. } => source,
+            FileMount::Pattern(pattern) => pattern
+                .trim_end_matches("/**/*")
+                .trim_end_matches("/**")
+                .trim_end_matches('/'),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct BuildDecl {
     pub command: String,
@@ -144,14 +157,14 @@ impl Manifest {
             .files
             .iter()
             .map(|mount| {
-                let (source, guest) = match mount {
-                    FileMount::Mapping { source, destination } => (source.clone(), destination.clone()),
+                let source = mount.source_dir().to_owned();
+                let guest = match mount {
+                    FileMount::Mapping { destination, .. } => destination.clone(),
                     FileMount::Pattern(pattern) => {
-                        let dir = pattern.trim_end_matches("/**/*").trim_end_matches("/**").trim_end_matches('/');
-                        if dir.contains(['*', '?', '[']) {
+                        if source.contains(['*', '?', '[']) {
                             bail!("files pattern {pattern:?}: only whole directories are supported; use {{ source, destination }}");
                         }
-                        (dir.to_owned(), format!("/{dir}"))
+                        format!("/{source}")
                     }
                 };
                 let host = base.join(&source);

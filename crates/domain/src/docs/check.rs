@@ -28,7 +28,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// Every file below `dir` (`""`: the root), as paths from the root, sorted.
-fn files(src: &dyn DocsSource, dir: &str, out: &mut Vec<String>) {
+pub(crate) fn files(src: &dyn DocsSource, dir: &str, out: &mut Vec<String>) {
     let mut names = src.list(dir);
     names.sort();
     for name in names {

@@ -16,6 +16,8 @@ pub struct Page {
     pub body: String,
     /// `(level, id, text)` of every heading, in order.
     pub headings: Vec<(u8, String, String)>,
+    /// The page's words without markup, for the search index.
+    pub text: String,
 }
 
 /// GitHub's heading slug: lower case, everything but letters, digits, `_`, `-` and spaces
@@ -180,6 +182,7 @@ pub fn render(source: &str, file_name: &str) -> Page {
                 .trim_end_matches(".md")
                 .to_owned()
         });
+    let text = plain_text(&events);
     let mut body = String::with_capacity(split.body.len() * 3 / 2);
     html::push_html(&mut body, events.into_iter());
     Page {
@@ -187,7 +190,28 @@ pub fn render(source: &str, file_name: &str) -> Page {
         front: split.front,
         body,
         headings,
+        text,
     }
+}
+
+/// The words of a page's events, blocks separated by line breaks.
+fn plain_text(events: &[Event<'_>]) -> String {
+    let mut text = String::new();
+    for event in events {
+        match event {
+            Event::Text(t) | Event::Code(t) => text.push_str(t),
+            Event::SoftBreak | Event::HardBreak => text.push(' '),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::CodeBlock
+                | TagEnd::TableCell,
+            ) => text.push('\n'),
+            _ => {}
+        }
+    }
+    text
 }
 
 #[cfg(test)]
