@@ -7,7 +7,10 @@
 //! `--target wasm|native` runs one side, `--out FILE` moves the JSON (default
 //! `target/bench/load.json`), `--up-arg ARG` (repeatable) passes an option to `mcp-edge up`
 //! (e.g. `--up-arg --max-instance-reuse-count --up-arg 1`). The Markdown table goes to stdout.
+//! Both targets serve the same docs: `static/docs` plus a generated 1 000-page version
+//! ([`docs_tree`]), whose site build time is reported too.
 
+mod docs_tree;
 mod generator;
 mod native;
 mod report;
@@ -44,7 +47,7 @@ fn main() -> Result<()> {
     };
     let quick = args.iter().any(|a| a == "--quick");
     let only = values("--only");
-    let up_args = values("--up-arg");
+    let mut up_args = values("--up-arg");
     let which = value("--target").unwrap_or_else(|| "both".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = value("--out")
@@ -70,6 +73,13 @@ fn main() -> Result<()> {
     .to_string();
 
     let started = Instant::now();
+    let tree = docs_tree::generate(&root)?;
+    eprintln!(
+        "docs site of {} pages built in {:.0} ms",
+        tree.pages,
+        tree.build_time.as_secs_f64() * 1000.0
+    );
+    up_args.extend(["--docs".to_owned(), tree.source.display().to_string()]);
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
     for name in ["wasm", "native"] {
@@ -79,12 +89,17 @@ fn main() -> Result<()> {
         eprintln!("starting the {name} target…");
         let target = match name {
             "wasm" => targets::Target::wasm(&root, &users, &up_args)?,
-            _ => targets::Target::native(&root, &users)?,
+            _ => targets::Target::native(&root, &users, &tree.site)?,
         };
         let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;
         rows.extend(outcomes.into_iter().map(report::Row::from));
     }
     println!("{}", report::markdown(&rows));
+    println!(
+        "\nDocs site build ({} pages, the domain's build as `up --docs` runs it): {:.0} ms",
+        tree.pages,
+        tree.build_time.as_secs_f64() * 1000.0
+    );
     let mode = if quick { "quick" } else { "full" };
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -91,7 +91,9 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
 
     let simple: Vec<(&'static str, usize, &'static [u16], MakeReq)> = {
-        let etag = etag_of(addr, "/docs/v1/api.md").await?;
+        let etag = etag_of(addr, "/docs/v1/api").await?;
+        let big_page = crate::docs_tree::page_url(7, 31);
+        let big_etag = etag_of(addr, &big_page).await?;
         vec![
             ("health", 16, &[200], Arc::new(|_, _| Req::get("/health"))),
             (
@@ -104,15 +106,30 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
                 "docs: rendered Markdown",
                 16,
                 &[200],
-                Arc::new(|_, _| Req::get("/docs/v1/api.md")),
+                Arc::new(|_, _| Req::get("/docs/v1/api")),
             ),
             (
                 "docs: 304 revalidation",
                 16,
                 &[304],
                 Arc::new(move |_, _| {
-                    Req::get("/docs/v1/api.md").header("if-none-match", etag.clone())
+                    Req::get("/docs/v1/api").header("if-none-match", etag.clone())
                 }),
+            ),
+            (
+                "docs: page of a 1000-page tree",
+                16,
+                &[200],
+                Arc::new({
+                    let big_page = big_page.clone();
+                    move |_, _| Req::get(&big_page)
+                }),
+            ),
+            (
+                "docs: 1000-page tree, 304",
+                16,
+                &[304],
+                Arc::new(move |_, _| Req::get(&big_page).header("if-none-match", big_etag.clone())),
             ),
             (
                 "login",

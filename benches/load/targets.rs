@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -99,7 +99,7 @@ impl Target {
     }
 
     /// The native baseline over the same kind of store.
-    pub fn native(root: &Path, users_json: &str) -> Result<Target> {
+    pub fn native(root: &Path, users_json: &str, docs_site: &Path) -> Result<Target> {
         let dir = tempfile::tempdir()?;
         let audit = std::fs::File::create(dir.path().join("audit.log"))?;
         let mut child = Command::new(std::env::current_exe()?)
@@ -114,7 +114,7 @@ impl Target {
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--docs")
-            .arg(PathBuf::from(root).join("target/docs-site"))
+            .arg(docs_site)
             .envs(variables(users_json))
             // glibc raises its mmap threshold after the first 19 MiB Argon2 buffer is freed,
             // and from then on keeps those buffers in fragmented heaps: gigabytes of RSS that

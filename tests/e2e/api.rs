@@ -257,7 +257,11 @@ pub fn docs_are_versioned_cacheable_and_confined(kind: Kind) {
         raw.header("content-type"),
         Some("text/markdown; charset=utf-8")
     );
-    assert!(raw.text().starts_with('#'));
+    assert!(
+        raw.text().starts_with("---\ntitle: mcp-edge\n"),
+        "{}",
+        raw.text()
+    );
     assert_eq!(
         s.get(&format!("/docs/{latest}/"), &[]).text(),
         s.get("/docs/latest/", &[]).text()

@@ -149,6 +149,7 @@ pub fn page(view: &PageView<'_>) -> String {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <title>{title}</title>\n{description}<style>{PAGE_STYLE}</style>\n</head>\n<body>\n\
          <a class=\"skip\" href=\"#content\">Skip to content</a>\n\
          <header class=\"top\"><a class=\"home\" href=\"{home_href}\">{site}</a>\
