@@ -43,3 +43,43 @@ fn docs_check_finds_nothing_in_the_shipped_docs_and_exactly_the_planted_problems
         );
     }
 }
+
+/// `up --docs DIR` builds the site from the tree at every start: a page edited between two
+/// starts on the same data directory is served as it is now, with a new ETag.
+#[test]
+fn a_page_changed_on_disk_is_served_changed_by_the_next_up() {
+    let tree = tempfile::tempdir().unwrap();
+    let page = tree.path().join("v1/guide.md");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    std::fs::write(&page, "# Guide\n\nThe first text.\n").unwrap();
+    let docs = tree.path().to_str().unwrap().to_owned();
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let start = || {
+        support::server_in("spin.toml", data.clone())
+            .arg("--kv")
+            .arg("memory")
+            .arg("--docs")
+            .arg(&docs)
+            .start()
+    };
+
+    let server = start();
+    let first = server.get("/docs/v1/guide", &[]);
+    assert_eq!(first.status, 200);
+    assert!(first.text().contains("The first text."), "{}", first.text());
+    drop(server);
+
+    std::fs::write(&page, "# Guide\n\nThe second text.\n").unwrap();
+    let server = start();
+    let second = server.get("/docs/v1/guide", &[]);
+    assert_eq!(second.status, 200);
+    assert!(
+        second.text().contains("The second text."),
+        "{}",
+        second.text()
+    );
+    assert!(!second.text().contains("The first text."));
+    assert_ne!(first.header("etag"), second.header("etag"));
+    let raw = server.get("/docs/v1/guide.md", &[("accept", "text/markdown")]);
+    assert_eq!(raw.text(), "# Guide\n\nThe second text.\n");
+}
