@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mcp_edge_domain::docs::{FsDocs, site};
 
 pub const SECTIONS: usize = 20;
 pub const PAGES_PER_SECTION: usize = 50;
@@ -22,7 +21,7 @@ pub struct Tree {
     pub source: PathBuf,
     pub site: PathBuf,
     pub pages: usize,
-    /// How long the domain's site build took (the same build `mcp-edge up --docs` runs).
+    /// How long the domain's site build took (the host's, which `mcp-edge up --docs` runs).
     pub build_time: Duration,
     _dir: tempfile::TempDir,
 }
@@ -55,13 +54,7 @@ pub fn generate(root: &Path) -> Result<Tree> {
     }
     let site = dir.path().join("site");
     let started = Instant::now();
-    let built = site::build(
-        &FsDocs::at(&source),
-        &site::Options {
-            base_url: "http://127.0.0.1/docs/".into(),
-        },
-    );
-    built.write_to(&site).context("write the generated site")?;
+    let built = mcp_edge_host::docs_site::build(&source, &site, "http://127.0.0.1/docs/")?;
     Ok(Tree {
         source,
         site,
