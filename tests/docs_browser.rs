@@ -13,20 +13,10 @@ use serde_json::Value;
 
 /// `npm ci` in tests/browser once per checkout (its lock file pins playwright-core).
 fn ensure_playwright() {
-    let dir = support::root().join("tests/browser");
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    mcp_edge_provision::ensure_program("npm", "npm");
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .status()
-        .expect("run npm ci in tests/browser");
-    assert!(status.success(), "npm ci in tests/browser failed");
+    support::npm_ci(
+        "tests/browser",
+        &["node_modules/playwright-core/package.json"],
+    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn every_component_imports_exactly_its_world() {
         .push_dir(support::root().join("wit"))
         .expect("wit/ parses");
     for name in [
-        "login", "register", "send", "receive", "docs", "health", "cleanup", "admin",
+        "login", "register", "send", "receive", "docs", "health", "cleanup", "admin", "mcp",
     ] {
         let world = contract
             .select_world(&[package], Some(name))
@@ -94,6 +94,8 @@ fn every_component_imports_exactly_its_world() {
     let has = |name: &str, prefix: &str| imports(name).iter().any(|i| i.starts_with(prefix));
     // docs read files, and the store only to check an API key
     assert!(has("docs", "wasi:keyvalue/store") && has("docs", "wasi:filesystem"));
+    // MCP: the same site, and the store for the message tools
+    assert!(has("mcp", "wasi:keyvalue/atomics") && has("mcp", "wasi:filesystem"));
     // login and admin keep users, sessions, keys and failed-login counts, but read no files
     for accounts in ["login", "admin"] {
         assert!(

@@ -15,6 +15,7 @@ mod deployment;
 mod docs_tree;
 mod integrity;
 mod limits;
+mod mcp;
 mod members;
 mod wrangler;
 
@@ -62,4 +63,5 @@ on_every_runtime!(
     accounts::api_keys_act_until_revoked,
     accounts::an_admin_adds_disables_and_removes_users,
     accounts::tokens_signed_with_a_previous_key_verify_until_it_is_removed,
+    mcp::an_mcp_client_searches_reads_and_sends_exactly_once,
 );

@@ -48,6 +48,33 @@ pub fn ensure_built(manifest: &str) {
     built.push(manifest.to_owned());
 }
 
+/// `npm ci` in `dir` (under the repository) once per checkout, unless `probe` (a file its
+/// packages install) is already there. The lock file in `dir` pins every package.
+pub fn npm_ci(dir: &str, probes: &[&str]) {
+    let dir = root().join(dir);
+    if probes.iter().all(|p| dir.join(p).exists()) {
+        return;
+    }
+    mcp_edge_provision::ensure_program("npm", "npm");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .expect("run npm ci");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+/// The npm packages of tests/mcp: the conformance suite and the official client SDK.
+pub fn ensure_mcp_packages() {
+    npm_ci(
+        "tests/mcp",
+        &[
+            "node_modules/@modelcontextprotocol/conformance/package.json",
+            "node_modules/@modelcontextprotocol/client/package.json",
+        ],
+    );
+}
+
 /// Users every test server knows: one per role, plus a second writer.
 pub fn users_json() -> String {
     static USERS: OnceLock<String> = OnceLock::new();

@@ -1,4 +1,4 @@
-//! `GET /docs/...` from the built site in the Worker's static assets (`workers/build.rs` puts
+//! `GET /docs/...` and `POST /mcp` from the built site in the Worker's static assets (`workers/build.rs` puts
 //! it under `docs/`): the route record of the URL, then the file it names, each fetched
 //! through the assets binding (Cloudflare serves them from its cache).
 
@@ -43,10 +43,15 @@ impl SiteFiles for AssetSite<'_> {
     }
 }
 
-pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
+/// Runs `handler` with the site in the assets and a store that makes no call until used.
+async fn with_site(
+    req: &ApiRequest,
+    env: &Env,
+    handler: impl AsyncFnOnce(&ApiRequest, &dyn SiteFiles, &Ctx<'_>) -> ApiResponse,
+) -> ApiResponse {
     let config = WorkerConfig(env);
     // Opening binds the namespace only: public docs make no store call (a reader's API key
-    // is checked there).
+    // is checked there, and the MCP message tools use it).
     let store = match ShardedKv::open(env) {
         Ok(store) => store,
         Err(e) => return respond(Err(ApiError::store_unavailable(&e))),
@@ -57,5 +62,20 @@ pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
         env: &WorkerEnv,
         audit: &ConsoleAudit,
     };
-    api::docs(req, &AssetSite { env }, &ctx).await
+    handler(req, &AssetSite { env }, &ctx).await
+}
+
+pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
+    with_site(req, env, async |req, site, ctx| {
+        api::docs(req, site, ctx).await
+    })
+    .await
+}
+
+/// `POST /mcp`: the docs tools and resources read the same site.
+pub async fn mcp(req: &ApiRequest, env: &Env) -> ApiResponse {
+    with_site(req, env, async |req, site, ctx| {
+        api::mcp(req, site, ctx).await
+    })
+    .await
 }

@@ -22,6 +22,8 @@ pub enum Route {
     Send,
     Receive,
     Cleanup,
+    /// `POST /mcp`: the MCP endpoint.
+    Mcp,
     Docs(String),
     Health(String),
     NotFound,
@@ -47,6 +49,7 @@ impl Route {
             "/mcp/send" => Route::Send,
             "/mcp/receive" => Route::Receive,
             "/admin/cleanup" => Route::Cleanup,
+            "/mcp" => Route::Mcp,
             _ => match (wildcard("/docs"), wildcard("/health")) {
                 (Some(info), _) => Route::Docs(info),
                 (_, Some(info)) => Route::Health(info),
@@ -185,12 +188,13 @@ mod tests {
                 "cleanup" => Route::Cleanup,
                 "docs" => Route::Docs(String::new()),
                 "health" => Route::Health(String::new()),
+                "mcp" => Route::Mcp,
                 other => panic!("spin.toml routes to {other}, which the Worker does not serve"),
             };
             assert_eq!(Route::of(path), expected, "{route}");
             seen.push(component);
         }
-        assert_eq!(seen.len(), 11, "{seen:?}");
+        assert_eq!(seen.len(), 12, "{seen:?}");
         assert_eq!(
             Route::of("/admin/users/ann"),
             Route::Admin("/users/ann".into())

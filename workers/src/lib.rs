@@ -1,7 +1,7 @@
 //! mcp-edge on Cloudflare Workers: the HTTP API of the WASI components, answered by the same
 //! domain crate. The Worker routes as `spin.toml` does and calls the domain's handlers with
 //! a key-value store spread over Durable Objects ([`shard`]: the group logs in an object per
-//! group), docs from static assets ([`docs`]), and configuration from vars and secrets; the
+//! group), docs and the MCP endpoint's catalog and search index from static assets ([`docs`]), and configuration from vars and secrets; the
 //! Cron Trigger runs the same cleanup pass.
 //!
 //! Compiled for `wasm32-unknown-unknown` by `worker-build` (see `workers/tools/`).
@@ -96,6 +96,7 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         Route::Receive => stateful(env, &api_req, api::receive).await,
         Route::Cleanup => stateful(env, &api_req, api::cleanup).await,
         Route::Docs(_) => docs::serve(&api_req, env).await,
+        Route::Mcp => docs::mcp(&api_req, env).await,
         Route::Health(_) => {
             api::health(&api_req, async || {
                 api::store_round_trip(&ShardedKv::open(env)?).await

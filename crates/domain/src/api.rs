@@ -23,6 +23,9 @@ use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
 mod credentials;
+mod mcp;
+#[cfg(test)]
+mod mcp_tests;
 pub use credentials::{admin, login, logout, refresh, session};
 
 /// What the messaging endpoints are given.
@@ -468,6 +471,32 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             Ok(resp)
         },
     )
+    .await
+}
+
+/// `POST /mcp`: the docs and the message groups to MCP clients ([`mcp`]). One audit record
+/// per request names its JSON-RPC method (and tool or resource); a message tool's REST
+/// handler leaves its own record as well.
+pub async fn mcp(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response {
+    endpoint(req, ctx.config, &["POST"], async || {
+        let mut record = AuditRecord::new("mcp");
+        let resp = match mcp::allowed_hosts(ctx) {
+            Ok(hosts) => {
+                let server = mcp::EdgeMcp { site, ctx };
+                let (resp, handled) = crate::mcp::handle(req, &server, &hosts).await;
+                record.path = handled.method.map(|m| {
+                    handled
+                        .name
+                        .map_or_else(|| m.clone(), |n| format!("{m} {n}"))
+                });
+                with_common_headers(resp)
+            }
+            Err(e) => respond(Err(e)),
+        };
+        record.status = resp.status;
+        ctx.audit.record(record);
+        resp
+    })
     .await
 }
 

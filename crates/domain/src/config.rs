@@ -28,6 +28,7 @@ pub mod keys {
     pub const LOGIN_USER_FAILURE_REFILL_MS: &str = "login_user_failure_refill_ms";
     pub const REFRESH_TOKEN_TTL_SECONDS: &str = "refresh_token_ttl_seconds";
     pub const CORS_ALLOWED_ORIGINS: &str = "cors_allowed_origins";
+    pub const MCP_ALLOWED_HOSTS: &str = "mcp_allowed_hosts";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;

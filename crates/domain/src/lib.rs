@@ -5,7 +5,7 @@
 //! the accounts wing (users and roles, access tokens, refresh-token sessions, API keys,
 //! [`accounts`]), the messaging wing (client registry, group logs,
 //! idempotent sends and their cleanup, [`messaging`]) over a key-value store ([`store`]) with
-//! its cleanup indexes ([`index`]), abuse limits ([`ratelimit`]), versioned docs ([`docs`]),
+//! its cleanup indexes ([`index`]), abuse limits ([`ratelimit`]), versioned docs ([`docs`]), the Model Context Protocol ([`mcp`]),
 //! the endpoint handlers that tie them together ([`api`]), and the audit trail they leave
 //! ([`audit`]). Platform adapters (the WASI components, a native server, a Worker) supply
 //! storage, configuration, files, time and randomness through traits.
@@ -25,6 +25,7 @@ pub mod ids;
 pub mod index;
 #[cfg(test)]
 pub mod interleave;
+pub mod mcp;
 pub mod messaging;
 pub mod ratelimit;
 pub mod records;

@@ -44,12 +44,18 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 /// Converts the incoming request. The path is Spin's `spin-path-info` (the part after the
 /// matched route's prefix) when the host sets it, as both Spin and `mcp-edge` do.
 fn convert(request: &IncomingRequest) -> Result<Request, ApiError> {
-    let headers: Vec<(String, Vec<u8>)> = request
+    let mut headers: Vec<(String, Vec<u8>)> = request
         .headers()
         .entries()
         .into_iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value))
         .collect();
+    // HTTP/1.1's Host travels as the request's authority in `wasi:http`; keep it a header.
+    if !headers.iter().any(|(n, _)| n == "host")
+        && let Some(authority) = request.authority()
+    {
+        headers.push(("host".into(), authority.into_bytes()));
+    }
     let path_with_query = request.path_with_query().unwrap_or_else(|| "/".into());
     let (full_path, query) = match path_with_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),

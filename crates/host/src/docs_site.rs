@@ -35,12 +35,11 @@ pub fn build(source: &Path, out: &Path, base_url: &str) -> Result<Built> {
     let written = built
         .write_to(out)
         .with_context(|| format!("cannot write the docs site to {}", out.display()))?;
-    if written.written + written.removed > 0 {
-        // The site's folder is what `build` compares with the sources it was made from.
-        std::fs::File::open(out)
-            .and_then(|dir| dir.set_modified(std::time::SystemTime::now()))
-            .with_context(|| format!("cannot touch {}", out.display()))?;
-    }
+    // The site's folder is what `build` compares with the sources it was made from (for
+    // every component that mounts it), so it is stamped even when nothing in it changed.
+    std::fs::File::open(out)
+        .and_then(|dir| dir.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("cannot touch {}", out.display()))?;
     tracing::info!(
         source = %source.display(),
         site = %out.display(),

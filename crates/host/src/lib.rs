@@ -130,30 +130,50 @@ pub fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBacke
     })
 }
 
-/// The mounts of component `id`, with `--docs DIR` in place of the root mount of the
-/// component that serves `/docs/...`.
+/// The mounts of component `id`, with `--docs DIR`'s site in place of the site the manifest
+/// mounts at `/` for `/docs/...`, in every component that mounts that site (the docs and MCP
+/// components). The site is built once, on first need, into `built`.
 fn docs_override(
     manifest: &Manifest,
-    id: &str,
+    base: &Path,
     mut mounts: Vec<manifest::Mount>,
     opts: &UpOptions,
+    built: &std::cell::OnceCell<PathBuf>,
 ) -> Result<Vec<manifest::Mount>> {
     let Some(dir) = &opts.docs_dir else {
         return Ok(mounts);
     };
-    let serves_docs = manifest
+    let root = |mounts: &[manifest::Mount]| {
+        mounts
+            .iter()
+            .find(|m| m.guest == "/")
+            .map(|m| m.host.clone())
+    };
+    let mut sites = Vec::new();
+    for t in manifest
         .trigger
         .http
         .iter()
-        .any(|t| t.component == id && t.route.starts_with("/docs"));
-    if !serves_docs {
+        .filter(|t| t.route.starts_with("/docs"))
+    {
+        if let Some(decl) = manifest.component.get(&t.component) {
+            sites.extend(root(&manifest.mounts(base, decl)?));
+        }
+    }
+    if !root(&mounts).is_some_and(|host| sites.contains(&host)) {
         return Ok(mounts);
     }
-    let host = docs_override_site(
-        dir,
-        &opts.data_dir,
-        &format!("http://{}/docs/", opts.listen),
-    )?;
+    let host = match built.get() {
+        Some(host) => host.clone(),
+        None => {
+            let host = docs_override_site(
+                dir,
+                &opts.data_dir,
+                &format!("http://{}/docs/", opts.listen),
+            )?;
+            built.get_or_init(|| host).clone()
+        }
+    };
     mounts.retain(|m| m.guest != "/");
     mounts.push(manifest::Mount {
         host,
@@ -222,6 +242,7 @@ pub fn prepare(
         .clone()
         .unwrap_or_else(|| engine::default_cache_dir(&opts.data_dir));
     let mut components = HashMap::new();
+    let override_site = std::cell::OnceCell::new();
     for trigger in &manifest.trigger.http {
         if components.contains_key(&trigger.component) {
             continue;
@@ -252,7 +273,13 @@ pub fn prepare(
                 backend: backend.clone(),
                 labels: decl.key_value_stores.clone().into(),
             },
-            mounts: docs_override(&manifest, &id, manifest.mounts(&base, decl)?, opts)?,
+            mounts: docs_override(
+                &manifest,
+                &base,
+                manifest.mounts(&base, decl)?,
+                opts,
+                &override_site,
+            )?,
             proxy: wasmtime_wasi_http::handler::ProxyPre::P2(proxy),
             cron,
             id: id.clone(),

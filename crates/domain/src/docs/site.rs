@@ -489,15 +489,23 @@ pub fn build(src: &dyn DocsSource, options: &Options) -> Site {
     );
     b.file("sitemap.xml".into(), sitemap.into_bytes());
     b.serve_file("sitemap.xml", "sitemap.xml", None);
-    let index = super::search::index(built.iter().flat_map(|v| {
-        v.order.iter().map(|&p| super::search::Document {
-            version: &v.name,
-            url: v.site_url(&v.pages[p]),
-            page: &v.pages[p].page,
+    let search = super::search::build(built.iter().flat_map(|v| {
+        v.order.iter().map(|&p| {
+            let page = &v.pages[p];
+            super::search::Document {
+                version: &v.name,
+                url: v.site_url(page),
+                source: &page.source,
+                etag: etag(&page.bytes),
+                size: page.bytes.len(),
+                page: &page.page,
+            }
         })
     }));
-    b.file(super::search::INDEX_FILE.into(), index);
+    b.file(super::search::INDEX_FILE.into(), search.index);
     b.serve_file(super::search::INDEX_FILE, super::search::INDEX_FILE, None);
+    b.file(super::search::CATALOG_FILE.into(), search.catalog);
+    b.file(super::search::POSTINGS_FILE.into(), search.postings);
 
     // `latest/…` answers as the newest version does.
     if let Some(newest) = names.first() {
