@@ -53,6 +53,7 @@ impl Native {
                 "receive" => api::receive(req, &ctx).await,
                 "cleanup" => api::cleanup(req, &ctx).await,
                 "docs" => api::docs(req, &self.docs, &ctx).await,
+                "mcp" => api::mcp(req, &self.docs, &ctx).await,
                 "health" => {
                     api::health(req, async || api::store_round_trip(&self.store).await).await
                 }

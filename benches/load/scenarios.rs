@@ -83,6 +83,21 @@ fn receive_req(token: &str, client: &str, group: &str, after: Option<u64>) -> Re
     Req::get(path).bearer(token)
 }
 
+/// A 2026-07-28 MCP request with its mirrored headers.
+fn mcp_req(method: &'static str, name: &str, mut params: Value) -> Req {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    Req::post_json(
+        "/mcp",
+        &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+    )
+    .header("mcp-protocol-version", "2026-07-28")
+    .header("mcp-method", method)
+    .header("mcp-name", name.to_owned())
+}
+
 /// Runs every scenario against `target`.
 pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Vec<Outcome>> {
     let addr = target.addr;
@@ -130,6 +145,28 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
                 16,
                 &[304],
                 Arc::new(move |_, _| Req::get(&big_page).header("if-none-match", big_etag.clone())),
+            ),
+            (
+                "mcp: search_docs",
+                16,
+                &[200],
+                Arc::new(|_, _| {
+                    mcp_req(
+                        "tools/call",
+                        "search_docs",
+                        json!({"name": "search_docs", "arguments": {
+                            "query": "troubleshooting examples in detail", "version": "v2"}}),
+                    )
+                }),
+            ),
+            (
+                "mcp: resources/read",
+                16,
+                &[200],
+                Arc::new(|_, _| {
+                    let uri = "docs://v2/section-07/page-31";
+                    mcp_req("resources/read", uri, json!({ "uri": uri }))
+                }),
             ),
             (
                 "login",

@@ -16,7 +16,9 @@ use crate::accounts::Action;
 use crate::config::{self, DocsAccess};
 use crate::docs::SiteFiles;
 use crate::docs::front_matter;
-use crate::docs::search::{self, Entry, Postings};
+use crate::docs::safe_segment;
+use crate::docs::search::{self, Catalog, Postings};
+use crate::docs::site::{self, Route};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::mcp::server::{Caching, Call, Page, Server, content};
@@ -31,6 +33,14 @@ const MAX_LIMIT: u64 = 20;
 const DEFAULT_MAX_CHARS: u64 = 20_000;
 const MAX_CHARS: u64 = 100_000;
 const SNIPPET_CHARS: usize = 240;
+
+/// A page found by its URL: the source file it was built from, and that file's ETag.
+struct Located {
+    version: String,
+    uri: String,
+    source: String,
+    etag: String,
+}
 
 pub struct EdgeMcp<'s, 'c> {
     pub site: &'s dyn SiteFiles,
@@ -195,14 +205,11 @@ fn required(value: Option<String>, name: &str) -> Result<String, BadArgument> {
 }
 
 impl EdgeMcp<'_, '_> {
-    async fn catalog(&self) -> Result<Vec<Entry>, Failure> {
-        let bytes = self
-            .site
+    async fn catalog(&self) -> Result<Vec<u8>, Failure> {
+        self.site
             .read(search::CATALOG_FILE)
             .await
-            .ok_or_else(|| Failure::internal("the docs site has no catalog; rebuild it"))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|_| Failure::internal("the docs catalog cannot be read; rebuild the site"))
+            .ok_or_else(|| Failure::internal("the docs site has no catalog; rebuild it"))
     }
 
     async fn versions(&self) -> Result<Vec<String>, Failure> {
@@ -231,28 +238,37 @@ impl EdgeMcp<'_, '_> {
         Ok(version.to_owned())
     }
 
-    /// The catalog entry at `version`/`path`, with the spellings the docs URLs accept
-    /// (`guide/install`, `guide/install.md`, `guide/`, `guide`).
-    async fn entry(&self, version: &str, path: &str) -> Result<Option<Entry>, Failure> {
-        let version = self.resolve_version(version).await?;
+    /// The page at `version`/`path` (`latest` included), found as its URL is: through the
+    /// route record, with every spelling the docs URLs accept (`guide/install`,
+    /// `guide/install.md`, `guide/`, `guide`).
+    async fn locate(&self, version: &str, path: &str) -> Option<Located> {
         let path = path.trim_start_matches('/');
-        let stem = path.strip_suffix(".md").unwrap_or(path);
-        let source = format!("{version}/{path}");
-        Ok(self.catalog().await?.into_iter().find(|e| {
-            e.version == version
-                && (e.path == stem
-                    || e.path == format!("{}/", stem.trim_end_matches('/'))
-                    || (stem.is_empty() && e.path.is_empty())
-                    || e.source == source)
-        }))
+        let mut segments = vec![safe_segment(version)?];
+        for raw in path.split('/').filter(|s| !s.is_empty()) {
+            segments.push(safe_segment(raw)?);
+        }
+        let dir = segments.len() == 1 || path.ends_with('/');
+        let mut record = self.site.read(&site::route_key(&segments, dir)).await?;
+        if let Ok(Route::Redirect { .. }) = serde_json::from_slice(&record) {
+            record = self.site.read(&site::route_key(&segments, true)).await?;
+        }
+        match serde_json::from_slice(&record).ok()? {
+            Route::File { raw: Some(raw), .. } => Some(Located {
+                version: raw.file.split('/').next().unwrap_or_default().to_owned(),
+                uri: format!("docs://{version}/{path}"),
+                source: raw.file,
+                etag: raw.etag,
+            }),
+            _ => None,
+        }
     }
 
-    async fn source(&self, entry: &Entry) -> Result<String, Failure> {
+    async fn source(&self, file: &str, uri: &str) -> Result<String, Failure> {
         let bytes = self
             .site
-            .read(&entry.source)
+            .read(file)
             .await
-            .ok_or_else(|| Failure::resource_not_found(&entry.uri()))?;
+            .ok_or_else(|| Failure::resource_not_found(uri))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -267,7 +283,10 @@ impl EdgeMcp<'_, '_> {
     }
 
     async fn ranked(&self, query: &str, version: Option<&str>, limit: usize) -> ToolResult {
-        let catalog = self.catalog().await?;
+        let bytes = self.catalog().await?;
+        let catalog = Catalog::parse(&bytes).ok_or_else(|| {
+            Failure::internal("the docs catalog cannot be read; rebuild the site")
+        })?;
         let version = match version {
             Some(v) => Some(self.resolve_version(v).await?),
             None => None,
@@ -288,7 +307,10 @@ impl EdgeMcp<'_, '_> {
             if version.as_ref().is_some_and(|v| *v != entry.version) {
                 continue;
             }
-            let text = self.source(entry).await.unwrap_or_default();
+            let text = self
+                .source(&entry.source, &entry.uri())
+                .await
+                .unwrap_or_default();
             let body = front_matter::split(&text).body;
             results.push(json!({
                 "title": entry.title,
@@ -334,16 +356,12 @@ impl EdgeMcp<'_, '_> {
         let offset = number_arg(args, "offset", 0..=u32::MAX as u64)?.unwrap_or(0) as usize;
         let max =
             number_arg(args, "max_chars", 1..=MAX_CHARS)?.unwrap_or(DEFAULT_MAX_CHARS) as usize;
-        let entry = match self.entry(&version, &path).await {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                return Ok(Ok(content::error(format!(
-                    "no page {path:?} in version {version:?}; search_docs finds pages"
-                ))));
-            }
-            Err(f) => return Ok(Err(f)),
+        let Some(page) = self.locate(&version, &path).await else {
+            return Ok(Ok(content::error(format!(
+                "no page {path:?} in version {version:?}; search_docs finds pages"
+            ))));
         };
-        let text = match self.source(&entry).await {
+        let text = match self.source(&page.source, &page.uri).await {
             Ok(t) => t,
             Err(f) => return Ok(Err(f)),
         };
@@ -352,10 +370,9 @@ impl EdgeMcp<'_, '_> {
         let end = offset.saturating_add(chunk.chars().count());
         let next = (end < total).then_some(end);
         let mut result = content::structured(json!({
-            "uri": entry.uri(),
-            "title": entry.title,
-            "version": entry.version,
-            "etag": entry.etag,
+            "uri": page.uri,
+            "version": page.version,
+            "etag": page.etag,
             "offset": offset,
             "next_offset": next,
             "total_chars": total,
@@ -581,11 +598,12 @@ impl Server for EdgeMcp<'_, '_> {
                 .parse()
                 .map_err(|_| Failure::not_found("invalid cursor", None))?,
         };
-        let catalog = self.catalog().await?;
-        let items = catalog
-            .iter()
-            .skip(start)
-            .take(RESOURCES_PAGE)
+        let bytes = self.catalog().await?;
+        let catalog = Catalog::parse(&bytes).ok_or_else(|| {
+            Failure::internal("the docs catalog cannot be read; rebuild the site")
+        })?;
+        let items = (start..catalog.len().min(start + RESOURCES_PAGE))
+            .filter_map(|i| catalog.get(i))
             .map(|e| Resource {
                 annotations: None,
                 description: e.description.clone(),
@@ -626,14 +644,13 @@ impl Server for EdgeMcp<'_, '_> {
         uri: &str,
     ) -> Result<Vec<ReadResourceContent>, Failure> {
         let (version, path) = parse_uri(uri).ok_or_else(|| Failure::resource_not_found(uri))?;
-        let entry = self
-            .entry(&version, &path)
-            .await?
+        let page = self
+            .locate(&version, &path)
+            .await
             .ok_or_else(|| Failure::resource_not_found(uri))?;
-        let text = self.source(&entry).await?;
+        let text = self.source(&page.source, uri).await?;
         let mut meta = Map::new();
-        meta.insert("etag".into(), json!(entry.etag));
-        meta.insert("title".into(), json!(entry.title));
+        meta.insert("etag".into(), json!(page.etag));
         Ok(vec![ReadResourceContent::TextResourceContents(
             TextResourceContents {
                 meta: Some(MetaObject(meta)),

@@ -2,7 +2,8 @@
 //! - `search-index.json`: per page its version, URL, title, description, headings and words,
 //!   for any client (`/docs/search-index.json`);
 //! - [`CATALOG_FILE`]: every page's version, path, title, description, source file and ETag,
-//!   which the MCP endpoint lists, reads and pages through;
+//!   one JSON line per page in reading order (a reader parses only the lines it needs), which
+//!   the MCP endpoint lists and ranks search results by;
 //! - [`POSTINGS_FILE`]: the BM25 index, as postings per term. The `bm25` crate tokenizes
 //!   (stop words, stemming) and weighs each term of a page; the file keeps those weights so
 //!   that a query reads only the postings of its own terms, never the pages.
@@ -17,7 +18,7 @@ use super::render::Page;
 /// Where the public index lies in the site.
 pub const INDEX_FILE: &str = "search-index.json";
 /// The page catalog (no URL reaches it, as with route records).
-pub const CATALOG_FILE: &str = "_search/catalog.json";
+pub const CATALOG_FILE: &str = "_search/catalog.jsonl";
 /// The BM25 postings.
 pub const POSTINGS_FILE: &str = "_search/postings.bin";
 
@@ -70,6 +71,32 @@ impl Entry {
     /// The page's resource URI: `docs://v1/guide/install`.
     pub fn uri(&self) -> String {
         format!("docs://{}/{}", self.version, self.path)
+    }
+}
+
+/// The catalog file, read in place: entry `i` is page `i` of the postings.
+pub struct Catalog<'a> {
+    lines: Vec<&'a str>,
+}
+
+impl<'a> Catalog<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Self {
+            lines: text.lines().collect(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<Entry> {
+        serde_json::from_str(self.lines.get(i)?).ok()
     }
 }
 
@@ -145,7 +172,14 @@ pub fn build<'a>(documents: impl IntoIterator<Item = Document<'a>>) -> Built {
             size: d.size,
         })
         .collect();
-    let catalog = serde_json::to_vec(&catalog).unwrap_or_default();
+    let mut lines = Vec::new();
+    for entry in &catalog {
+        if let Ok(line) = serde_json::to_vec(entry) {
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+        }
+    }
+    let catalog = lines;
 
     let texts: Vec<String> = documents.iter().map(|d| searchable(d.page)).collect();
     let fitted = EmbedderBuilder::<u32>::with_fit_to_corpus(
