@@ -8,5 +8,5 @@
 pub mod server;
 pub mod wire;
 
-pub use server::{Caching, Call, Handled, Page, Server, content, handle};
+pub use server::{Caching, Call, Handled, InputRequired, Outcome, Page, Server, content, handle};
 pub use wire::{Era, Failure};

@@ -21,7 +21,7 @@ use crate::docs::search::{self, Catalog, Postings};
 use crate::docs::site::{self, Route};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::mcp::server::{Caching, Call, Page, Server, content};
+use crate::mcp::server::{Caching, Call, Outcome, Page, Server, content};
 use crate::mcp::wire::Failure;
 
 /// Pages per `resources/list` page.
@@ -565,7 +565,7 @@ impl Server for EdgeMcp<'_, '_> {
         call: &Call<'_>,
         name: &str,
         arguments: Map<String, Value>,
-    ) -> Result<CallToolResult, Failure> {
+    ) -> Result<Outcome<CallToolResult>, Failure> {
         let outcome = match name {
             "search_docs" => self.search_docs(&arguments).await,
             "fetch_doc" => self.fetch_doc(&arguments).await,
@@ -582,8 +582,8 @@ impl Server for EdgeMcp<'_, '_> {
             _ => return Err(Failure::not_found(format!("no such tool: {name}"), None)),
         };
         match outcome {
-            Ok(result) => result,
-            Err(BadArgument(message)) => Ok(content::error(message)),
+            Ok(result) => result.map(Outcome::from),
+            Err(BadArgument(message)) => Ok(content::error(message).into()),
         }
     }
 

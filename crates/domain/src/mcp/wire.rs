@@ -343,6 +343,26 @@ pub fn result_response(id: Value, result: Value) -> Response {
     Response::json(200, &jsonrpc(Some(id), "result", result))
 }
 
+/// A result preceded by the notifications about its request, as a Server-Sent Events stream
+/// that ends with the result.
+pub fn event_stream(notifications: Vec<Value>, id: Value, result: Value) -> Response {
+    let mut body = String::new();
+    for message in
+        notifications
+            .into_iter()
+            .chain(std::iter::once(jsonrpc(Some(id), "result", result)))
+    {
+        body.push_str("event: message\ndata: ");
+        body.push_str(&message.to_string());
+        body.push_str("\n\n");
+    }
+    Response::new(200)
+        .with_header("content-type", "text/event-stream")
+        .with_header("cache-control", "no-cache")
+        .with_header("x-accel-buffering", "no")
+        .with_body(body.into_bytes())
+}
+
 pub fn error_response(id: Option<Value>, failure: Failure) -> Response {
     let error = serde_json::to_value(&failure.error).unwrap_or(Value::Null);
     let resp = Response::json(failure.status, &jsonrpc(id, "error", error));
@@ -353,10 +373,11 @@ pub fn error_response(id: Option<Value>, failure: Failure) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn req(headers: &[(&str, &str)]) -> Request {
+    /// A POST with these headers (and no body).
+    pub(crate) fn req(headers: &[(&str, &str)]) -> Request {
         Request {
             method: "POST".into(),
             headers: headers

@@ -3,10 +3,12 @@
 //! the product's `/mcp` ([`mcp_edge_domain::mcp::handle`]), so that the suite's scenarios
 //! exercise that code without the product carrying fixtures.
 
+mod mrtr;
+
 use std::collections::BTreeMap;
 
 use mcp_edge_domain::http::Request;
-use mcp_edge_domain::mcp::{Caching, Call, Failure, Page, Server, content, handle};
+use mcp_edge_domain::mcp::{Caching, Call, Failure, Outcome, Page, Server, content, handle};
 use rust_mcp_schema::{
     CallToolResult, CompleteResultCompletion, GetPromptResult, Implementation, JsonObject, Prompt,
     ReadResourceContent, Resource, ResourceTemplate, ServerCapabilities, Tool,
@@ -25,7 +27,7 @@ fn of<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Failure> {
 
 struct Fixtures;
 
-const TOOLS: [(&str, &str); 8] = [
+const TOOLS: [(&str, &str); 9] = [
     ("test_simple_text", "Tests simple text content response"),
     ("test_image_content", "Tests image content response"),
     ("test_audio_content", "Tests audio content response"),
@@ -38,6 +40,10 @@ const TOOLS: [(&str, &str); 8] = [
         "Tests response with multiple content types",
     ),
     ("test_error_handling", "Tests error response handling"),
+    (
+        "test_tool_with_progress",
+        "Reports progress 0, 50 and 100 of 100 when asked",
+    ),
     (
         "test_missing_capability",
         "Needs the client's sampling capability",
@@ -83,6 +89,7 @@ impl Server for Fixtures {
     async fn tools(&self, _call: &Call<'_>) -> Result<Vec<Tool>, Failure> {
         TOOLS
             .iter()
+            .chain(mrtr::TOOLS.iter())
             .map(|(name, description)| {
                 of(json!({
                     "name": name,
@@ -98,7 +105,10 @@ impl Server for Fixtures {
         call: &Call<'_>,
         name: &str,
         _arguments: Map<String, Value>,
-    ) -> Result<CallToolResult, Failure> {
+    ) -> Result<Outcome<CallToolResult>, Failure> {
+        if let Some(answer) = mrtr::tool(call, name) {
+            return answer;
+        }
         let blocks = match name {
             "test_simple_text" => json!([
                 {"type": "text", "text": "This is a simple text response for testing."}
@@ -119,11 +129,17 @@ impl Server for Fixtures {
                     "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}"}}
             ]),
             "test_error_handling" => {
-                return Ok(content::error(
-                    "This tool intentionally returns an error for testing",
-                ));
+                return Ok(
+                    content::error("This tool intentionally returns an error for testing").into(),
+                );
             }
-            // This transport sends no notifications, so no log message ever precedes the result.
+            "test_tool_with_progress" => {
+                for step in [0.0, 50.0, 100.0] {
+                    call.progress(step, Some(100.0), None);
+                }
+                json!([{"type": "text", "text": "progress reported"}])
+            }
+            // No log message is sent: the request set no `logLevel` (and this server never logs).
             "test_logging_tool" => json!([{"type": "text", "text": "done, nothing logged"}]),
             "test_missing_capability" => {
                 if call.client.as_ref().is_none_or(|c| c.sampling.is_none()) {
@@ -133,7 +149,7 @@ impl Server for Fixtures {
             }
             _ => return Err(Failure::not_found(format!("no such tool: {name}"), None)),
         };
-        Ok(content::blocks(of(blocks)?))
+        Ok(content::blocks(of(blocks)?).into())
     }
 
     async fn resources(
@@ -195,16 +211,20 @@ impl Server for Fixtures {
              "description": "A prompt that includes an embedded resource", "arguments": [
                 {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]},
             {"name": "test_prompt_with_image", "title": "Prompt With Image",
-             "description": "A prompt that includes image content"}
+             "description": "A prompt that includes image content"},
+            {"name": mrtr::PROMPT, "description": "MRTR: a prompt that asks for a context first"}
         ]))
     }
 
     async fn get_prompt(
         &self,
-        _call: &Call<'_>,
+        call: &Call<'_>,
         name: &str,
         arguments: BTreeMap<String, String>,
-    ) -> Result<GetPromptResult, Failure> {
+    ) -> Result<Outcome<GetPromptResult>, Failure> {
+        if name == mrtr::PROMPT {
+            return mrtr::prompt(call);
+        }
         let arg = |k: &str| arguments.get(k).cloned().unwrap_or_default();
         let messages = match name {
             "test_simple_prompt" => json!([{"role": "user", "content":
@@ -222,7 +242,8 @@ impl Server for Fixtures {
             ]),
             _ => return Err(Failure::not_found(format!("no such prompt: {name}"), None)),
         };
-        of(json!({"messages": messages, "resultType": "complete"}))
+        of::<GetPromptResult>(json!({"messages": messages, "resultType": "complete"}))
+            .map(Outcome::from)
     }
 
     async fn complete(
