@@ -228,6 +228,13 @@ pub fn bodies_over_the_cap_get_413(kind: Kind) {
     let reply = s.raw(&chunked);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(reply.contains("payload_too_large"), "{reply}");
+    // Never finished: answered once the cap is passed, not when the body ends (it does not).
+    let unfinished = &chunked[..chunked.len() - b"0\r\n\r\n".len()];
+    let reply = s.raw(unfinished);
+    assert!(
+        reply.starts_with("HTTP/1.1 413"),
+        "unfinished body: {reply}"
+    );
 }
 
 pub fn docs_are_versioned_cacheable_and_confined(kind: Kind) {

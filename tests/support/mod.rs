@@ -48,11 +48,25 @@ pub fn ensure_built(manifest: &str) {
     built.push(manifest.to_owned());
 }
 
-/// `npm ci` in `dir` (under the repository) once per checkout, unless `probe` (a file its
-/// packages install) is already there. The lock file in `dir` pins every package.
+/// `npm ci` in `dir` (under the repository) once per checkout, unless `probes` (files its
+/// packages install) are already there. The lock file in `dir` pins every package.
 pub fn npm_ci(dir: &str, probes: &[&str]) {
     let dir = root().join(dir);
-    if probes.iter().all(|p| dir.join(p).exists()) {
+    // Tests in several processes may want the same packages at once: one installs, the
+    // others wait for it, then find them there (never half installed).
+    let lock_path = root().join("target").join(format!(
+        "npm-ci-{}.lock",
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("packages")
+    ));
+    std::fs::create_dir_all(root().join("target")).expect("create target/");
+    let lock = std::fs::File::create(&lock_path).expect("create the npm ci lock file");
+    lock.lock().expect("lock the npm ci lock file");
+    // npm writes node_modules/.package-lock.json last: without it an install was cut short.
+    let installed = dir.join("node_modules/.package-lock.json").exists()
+        && probes.iter().all(|p| dir.join(p).exists());
+    if installed {
         return;
     }
     mcp_edge_provision::ensure_program("npm", "npm");

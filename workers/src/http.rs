@@ -2,6 +2,7 @@
 //! `mcp-edge` runtime does around every component (routing, body limit, request id, the
 //! `spin-*` headers), done the same way here so that clients cannot tell the two apart.
 
+use futures_util::StreamExt;
 use mcp_edge_domain::error::ApiError;
 use mcp_edge_domain::http::{
     MAX_BODY_BYTES, Request as ApiRequest, Response as ApiResponse, body_too_large,
@@ -77,7 +78,9 @@ pub fn method(req: &Request) -> String {
     req.inner().method().to_ascii_uppercase()
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`] (declared or actual).
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`] (declared or actual). A body sent
+/// without a length (chunked) is read chunk by chunk and dropped once it passes the cap, so
+/// an oversized upload never sits in the Worker's memory.
 pub async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
@@ -88,11 +91,19 @@ pub async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(body_too_large(MAX_BODY_BYTES));
     }
-    let bytes = req.bytes().await.map_err(|_| {
-        ApiError::bad_request("unreadable_body", "the request body could not be read")
-    })?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(body_too_large(MAX_BODY_BYTES));
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable =
+        |_| ApiError::bad_request("unreadable_body", "the request body could not be read");
+    let mut stream = req.stream().map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(body_too_large(MAX_BODY_BYTES));
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }
