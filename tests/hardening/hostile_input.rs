@@ -104,6 +104,10 @@ fn body(rng: &mut Rng, route: &str) -> Vec<u8> {
         "/login" => json!({"username": "wendy", "password": "not-the-password"}),
         "/mcp/register" => json!({"client_id": "fz-w", "group_id": "fz-g"}),
         "/mcp/send" => json!({"sender_id": "fz-w", "group_id": "fz-g", "payload": "hi"}),
+        "/mcp" => json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "search_docs", "arguments": {"query": "send"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}}}),
         _ => json!({}),
     };
     match rng.below(22) {
@@ -156,7 +160,7 @@ fn request(rng: &mut Rng, tokens: &Tokens) -> (String, Vec<u8>) {
     // Mostly the route's own method, so that cases get past method checks into parsing.
     let method = if rng.chance(70) {
         match route {
-            "/login" | "/mcp/register" | "/mcp/send" | "/admin/cleanup" => "POST",
+            "/login" | "/mcp/register" | "/mcp/send" | "/admin/cleanup" | "/mcp" => "POST",
             _ => "GET",
         }
     } else {
@@ -228,8 +232,18 @@ fn request(rng: &mut Rng, tokens: &Tokens) -> (String, Vec<u8>) {
     )
 }
 
-/// What every answer must be: a 2xx/3xx, or a 4xx carrying the JSON error body.
-fn check(reply: &RawReply, method: &str, what: &str) {
+/// A JSON-RPC error response (integer code, message): how the MCP endpoint, whose clients
+/// speak JSON-RPC, reports every error (docs/mcp.md).
+fn is_jsonrpc_error(reply: &RawReply) -> bool {
+    serde_json::from_str::<serde_json::Value>(&reply.body).is_ok_and(|v| {
+        v["jsonrpc"] == "2.0" && v["error"]["code"].is_i64() && v["error"]["message"].is_string()
+    })
+}
+
+/// What every answer must be: a 2xx/3xx, or a 4xx carrying the JSON error body (a JSON-RPC
+/// error on the MCP endpoint).
+fn check(reply: &RawReply, method: &str, target: &str, what: &str) {
+    let mcp = target.split('?').next() == Some("/mcp");
     assert!(
         (200..500).contains(&reply.status),
         "{what}: status {} (a 5xx, or no answer)\n{:.600}",
@@ -238,7 +252,7 @@ fn check(reply: &RawReply, method: &str, what: &str) {
     );
     if reply.status >= 400 && method != "HEAD" {
         assert!(
-            reply.error_code().is_some(),
+            reply.error_code().is_some() || (mcp && is_jsonrpc_error(reply)),
             "{what}: {} without the JSON error body\n{:.600}",
             reply.status,
             reply.raw
@@ -280,10 +294,12 @@ fn hostile_requests_on_every_route_get_4xx_json_never_5xx() {
     for case in 0..cases {
         let (what, bytes) = request(&mut rng, &tokens);
         let method = what.split(' ').next().unwrap_or_default().to_owned();
+        let target = what.split(' ').nth(1).unwrap_or_default().to_owned();
         let reply = server.exchange(&bytes);
         check(
             &reply,
             &method,
+            &target,
             &format!("case {case} (seed {seed}): {what}"),
         );
         *statuses.entry(reply.status).or_default() += 1;
