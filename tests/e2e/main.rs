@@ -17,6 +17,7 @@ mod integrity;
 mod limits;
 mod mcp;
 mod members;
+mod object_calls;
 mod wrangler;
 
 /// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.

@@ -94,7 +94,7 @@ impl WranglerDev {
             "source workers/tools/env.sh && exec wrangler dev --config wrangler.toml --local \
              --test-scheduled --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
              --persist-to '{state}' --env-file '{env}' --show-interactive-dev-session=false \
-             --log-level info",
+             --log-level log",
             inspector = free_port(),
             state = dir.path().join("state").display(),
             env = env_file.display(),

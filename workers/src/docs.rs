@@ -4,8 +4,7 @@
 
 use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::docs::SiteFiles;
-use mcp_edge_domain::error::ApiError;
-use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use worker::Env;
 
@@ -43,21 +42,18 @@ impl SiteFiles for AssetSite<'_> {
     }
 }
 
-/// Runs `handler` with the site in the assets and a store that makes no call until used.
+/// Runs `handler` with the site in the assets and the request's store, which makes no call
+/// until used (public docs make none; a reader's API key is checked there, and the MCP
+/// message tools use it).
 async fn with_site(
     req: &ApiRequest,
     env: &Env,
+    store: &ShardedKv,
     handler: impl AsyncFnOnce(&ApiRequest, &dyn SiteFiles, &Ctx<'_>) -> ApiResponse,
 ) -> ApiResponse {
     let config = WorkerConfig(env);
-    // Opening binds the namespace only: public docs make no store call (a reader's API key
-    // is checked there, and the MCP message tools use it).
-    let store = match ShardedKv::open(env) {
-        Ok(store) => store,
-        Err(e) => return respond(Err(ApiError::store_unavailable(&e))),
-    };
     let ctx = Ctx {
-        store: &store,
+        store,
         config: &config,
         env: &WorkerEnv,
         audit: &ConsoleAudit,
@@ -65,16 +61,16 @@ async fn with_site(
     handler(req, &AssetSite { env }, &ctx).await
 }
 
-pub async fn serve(req: &ApiRequest, env: &Env) -> ApiResponse {
-    with_site(req, env, async |req, site, ctx| {
+pub async fn serve(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
+    with_site(req, env, store, async |req, site, ctx| {
         api::docs(req, site, ctx).await
     })
     .await
 }
 
 /// `POST /mcp`: the docs tools and resources read the same site.
-pub async fn mcp(req: &ApiRequest, env: &Env) -> ApiResponse {
-    with_site(req, env, async |req, site, ctx| {
+pub async fn mcp(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
+    with_site(req, env, store, async |req, site, ctx| {
         api::mcp(req, site, ctx).await
     })
     .await

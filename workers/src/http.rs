@@ -64,6 +64,24 @@ impl Route {
         }
     }
 
+    /// The route's name in the request log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Login => "login",
+            Route::Refresh => "token_refresh",
+            Route::Logout => "logout",
+            Route::Admin(_) => "admin",
+            Route::Register => "register",
+            Route::Send => "send",
+            Route::Receive => "receive",
+            Route::Cleanup => "cleanup",
+            Route::Mcp => "mcp",
+            Route::Docs(_) => "docs",
+            Route::Health(_) => "health",
+            Route::NotFound => "not_found",
+        }
+    }
+
     /// The path the domain handler sees (Spin's `spin-path-info`).
     pub fn path_info(&self) -> &str {
         match self {

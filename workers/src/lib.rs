@@ -15,7 +15,7 @@ mod store;
 
 use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::error::ApiError;
-use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse, respond};
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
 use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
 use config::WorkerConfig;
@@ -40,15 +40,21 @@ async fn with_context<T>(
     Ok(f(&ctx).await)
 }
 
-/// A stateful endpoint's answer.
+/// A stateful endpoint's answer, over this request's store.
 async fn stateful(
     env: &Env,
+    store: &ShardedKv,
     req: &ApiRequest,
     handler: impl AsyncFnOnce(&ApiRequest, &Ctx<'_>) -> ApiResponse,
 ) -> ApiResponse {
-    with_context(env, async |ctx| handler(req, ctx).await)
-        .await
-        .unwrap_or_else(|e| respond(Err(e)))
+    let config = WorkerConfig(env);
+    let ctx = Ctx {
+        store,
+        config: &config,
+        env: &WorkerEnv,
+        audit: &ConsoleAudit,
+    };
+    handler(req, &ctx).await
 }
 
 /// The caller's address for the rate limits, as the runtime passes it: `spin-client-addr`
@@ -86,25 +92,28 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         http::to_api(&req, method, route.path_info(), body),
         client_ip,
     );
+    // One store per request: it counts the Durable Object calls the request makes.
+    let store = match ShardedKv::open(env) {
+        Ok(store) => store,
+        Err(e) => return http::error(ApiError::store_unavailable(&e)),
+    };
     let resp = match route {
-        Route::Login => stateful(env, &api_req, api::login).await,
-        Route::Refresh => stateful(env, &api_req, api::refresh).await,
-        Route::Logout => stateful(env, &api_req, api::logout).await,
-        Route::Admin(_) => stateful(env, &api_req, api::admin).await,
-        Route::Register => stateful(env, &api_req, api::register).await,
-        Route::Send => stateful(env, &api_req, api::send).await,
-        Route::Receive => stateful(env, &api_req, api::receive).await,
-        Route::Cleanup => stateful(env, &api_req, api::cleanup).await,
-        Route::Docs(_) => docs::serve(&api_req, env).await,
-        Route::Mcp => docs::mcp(&api_req, env).await,
+        Route::Login => stateful(env, &store, &api_req, api::login).await,
+        Route::Refresh => stateful(env, &store, &api_req, api::refresh).await,
+        Route::Logout => stateful(env, &store, &api_req, api::logout).await,
+        Route::Admin(_) => stateful(env, &store, &api_req, api::admin).await,
+        Route::Register => stateful(env, &store, &api_req, api::register).await,
+        Route::Send => stateful(env, &store, &api_req, api::send).await,
+        Route::Receive => stateful(env, &store, &api_req, api::receive).await,
+        Route::Cleanup => stateful(env, &store, &api_req, api::cleanup).await,
+        Route::Docs(_) => docs::serve(&api_req, env, &store).await,
+        Route::Mcp => docs::mcp(&api_req, env, &store).await,
         Route::Health(_) => {
-            api::health(&api_req, async || {
-                api::store_round_trip(&ShardedKv::open(env)?).await
-            })
-            .await
+            api::health(&api_req, async || api::store_round_trip(&store).await).await
         }
         Route::NotFound => unreachable!("answered above"),
     };
+    platform::log_request(route.name(), resp.status, store.calls());
     http::to_worker(resp)
 }
 

@@ -27,3 +27,17 @@ impl AuditSink for ConsoleAudit {
         }
     }
 }
+
+/// The request's log line: its route, status and the Durable Object calls it made (all, and
+/// those to an object shared by the whole deployment).
+pub fn log_request(route: &str, status: u16, calls: crate::shard::Calls) {
+    worker::console_log!(
+        "{}",
+        serde_json::json!({
+            "request": route,
+            "status": status,
+            "do_calls": calls.all,
+            "global_do_calls": calls.global,
+        })
+    );
+}

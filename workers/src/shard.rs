@@ -169,19 +169,48 @@ impl DurableObject for KvShard {
     }
 }
 
-/// The domain's store seam over the shards, used by the Worker.
+/// Whether a shard is one object for the whole deployment (the registry, the accounts, a
+/// shard of an index or a counter) rather than one per group, client, bucket or token.
+pub fn is_global(shard: &str) -> bool {
+    !["group/", "client/", "ratelimit/", "refresh/"]
+        .iter()
+        .any(|p| shard.starts_with(p))
+}
+
+/// Durable Object calls one request made: all of them, and those to global objects.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    pub all: u32,
+    pub global: u32,
+}
+
+/// The domain's store seam over the shards, used by the Worker. It counts its calls, for the
+/// request's log line.
 pub struct ShardedKv {
     namespace: ObjectNamespace,
+    calls: Cell<Calls>,
 }
 
 impl ShardedKv {
     pub fn open(env: &Env) -> std::result::Result<Self, StoreError> {
         env.durable_object(BINDING)
-            .map(|namespace| Self { namespace })
+            .map(|namespace| Self {
+                namespace,
+                calls: Cell::new(Calls::default()),
+            })
             .map_err(|e| StoreError::Other(format!("durable object binding {BINDING}: {e}")))
     }
 
+    /// The calls made so far.
+    pub fn calls(&self) -> Calls {
+        self.calls.get()
+    }
+
     async fn call(&self, shard: &str, op: &Op) -> std::result::Result<Reply, StoreError> {
+        let mut calls = self.calls.get();
+        calls.all += 1;
+        calls.global += u32::from(is_global(shard));
+        self.calls.set(calls);
         let failed = |e: worker::Error| StoreError::Other(format!("shard {shard}: {e}"));
         let body = serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut init = RequestInit::new();
@@ -282,7 +311,7 @@ impl KvStore for ShardedKv {
 
 #[cfg(test)]
 mod tests {
-    use super::shard_for;
+    use super::{is_global, shard_for};
 
     #[test]
     fn keys_go_to_the_object_of_what_they_belong_to() {
@@ -311,5 +340,25 @@ mod tests {
         assert_eq!(shard_for("refresh/token/ab12"), "refresh/token/ab12");
         assert_eq!(shard_for("accounts/user/ann"), "accounts");
         assert_eq!(shard_for("accounts/keys"), "accounts");
+    }
+
+    #[test]
+    fn objects_of_the_whole_deployment_are_told_apart() {
+        for shard in [
+            "registry",
+            "accounts",
+            "index/heartbeat/3",
+            "stats/registered_clients/2",
+        ] {
+            assert!(is_global(shard), "{shard}");
+        }
+        for shard in [
+            "group/g1",
+            "client/alice",
+            "ratelimit/addr/1.2.3.4",
+            "refresh/token/ab",
+        ] {
+            assert!(!is_global(shard), "{shard}");
+        }
     }
 }

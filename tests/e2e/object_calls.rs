@@ -1,0 +1,69 @@
+//! On Workers every request logs one line with the Durable Object calls it made
+//! (`{"request": route, "status", "do_calls", "global_do_calls"}`). Public docs make none. The
+//! counts of the message routes are reported here, in the test's output, as the baseline that
+//! issue #16 (one object call per request) cuts down.
+
+use serde_json::{Value, json};
+
+use crate::wrangler::WranglerDev;
+
+/// The request lines of `log`, in order.
+fn lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| l.find("{\"").map(|at| &l[at..]))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("do_calls").is_some())
+        .collect()
+}
+
+/// The line a request added to the log after `before` lines.
+fn last(dev: &WranglerDev, before: usize, route: &str) -> Value {
+    for _ in 0..50 {
+        let found = lines(&dev.log())
+            .into_iter()
+            .skip(before)
+            .find(|l| l["request"] == route);
+        if let Some(line) = found {
+            return line;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no request line for {route}:\n{}", dev.log());
+}
+
+#[test]
+fn every_worker_request_logs_its_durable_object_calls() {
+    let dev = WranglerDev::start(&[]);
+    let mut seen = Vec::new();
+    let mut measure = |route: &str, request: &dyn Fn() -> u16| {
+        let before = lines(&dev.log()).len();
+        let status = request();
+        let line = last(&dev, before, route);
+        assert_eq!(line["status"], status, "{line}");
+        seen.push((route.to_owned(), line));
+    };
+    let token = dev.token("wendy");
+    measure("docs", &|| dev.get("/docs/v1/", &[]).status);
+    measure("register", &|| dev.register(&token, "oc-a", "oc-g").status);
+    dev.register(&token, "oc-b", "oc-g");
+    measure("send", &|| {
+        dev.send(&token, "oc-a", "oc-g", json!("hi")).status
+    });
+    measure("receive", &|| {
+        dev.receive(&token, "oc-b", "oc-g", Some(0)).status
+    });
+    for (route, line) in &seen {
+        println!("{route}: {line}");
+    }
+    let docs = &seen[0].1;
+    assert_eq!(
+        (docs["do_calls"].as_u64(), docs["global_do_calls"].as_u64()),
+        (Some(0), Some(0))
+    );
+    for (route, line) in &seen[1..] {
+        assert!(
+            line["do_calls"].as_u64().is_some_and(|n| n >= 1),
+            "{route}: {line}"
+        );
+    }
+}
