@@ -8,8 +8,6 @@ use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use worker::Env;
 
-use crate::config::WorkerConfig;
-use crate::platform::{ConsoleAudit, WorkerEnv};
 use crate::shard::ShardedKv;
 
 /// The assets binding (`[assets] binding` in wrangler.toml).
@@ -51,14 +49,10 @@ async fn with_site(
     store: &ShardedKv,
     handler: impl AsyncFnOnce(&ApiRequest, &dyn SiteFiles, &Ctx<'_>) -> ApiResponse,
 ) -> ApiResponse {
-    let config = WorkerConfig(env);
-    let ctx = Ctx {
-        store,
-        config: &config,
-        env: &WorkerEnv,
-        audit: &ConsoleAudit,
-    };
-    handler(req, &AssetSite { env }, &ctx).await
+    crate::with_ctx(env, store, async |ctx| {
+        handler(req, &AssetSite { env }, ctx).await
+    })
+    .await
 }
 
 pub async fn serve(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {

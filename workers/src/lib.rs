@@ -23,21 +23,30 @@ use http::Route;
 use platform::{ConsoleAudit, WorkerEnv};
 use shard::ShardedKv;
 
-/// Runs `f` with what a stateful endpoint is given: the store, its configuration, the clock
+/// Runs `f` with what an endpoint is given: the request's store, the configuration, the clock
 /// and randomness, and the audit trail.
+pub(crate) async fn with_ctx<T>(
+    env: &Env,
+    store: &ShardedKv,
+    f: impl AsyncFnOnce(&Ctx<'_>) -> T,
+) -> T {
+    let config = WorkerConfig(env);
+    let ctx = Ctx {
+        store,
+        config: &config,
+        env: &WorkerEnv,
+        audit: &ConsoleAudit,
+    };
+    f(&ctx).await
+}
+
+/// As [`with_ctx`], on a store of its own (the Cron Trigger's).
 async fn with_context<T>(
     env: &Env,
     f: impl AsyncFnOnce(&Ctx<'_>) -> T,
 ) -> std::result::Result<T, ApiError> {
     let store = ShardedKv::open(env).map_err(|e| ApiError::store_unavailable(&e))?;
-    let config = WorkerConfig(env);
-    let ctx = Ctx {
-        store: &store,
-        config: &config,
-        env: &WorkerEnv,
-        audit: &ConsoleAudit,
-    };
-    Ok(f(&ctx).await)
+    Ok(with_ctx(env, &store, f).await)
 }
 
 /// A stateful endpoint's answer, over this request's store.
@@ -47,14 +56,7 @@ async fn stateful(
     req: &ApiRequest,
     handler: impl AsyncFnOnce(&ApiRequest, &Ctx<'_>) -> ApiResponse,
 ) -> ApiResponse {
-    let config = WorkerConfig(env);
-    let ctx = Ctx {
-        store,
-        config: &config,
-        env: &WorkerEnv,
-        audit: &ConsoleAudit,
-    };
-    handler(req, &ctx).await
+    with_ctx(env, store, async |ctx| handler(req, ctx).await).await
 }
 
 /// The caller's address for the rate limits, as the runtime passes it: `spin-client-addr`
