@@ -18,7 +18,7 @@ fn lines(log: &str) -> Vec<Value> {
 
 /// The line a request added to the log after `before` lines.
 fn last(dev: &WranglerDev, before: usize, route: &str) -> Value {
-    for _ in 0..50 {
+    for _ in 0..100 {
         let found = lines(&dev.log())
             .into_iter()
             .skip(before)

@@ -50,13 +50,18 @@ pub struct EdgeMcp<'s, 'c> {
 /// An API error as the MCP transport answers it: credentials at the HTTP level (401 with a
 /// challenge, 403), anything else as a JSON-RPC error with its HTTP status.
 fn failure(e: ApiError) -> Failure {
-    match e.status {
-        401 => Failure::unauthorized(e.message),
-        403 => Failure::forbidden(e.message),
-        _ => Failure {
-            status: e.status,
-            ..Failure::internal(format!("{}: {}", e.code, e.message))
-        },
+    refusal(e.status, &e.message).unwrap_or_else(|| Failure {
+        status: e.status,
+        ..Failure::internal(format!("{}: {}", e.code, e.message))
+    })
+}
+
+/// A credential refused (401, 403): the whole HTTP request is refused, with a challenge.
+fn refusal(status: u16, message: &str) -> Option<Failure> {
+    match status {
+        401 => Some(Failure::unauthorized(message)),
+        403 => Some(Failure::forbidden(message)),
+        _ => None,
     }
 }
 
@@ -388,8 +393,12 @@ impl EdgeMcp<'_, '_> {
 
     /// Runs a REST endpoint's handler for a message tool, with the caller's credential and
     /// address, and turns its answer into the tool's.
-    async fn rest(&self, call: &Call<'_>, inner: Request) -> ToolResult {
-        let mut inner = inner;
+    async fn rest(
+        &self,
+        call: &Call<'_>,
+        mut inner: Request,
+        handler: impl AsyncFnOnce(&Request, &Ctx<'_>) -> Response,
+    ) -> ToolResult {
         for name in ["authorization", "spin-client-addr", "x-request-id"] {
             if let Some(v) = call.req.header_values(name).next() {
                 inner.headers.push((name.into(), v.to_vec()));
@@ -400,26 +409,17 @@ impl EdgeMcp<'_, '_> {
                 .headers
                 .push(("content-type".into(), b"application/json".to_vec()));
         }
-        let resp: Response = match inner.path.as_str() {
-            "register" => super::register(&inner, self.ctx).await,
-            "send" => super::send(&inner, self.ctx).await,
-            _ => super::receive(&inner, self.ctx).await,
-        };
+        let resp = handler(&inner, self.ctx).await;
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        match resp.status {
-            200..=299 => Ok(content::structured(body)),
-            401 | 403 => {
-                let message = body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("a valid credential is required")
-                    .to_owned();
-                Err(if resp.status == 401 {
-                    Failure::unauthorized(message)
-                } else {
-                    Failure::forbidden(message)
-                })
-            }
-            _ => Ok(content::error(body.to_string())),
+        if (200..300).contains(&resp.status) {
+            return Ok(content::structured(body));
+        }
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("the request was refused");
+        match refusal(resp.status, message) {
+            Some(refused) => Err(refused),
+            None => Ok(content::error(body.to_string())),
         }
     }
 
@@ -429,13 +429,13 @@ impl EdgeMcp<'_, '_> {
         name: &str,
         args: &Map<String, Value>,
     ) -> Result<ToolResult, BadArgument> {
-        let inner = match name {
+        Ok(match name {
             "register_client" => {
                 let body = json!({
                     "client_id": required(string_arg(args, "client_id")?, "client_id")?,
                     "group_id": required(string_arg(args, "group_id")?, "group_id")?,
                 });
-                post("register", &body)
+                self.rest(call, post(&body), super::register).await
             }
             "send_message" => {
                 let payload = args
@@ -447,12 +447,12 @@ impl EdgeMcp<'_, '_> {
                     "group_id": required(string_arg(args, "group_id")?, "group_id")?,
                     "payload": payload,
                 });
-                let mut req = post("send", &body);
+                let mut req = post(&body);
                 if let Some(key) = string_arg(args, "idempotency_key")? {
                     req.headers
                         .push((super::IDEMPOTENCY_KEY.into(), key.into_bytes()));
                 }
-                req
+                self.rest(call, req, super::send).await
             }
             _ => {
                 let mut query = form_urlencoded::Serializer::new(String::new());
@@ -471,22 +471,20 @@ impl EdgeMcp<'_, '_> {
                 if let Some(limit) = number_arg(args, "limit", 1..=max)? {
                     query.append_pair("limit", &limit.to_string());
                 }
-                Request {
+                let req = Request {
                     method: "GET".into(),
-                    path: "receive".into(),
                     query: Some(query.finish()),
                     ..Default::default()
-                }
+                };
+                self.rest(call, req, super::receive).await
             }
-        };
-        Ok(self.rest(call, inner).await)
+        })
     }
 }
 
-fn post(path: &str, body: &Value) -> Request {
+fn post(body: &Value) -> Request {
     Request {
         method: "POST".into(),
-        path: path.into(),
         body: body.to_string().into_bytes(),
         ..Default::default()
     }

@@ -1,27 +1,17 @@
 //! `POST /mcp` end to end in the domain: the transport's checks, discovery, the docs tools
 //! and resources over a built site, and the message tools over the REST handlers.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
 use super::*;
-use crate::accounts::{Role, Tokens, hash_password};
-use crate::audit::MemoryAudit;
 use crate::config::keys;
 use crate::docs::MemoryDocs;
 use crate::docs::site::{self, Site};
-use crate::env::testing::FakeEnv;
 use crate::mcp::wire::LATEST;
-use crate::store::MemoryStore;
 
-const SECRET: &str = "test-secret-test-secret-test-secret!";
-
+/// The REST tests' deployment, with a built docs site.
 struct World {
-    store: MemoryStore,
-    config: HashMap<String, String>,
-    env: FakeEnv,
-    audit: MemoryAudit,
+    base: super::tests::World,
     site: Site,
 }
 
@@ -65,9 +55,6 @@ fn docs() -> Vec<(String, String)> {
 
 impl World {
     fn new() -> Self {
-        let users = json!([
-            {"username": "wendy", "role": "writer", "password_hash": hash_password("pw-wendy").unwrap()},
-        ]);
         let files = docs();
         let refs: Vec<(&str, &str)> = files
             .iter()
@@ -80,32 +67,13 @@ impl World {
             },
         );
         Self {
-            store: MemoryStore::new(),
-            config: HashMap::from([
-                (keys::JWT_SECRET.to_string(), SECRET.to_string()),
-                (keys::USERS.to_string(), users.to_string()),
-            ]),
-            env: FakeEnv::at(1_800_000_000_000),
-            audit: MemoryAudit::default(),
+            base: super::tests::World::new(),
             site,
         }
     }
 
-    fn token(&self, user: &str, role: Role) -> String {
-        Tokens::new(&[SECRET.as_bytes().to_vec()])
-            .issue(user, role, 900, self.env.now_ms(), "j".into())
-            .unwrap()
-            .token
-    }
-
     async fn post(&self, req: Request) -> Response {
-        let ctx = Ctx {
-            store: &self.store,
-            config: &self.config,
-            env: &self.env,
-            audit: &self.audit,
-        };
-        mcp(&req, &self.site, &ctx).await
+        mcp(&req, &self.site, &self.base.ctx()).await
     }
 
     /// A 2026-07-28 request, with its headers as a conforming client sends them.
@@ -421,8 +389,8 @@ async fn every_page_is_a_resource_listed_in_pages_and_read_as_markdown() {
 #[pollster::test]
 async fn message_tools_are_the_rest_operations_with_their_rules() {
     let w = World::new();
-    let writer = w.token("wendy", Role::Writer);
-    let reader = w.token("rita", Role::Reader);
+    let writer = w.base.token("wendy");
+    let reader = w.base.token("rita");
     // no credential: the HTTP request is refused with a challenge
     let resp = w
         .post(request(
@@ -501,7 +469,7 @@ async fn message_tools_are_the_rest_operations_with_their_rules() {
         .await;
     assert_eq!(stranger["isError"], true, "{stranger}");
     // the REST handlers left their audit records, and the MCP request its own
-    let audits: Vec<&str> = w.audit.records().iter().map(|r| r.audit).collect();
+    let audits: Vec<&str> = w.base.audit.records().iter().map(|r| r.audit).collect();
     assert!(
         audits.contains(&"send") && audits.contains(&"mcp"),
         "{audits:?}"
@@ -511,11 +479,12 @@ async fn message_tools_are_the_rest_operations_with_their_rules() {
 #[pollster::test]
 async fn reader_only_docs_need_a_token_for_everything() {
     let mut w = World::new();
-    w.config
+    w.base
+        .config
         .insert(keys::DOCS_ACCESS.to_string(), "reader".to_string());
     let (status, _) = w.rpc("tools/list", json!({}), None).await;
     assert_eq!(status, 401);
-    let token = w.token("rita", Role::Reader);
+    let token = w.base.token("rita");
     let (status, v) = w.rpc("tools/list", json!({}), Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(v["result"]["cacheScope"], "private");

@@ -12,15 +12,16 @@ use crate::store::MemoryStore;
 const T0: u64 = 1_800_000_000_000;
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
-struct World {
-    store: MemoryStore,
-    config: HashMap<String, String>,
-    env: FakeEnv,
-    audit: MemoryAudit,
+/// A deployment in memory: a store, configuration with three users, a clock, an audit trail.
+pub(super) struct World {
+    pub(super) store: MemoryStore,
+    pub(super) config: HashMap<String, String>,
+    pub(super) env: FakeEnv,
+    pub(super) audit: MemoryAudit,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let users = json!([
             {"username": "wendy", "role": "writer", "password_hash": hash_password("wendy-pw").unwrap()},
             {"username": "will", "role": "writer", "password_hash": hash_password("will-pw").unwrap()},
@@ -39,7 +40,7 @@ impl World {
         }
     }
 
-    fn ctx(&self) -> Ctx<'_> {
+    pub(super) fn ctx(&self) -> Ctx<'_> {
         Ctx {
             store: &self.store,
             config: &self.config,
@@ -48,7 +49,8 @@ impl World {
         }
     }
 
-    fn token(&self, user: &str) -> String {
+    /// An access token: `rita` is a reader, everyone else a writer.
+    pub(super) fn token(&self, user: &str) -> String {
         let role = match user {
             "rita" => Role::Reader,
             _ => Role::Writer,

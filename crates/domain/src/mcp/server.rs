@@ -246,15 +246,24 @@ async fn answer(
         .and_then(|m| m.get("progressToken"))
         .filter(|t| t.is_string() || t.is_number())
         .cloned();
-    let mut call = Call {
+    // The transport's checks come first, then the request's own parameters.
+    let checked = wire::era(req, &message).and_then(|era| {
+        let client = match era {
+            Era::Stateless => Some(wire::stateless_meta(req, &message)?.client_capabilities),
+            Era::Legacy(_) => None,
+        };
+        Ok((era, client, input_responses(&message.params)?))
+    });
+    let (era, client, input_responses) = match checked {
+        Ok(checked) => checked,
+        Err(f) => return (Err(f), Vec::new()),
+    };
+    let call = Call {
         req,
-        era: Era::Stateless,
-        client: None,
+        era,
+        client,
         progress_token,
-        input_responses: match input_responses(&message.params) {
-            Ok(answers) => answers,
-            Err(f) => return (Err(f), Vec::new()),
-        },
+        input_responses,
         request_state: message
             .params
             .get("requestState")
@@ -262,24 +271,15 @@ async fn answer(
             .map(str::to_owned),
         notifications: RefCell::new(Vec::new()),
     };
-    let result = dispatch(&mut call, server, message).await;
+    let result = dispatch(&call, server, message).await;
     (result, call.notifications.into_inner())
 }
 
 async fn dispatch(
-    call: &mut Call<'_>,
+    call: &Call<'_>,
     server: &dyn Server,
     message: Message,
 ) -> Result<Value, Failure> {
-    let req = call.req;
-    let era = wire::era(req, &message)?;
-    let client = match era {
-        Era::Stateless => Some(wire::stateless_meta(req, &message)?.client_capabilities),
-        Era::Legacy(_) => None,
-    };
-    call.era = era;
-    call.client = client;
-    let call = &*call;
     let method = message.method.as_str();
     let stateless = call.era == Era::Stateless;
     // Methods of earlier revisions that 2026-07-28 removed, and the one it added.
