@@ -99,7 +99,7 @@ enum Command {
 struct StoreArgs {
     #[arg(long, default_value = ".mcp-edge", global = true)]
     data_dir: PathBuf,
-    #[arg(long, value_parser = parse_kv, default_value = "sqlite", global = true)]
+    #[arg(long, env = "MCP_EDGE_KV", value_parser = parse_kv, default_value = "sqlite", global = true)]
     kv: KvBackendKind,
     /// TOML file with a `[variables]` table (for the `users` seeds).
     #[arg(long, global = true)]
@@ -196,8 +196,9 @@ struct UpArgs {
     #[arg(long, default_value = ".mcp-edge")]
     data_dir: PathBuf,
     /// Key-value backend: `sqlite` (durable, in the data directory), `memory`, or a
-    /// `redis://host:port` URL (Redis or Valkey, shared by several runtimes).
-    #[arg(long, value_parser = parse_kv, default_value = "sqlite")]
+    /// `redis://[user:password@]host:port` URL (`rediss://` for TLS; Redis or Valkey, shared
+    /// by several runtimes). A password may instead come from MCP_EDGE_REDIS_PASSWORD.
+    #[arg(long, env = "MCP_EDGE_KV", value_parser = parse_kv, default_value = "sqlite")]
     kv: KvBackendKind,
     /// Per-request deadline in seconds; a component past it is stopped and answered 504.
     #[arg(long, default_value_t = 30)]
@@ -254,6 +255,12 @@ struct UpArgs {
     /// five-field expressions work too), or `off`.
     #[arg(long, default_value = "0 * * * * *")]
     cleanup_schedule: String,
+    /// Serve HTTPS (and HTTP/2 by ALPN) with this PEM certificate chain; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -285,6 +292,10 @@ impl UpArgs {
             public_metrics: self.public_metrics,
             docs_dir: self.docs,
             cleanup_schedule: Some(self.cleanup_schedule).filter(|s| s != "off"),
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| mcp_edge_host::TlsFiles { cert, key }),
         }
     }
 }

@@ -152,8 +152,9 @@ pub type MakeReq = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
 
 /// `concurrency` workers send requests back to back for `warmup + duration`; only requests
 /// started after the warm-up count. An answer whose status is not in `expect` is an error.
+/// Worker `w` talks to `addrs[w % addrs.len()]` (several replicas: round-robin by worker).
 pub async fn closed_loop(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
@@ -166,6 +167,7 @@ pub async fn closed_loop(
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let make = make.clone();
+        let addr = addrs[worker % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(addr);
             let mut sample = Sample::default();

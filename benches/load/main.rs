@@ -6,7 +6,10 @@
 //! for the full run (a few minutes). `--only <scenario prefix>` (repeatable) narrows it down,
 //! `--target wasm|native` runs one side, `--out FILE` moves the JSON (default
 //! `target/bench/load.json`), `--up-arg ARG` (repeatable) passes an option to `mcp-edge up`
-//! (e.g. `--up-arg --max-instance-reuse-count --up-arg 1`). The Markdown table goes to stdout.
+//! (e.g. `--up-arg --max-instance-reuse-count --up-arg 1`). `--kv redis [--replicas N]` runs
+//! the wasm target as N replicas (default 1) on one redis-server started for the run, with
+//! `appendfsync always`; the load spreads over them round-robin by connection. The Markdown
+//! table goes to stdout.
 //! Both targets serve the same docs: `static/docs` plus a generated 1 000-page version
 //! ([`docs_tree`]), whose site build time is reported too.
 
@@ -49,6 +52,18 @@ fn main() -> Result<()> {
     let only = values("--only");
     let mut up_args = values("--up-arg");
     let which = value("--target").unwrap_or_else(|| "both".into());
+    let store = match value("--kv").as_deref() {
+        None | Some("sqlite") => targets::Store::Sqlite,
+        Some("redis") => targets::Store::Redis {
+            replicas: value("--replicas")
+                .map(|n| n.parse())
+                .transpose()
+                .context("--replicas takes a number")?
+                .unwrap_or(1)
+                .max(1),
+        },
+        Some(other) => anyhow::bail!("--kv takes sqlite or redis, not {other}"),
+    };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = value("--out")
         .map(PathBuf::from)
@@ -88,7 +103,7 @@ fn main() -> Result<()> {
         }
         eprintln!("starting the {name} target…");
         let target = match name {
-            "wasm" => targets::Target::wasm(&root, &users, &up_args)?,
+            "wasm" => targets::Target::wasm(&root, &users, &up_args, &store)?,
             _ => targets::Target::native(&root, &users, &tree.site)?,
         };
         let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;

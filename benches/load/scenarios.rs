@@ -208,7 +208,15 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
             continue;
         }
         target.reset_peak_rss();
-        let sample = closed_loop(addr, concurrency, plan.warmup, plan.duration, expect, make).await;
+        let sample = closed_loop(
+            &target.addrs,
+            concurrency,
+            plan.warmup,
+            plan.duration,
+            expect,
+            make,
+        )
+        .await;
         out.push(Outcome {
             scenario,
             target: target.name,
@@ -225,7 +233,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         let token = writer.clone();
         target.reset_peak_rss();
         let sample = closed_loop(
-            addr,
+            &target.addrs,
             SENDERS,
             plan.warmup,
             plan.duration,
@@ -270,7 +278,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         let token = writer.clone();
         target.reset_peak_rss();
         let sample = closed_loop(
-            addr,
+            &target.addrs,
             BOUNDARY_GROUPS,
             plan.warmup,
             plan.duration,
@@ -311,7 +319,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         let token = writer.clone();
         target.reset_peak_rss();
         let sample = closed_loop(
-            addr,
+            &target.addrs,
             32,
             plan.warmup,
             plan.duration,

@@ -13,9 +13,24 @@ use anyhow::{Context, Result, bail};
 
 pub struct Target {
     pub name: &'static str,
+    /// The first replica's address: where set-up requests go.
     pub addr: SocketAddr,
-    child: Child,
+    /// Every replica's address (one but for `--kv redis --replicas N`).
+    pub addrs: Vec<SocketAddr>,
+    /// The servers under test, then any process they need (a redis-server): killed on drop.
+    children: Vec<Child>,
+    /// How many of `children` are servers under test (their memory is reported).
+    servers: usize,
     _dir: tempfile::TempDir,
+}
+
+/// The store of the wasm target.
+pub enum Store {
+    /// `mcp-edge up`'s default, SQLite in its data directory.
+    Sqlite,
+    /// `replicas` `mcp-edge up --kv redis://…` on one redis-server of this run, which
+    /// acknowledges only what is on disk (`appendfsync always`), as SQLite does.
+    Redis { replicas: usize },
 }
 
 /// Configuration both servers get, as Spin variables.
@@ -72,28 +87,60 @@ fn forward_lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<
 
 impl Target {
     /// `mcp-edge up` on the repository's spin.toml (building the components if needed).
-    pub fn wasm(root: &Path, users_json: &str, up_args: &[String]) -> Result<Target> {
+    pub fn wasm(
+        root: &Path,
+        users_json: &str,
+        up_args: &[String],
+        store: &Store,
+    ) -> Result<Target> {
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
-            .current_dir(root)
-            .args(["up", "--listen", "127.0.0.1:0", "--cleanup-schedule", "off"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.log"))
-            .args(up_args)
-            .envs(variables(users_json))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("start mcp-edge")?;
-        let lines = forward_lines(child.stdout.take().context("stdout")?);
-        let (child, addr) = wait_for_address(child, lines, "mcp-edge")?;
+        let (replicas, redis, name) = match store {
+            Store::Sqlite => (1, None, "wasm"),
+            Store::Redis { replicas } => {
+                let redis = start_redis(&dir.path().join("redis"))?;
+                let name: &'static str =
+                    Box::leak(format!("wasm, redis ×{replicas}").into_boxed_str());
+                (*replicas, Some(redis), name)
+            }
+        };
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        for replica in 0..replicas {
+            let data = dir.path().join(format!("replica-{replica}"));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-edge"));
+            cmd.current_dir(root)
+                .args(["up", "--listen", "127.0.0.1:0", "--cleanup-schedule", "off"])
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--audit-log")
+                .arg(dir.path().join(format!("audit-{replica}.log")))
+                .args(up_args)
+                .envs(variables(users_json))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            if let Some((_, url)) = &redis {
+                cmd.args(["--kv", url]);
+            }
+            if replica > 0 {
+                // The first replica compiled the components into the shared cache.
+                cmd.args(["--no-build", "--cache-dir"])
+                    .arg(dir.path().join("replica-0").join("cache"));
+            }
+            let mut child = cmd.spawn().context("start mcp-edge")?;
+            let lines = forward_lines(child.stdout.take().context("stdout")?);
+            let (child, addr) = wait_for_address(child, lines, "mcp-edge")?;
+            children.push(child);
+            addrs.push(addr);
+        }
+        let servers = children.len();
+        children.extend(redis.map(|(child, _)| child));
         Ok(Target {
-            name: "wasm",
-            addr,
-            child,
+            name,
+            addr: addrs[0],
+            addrs,
+            children,
+            servers,
             _dir: dir,
         })
     }
@@ -130,36 +177,79 @@ impl Target {
         Ok(Target {
             name: "native",
             addr,
-            child,
+            addrs: vec![addr],
+            children: vec![child],
+            servers: 1,
             _dir: dir,
         })
     }
 
+    /// The largest value of a `/proc/PID/status` field across the servers under test.
     fn proc_status(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
+        self.children[..self.servers]
+            .iter()
+            .filter_map(|child| {
+                std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()
+            })
+            .filter_map(|s| {
                 s.lines()
                     .find_map(|l| l.strip_prefix(field))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             })
+            .max()
             .unwrap_or(0)
     }
 
     /// Starts a new peak-memory window (Linux: writing 5 to `clear_refs` resets `VmHWM`).
     pub fn reset_peak_rss(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+        for child in &self.children[..self.servers] {
+            let _ = std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5");
+        }
     }
 
-    /// Peak resident memory since the last reset, in MiB.
+    /// Peak resident memory since the last reset, in MiB (of the largest replica).
     pub fn peak_rss_mib(&self) -> f64 {
         self.proc_status("VmHWM:") as f64 / 1024.0
     }
 }
 
+/// A redis-server on a free loopback port, persisting to `dir` with `appendfsync always`.
+fn start_redis(dir: &Path) -> Result<(Child, String)> {
+    mcp_edge_provision::ensure_program("redis-server", "redis-server");
+    std::fs::create_dir_all(dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start redis-server")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("redis-server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((child, format!("redis://127.0.0.1:{port}")))
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

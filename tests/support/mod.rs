@@ -197,12 +197,12 @@ impl ServerBuilder {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(addr) = line
-                        .split("on http://")
-                        .nth(1)
+                    if let Some(base) = line
+                        .rsplit(" on ")
+                        .next()
                         .filter(|_| line.starts_with("Serving "))
                     {
-                        break format!("http://{}", addr.trim());
+                        break base.trim().to_owned();
                     }
                     printed.push(line);
                 }
@@ -319,6 +319,19 @@ impl Client {
         }
     }
 
+    /// A client that trusts only `root` (DER) for HTTPS.
+    pub fn trusting(base: String, root: Vec<u8>) -> Self {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots = RootCerts::Specific(Arc::new(vec![Certificate::from_der(&root).to_owned()]));
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .into();
+        Self { base, agent }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -330,6 +343,19 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Reply {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Client::request`], but a failed connection is an `Err` (a replica that is gone)
+    /// rather than a panic.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Reply, String> {
         let mut builder = http::Request::builder().method(method).uri(self.url(path));
         for (k, v) in headers {
             builder = builder.header(*k, *v);
@@ -338,7 +364,7 @@ impl Client {
             Some(b) => self.agent.run(builder.body(b.to_vec()).expect("request")),
             None => self.agent.run(builder.body(()).expect("request")),
         };
-        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let mut resp = result.map_err(|e| format!("{method} {path}: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -354,12 +380,12 @@ impl Client {
         resp.body_mut()
             .as_reader()
             .read_to_end(&mut body)
-            .expect("read body");
-        Reply {
+            .map_err(|e| format!("{method} {path}: reading the body: {e}"))?;
+        Ok(Reply {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -519,7 +545,6 @@ impl Drop for Server {
     }
 }
 
-/// A throwaway `redis-server` on a free loopback port (no persistence), killed on drop.
 /// An HTTP/1.1 answer read off a raw connection.
 #[derive(Debug)]
 pub struct RawReply {
@@ -584,34 +609,48 @@ impl RawReply {
     }
 }
 
+/// A throwaway `redis-server` on a loopback port, killed on drop.
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    args: Vec<String>,
 }
 
 impl RedisServer {
+    /// No persistence: for tests that don't restart it.
     pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
+        Self::start_on(free_port())
     }
 
     pub fn start_on(port: u16) -> RedisServer {
-        mcp_edge_provision::ensure_program("redis-server", "redis-server");
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
+        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Acknowledges only what is on disk (`appendonly yes`, `appendfsync always`), in `dir`:
+    /// a restart on the same directory finds every acknowledged write.
+    pub fn durable(dir: &std::path::Path) -> RedisServer {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Self::start_with(
+            free_port(),
+            &[
                 "--save",
                 "",
                 "--appendonly",
-                "no",
-            ])
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    pub fn start_with(port: u16, args: &[&str]) -> RedisServer {
+        mcp_edge_provision::ensure_program("redis-server", "redis-server");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -622,14 +661,35 @@ impl RedisServer {
                 std::time::Instant::now() < deadline,
                 "redis-server did not start"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer { child, port }
+        RedisServer { child, port, args }
+    }
+
+    /// SIGKILL (nothing flushed on the way out), then the same server again: same port, same
+    /// settings, same directory.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        *self = Self::start_with(self.port, &args);
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
 }
 
 impl Drop for RedisServer {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod router;
 pub mod scheduler;
 pub mod server;
+pub mod tls;
 pub mod variables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,14 +43,26 @@ use crate::server::{App, InstanceState, Limits, Prepared};
 use mcp_edge_domain::config::keys;
 
 /// Which key-value backend serves `wasi:keyvalue`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KvBackendKind {
     /// SQLite in the data directory (durable; the default).
     Sqlite,
     /// Process memory (tests, throwaway runs).
     Memory,
-    /// A Redis or Valkey server (`redis://host:port`), shared by several runtimes.
+    /// A Redis or Valkey server (`redis://host:port`, `rediss://` for TLS), shared by several
+    /// runtimes.
     Redis(String),
+}
+
+/// Shown in logs: a password in a Redis URL never is.
+impl std::fmt::Debug for KvBackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite => f.write_str("sqlite"),
+            Self::Memory => f.write_str("memory"),
+            Self::Redis(url) => f.write_str(&kv::redis::redacted(url)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +92,15 @@ pub struct UpOptions {
     pub docs_dir: Option<PathBuf>,
     /// Cron expression on which to run the cleanup component's cron handler (`None`: never).
     pub cleanup_schedule: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain and private key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The component `mcp-edge` schedules for cleanup.
@@ -118,7 +140,10 @@ pub(crate) fn runtime_config_variables(path: Option<&Path>) -> Result<BTreeMap<S
 /// Opens the configured key-value backend (SQLite lives in `data_dir`).
 pub fn open_backend(kind: &KvBackendKind, data_dir: &Path) -> Result<SharedBackend> {
     Ok(match kind {
-        KvBackendKind::Redis(url) => Arc::new(kv::redis::RedisBackend::new(url)?),
+        KvBackendKind::Redis(url) => Arc::new(kv::redis::RedisBackend::new(
+            url,
+            std::env::var(kv::redis::PASSWORD_ENV).ok(),
+        )?),
         KvBackendKind::Memory => Arc::new(kv::memory::MemoryBackend::new()),
         KvBackendKind::Sqlite => {
             let path = data_dir.join("kv.sqlite3");
@@ -372,6 +397,11 @@ pub async fn up(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let tls = match &opts.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -392,8 +422,8 @@ pub async fn up(
                 wait(stopped.clone()),
             ));
         }
-        None if opts.public_metrics => println!("Metrics on http://{addr}/metrics (public)"),
-        None => println!("Metrics on http://{addr}/metrics (with an admin token or API key)"),
+        None if opts.public_metrics => println!("Metrics on {scheme}://{addr}/metrics (public)"),
+        None => println!("Metrics on {scheme}://{addr}/metrics (with an admin token or API key)"),
     }
     if let Some(expr) = &opts.cleanup_schedule {
         let schedule = scheduler::parse_schedule(expr)?;
@@ -416,15 +446,15 @@ pub async fn up(
     // Printed last: "Serving" means every listener is up.
     println!("Available routes:");
     for route in prepared.app.router.routes() {
-        println!("  {}: http://{addr}{}", route.component, route.raw);
+        println!("  {}: {scheme}://{addr}{}", route.component, route.raw);
     }
-    println!("Serving {app_name} on http://{addr}");
+    println!("Serving {app_name} on {scheme}://{addr}");
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
     tracing::info!(%addr, kv = ?opts.kv, "listening");
-    server::serve(prepared.app, listener, wait(stopped), opts.drain).await
+    server::serve(prepared.app, listener, tls, wait(stopped), opts.drain).await
 }
 
 /// `mcp-edge cleanup`: one cleanup pass over the data directory; returns its audit records.

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::cli::StdoutStream;
@@ -441,9 +442,12 @@ impl App {
     }
 }
 
-/// The epoch ticks of a deadline.
+/// The epoch ticks of a deadline: never less than the deadline. The first tick may come at
+/// once after the deadline is set, so one more tick is counted; an interrupt then always comes
+/// past the deadline, and a request ended by it is told apart from a crash by its elapsed time
+/// even when the handler reports only that its worker failed.
 pub(crate) fn epoch_ticks(deadline: Duration) -> u64 {
-    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
 }
 
 /// A store for one instance of `component`, with its grants, its memory cap and a deadline.
@@ -533,10 +537,12 @@ fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, cl
 }
 
 /// Accepts connections until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish (up to `drain`), and returns.
+/// requests finish (up to `drain`), and returns. With `tls`, every connection is HTTPS, and
+/// HTTP/2 where the client's ALPN asks for it.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) -> Result<()> {
@@ -564,17 +570,14 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let header_read_timeout = app.shared.limits.header_read_timeout;
-                let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let (app, tls) = (app.clone(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let ended = match tls {
+                        None => serve_http1(app, stream, client, watcher).await.map_err(Into::into),
+                        Some(tls) => serve_tls(app, tls, stream, client, watcher).await,
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, %client, "connection ended with an error");
                     }
                     drop(permit);
@@ -592,6 +595,49 @@ pub async fn serve(
         tracing::warn!("drain timed out; closing remaining connections");
     }
     Ok(())
+}
+
+/// One HTTP/1.1 connection (keep-alive), on plain TCP or inside TLS.
+async fn serve_http1<S>(
+    app: Arc<App>,
+    stream: S,
+    client: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_read_timeout = app.shared.limits.header_read_timeout;
+    let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    watcher.watch(conn).await
+}
+
+/// One HTTPS connection: the handshake (bounded like reading headers), then HTTP/2 or
+/// HTTP/1.1 as ALPN agreed.
+async fn serve_tls(
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    client: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let handshake = app.shared.limits.header_read_timeout;
+    let stream = tokio::time::timeout(handshake, tls.accept(stream))
+        .await
+        .map_err(|_| "the TLS handshake timed out")??;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Ok(serve_http1(app, stream, client, watcher).await?);
+    }
+    let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    Ok(watcher.watch(conn).await?)
 }
 
 /// Serves only `GET /metrics` (for `--metrics-listen`), until `shutdown` resolves.
@@ -619,6 +665,24 @@ pub async fn serve_metrics(
                 tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
             () = &mut shutdown => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_deadline_never_ends_before_the_deadline() {
+        for ms in [1, 9, 10, 11, 999, 1000, 1001, 30_000] {
+            let deadline = Duration::from_millis(ms);
+            // The first tick may come at once; the others come at least a tick apart.
+            let earliest = EPOCH_TICK * (epoch_ticks(deadline) as u32 - 1);
+            assert!(
+                earliest >= deadline,
+                "{ms} ms: interrupt as early as {earliest:?}"
+            );
         }
     }
 }

@@ -311,6 +311,13 @@ impl<'a> Cleanup<'a> {
                 let seq = new_tail + 1;
                 let Some(slot) = settled(self.store, self.env, group_id, seq, head, value).await?
                 else {
+                    // An overlapping run trimmed past this slot while we looked (and deleted
+                    // it): go on from where it left the tail.
+                    let moved = tail(self.store, group_id).await?;
+                    if moved >= seq {
+                        new_tail = new_tail.max(moved);
+                        continue 'scan;
+                    }
                     let later = abandoned(self.store, self.env, group_id, seq, head)
                         .await?
                         .is_some();
@@ -333,11 +340,16 @@ impl<'a> Cleanup<'a> {
                 *budget -= 1;
             }
         };
-        if new_tail > from {
-            advance(self.store, &tail_key(group_id), new_tail).await?;
-        }
+        // Runs overlapping on one group both see its old tail; each counts only what its own
+        // move of the tail covered, so every slot is counted once.
+        let trimmed = match new_tail > from {
+            true => advance(self.store, &tail_key(group_id), new_tail)
+                .await?
+                .map_or(0, |moved_from| new_tail - moved_from),
+            false => 0,
+        };
         self.sweep(group_id).await?;
-        Ok((new_tail - from, stop))
+        Ok((trimmed, stop))
     }
 
     /// Deletes the slots from `swept` up to the tail, then moves `swept`.

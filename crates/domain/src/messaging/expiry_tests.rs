@@ -142,6 +142,67 @@ async fn overlapping_runs_remove_each_client_once() {
     assert_eq!(registered(&store).await, 0);
 }
 
+/// Runs that overlap on one group all see its old tail; under every interleaving tried, the
+/// messages they report removed add up to the messages that expired, once each.
+#[test]
+fn overlapping_runs_count_each_expired_message_once() {
+    use crate::interleave::{self, Choice, Ended, SteppedStore, Task};
+    for seed in 0..200u64 {
+        let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
+        let m = messaging(&backing, &env, 1_000);
+        pollster::block_on(async {
+            m.register("w", "s", "g").await.unwrap();
+            for i in 0..9 {
+                m.send_value("w", "s", "g", json!(i)).await.unwrap();
+            }
+        });
+        env.advance(25_000);
+        let store = SteppedStore::new(&backing);
+        let runs: Vec<(Task<'_, Report>, bool)> = (0..3)
+            .map(|_| {
+                let (store, env) = (&store, &env);
+                let run: Task<'_, Report> = Box::pin(async move {
+                    let budget = Settings {
+                        budget: 4,
+                        ..settings()
+                    };
+                    Cleanup::new(store, env, budget).run().await.unwrap()
+                });
+                (run, false)
+            })
+            .collect();
+        // A replayable pseudo-random order of steps, from the seed.
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut choices = std::iter::from_fn(|| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Some(Choice::Run((state >> 33) as usize))
+        })
+        .take(5_000);
+        let mut removed: u64 = interleave::run(runs, &mut choices, |_| {})
+            .into_iter()
+            .map(|ended| match ended {
+                Ended::Done(report) => report.messages_removed,
+                Ended::Crashed => unreachable!("no run may crash here"),
+            })
+            .sum();
+        // Whatever the budgets left, later runs finish.
+        for _ in 0..5 {
+            removed += pollster::block_on(Cleanup::new(&backing, &env, settings()).run())
+                .unwrap()
+                .messages_removed;
+        }
+        assert_eq!(
+            pollster::block_on(tail(&backing, "g")).unwrap(),
+            9,
+            "seed {seed}: the tail"
+        );
+        assert_eq!(removed, 9, "seed {seed}: each expired message counted once");
+        assert_eq!(pollster::block_on(tail(&backing, "g")).unwrap(), 9);
+    }
+}
+
 #[pollster::test]
 async fn retention_deletes_old_messages_and_readers_skip_them() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));

@@ -12,7 +12,7 @@
 //!   its cursor, told of whatever was trimmed meanwhile.
 //! - **forgotten**: after the retention the away record is deleted; the ID is free.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Messaging, away_key, client_key,
@@ -29,6 +29,37 @@ pub enum Registration {
     /// An expired member came back and continues from its cursor.
     Resumed(ClientRecord),
     Refreshed(ClientRecord),
+}
+
+/// How long a new entry of a group's member list counts as a member before its client's
+/// record says so: a registration lists the client first and writes its record after, and a
+/// concurrent registration that prunes the full list must not drop it in between (the group
+/// would end up over its limit). A registration that died in between holds its place this
+/// long.
+pub const JOIN_GRACE_MS: u64 = 10_000;
+
+/// An entry of `group/{g}/members`: the client and when it joined. Lists written before the
+/// join time was kept hold bare IDs (joined long ago).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Member {
+    Joined { id: String, at: u64 },
+    Bare(String),
+}
+
+impl Member {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Member::Joined { id, .. } | Member::Bare(id) => id,
+        }
+    }
+
+    fn joined_at(&self) -> u64 {
+        match self {
+            Member::Joined { at, .. } => *at,
+            Member::Bare(_) => 0,
+        }
+    }
 }
 
 /// How long a cleanup run's claim on an expiring client holds before another run may take
@@ -283,11 +314,11 @@ impl Messaging<'_> {
         let key = members_key(group_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let raw = self.store.get(&key).await?;
-            let mut members: Vec<String> = match &raw {
+            let mut members: Vec<Member> = match &raw {
                 Some(bytes) => serde_json::from_slice(bytes).map_err(|e| corrupt(&key, e))?,
                 None => Vec::new(),
             };
-            if members.iter().any(|m| m == client_id) {
+            if members.iter().any(|m| m.id() == client_id) {
                 return Ok(());
             }
             if members.len() as u64 >= self.limits.max_clients {
@@ -303,7 +334,10 @@ impl Messaging<'_> {
                     ));
                 }
             }
-            members.push(client_id.to_owned());
+            members.push(Member::Joined {
+                id: client_id.to_owned(),
+                at: self.env.now_ms(),
+            });
             if self
                 .store
                 .compare_and_swap(&key, raw.as_deref(), &encode(&members))
@@ -315,22 +349,25 @@ impl Messaging<'_> {
         Err(ApiError::contention(&format!("group {group_id}")))
     }
 
-    /// The listed members whose record still places them in the group.
+    /// The listed members whose record still places them in the group, and those that joined
+    /// too recently for their record to say so yet ([`JOIN_GRACE_MS`]).
     async fn live_members(
         &self,
         group_id: &str,
-        members: Vec<String>,
-    ) -> Result<Vec<String>, ApiError> {
-        let keys: Vec<String> = members.iter().map(|m| client_key(m)).collect();
+        members: Vec<Member>,
+    ) -> Result<Vec<Member>, ApiError> {
+        let now = self.env.now_ms();
+        let keys: Vec<String> = members.iter().map(|m| client_key(m.id())).collect();
         let records = self.store.get_many(&keys).await?;
         Ok(members
             .into_iter()
             .zip(records)
-            .filter(|(_, record)| {
-                record
-                    .as_deref()
-                    .and_then(|b| serde_json::from_slice::<ClientRecord>(b).ok())
-                    .is_some_and(|r| r.group_id == group_id)
+            .filter(|(member, record)| {
+                member.joined_at() + JOIN_GRACE_MS > now
+                    || record
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<ClientRecord>(b).ok())
+                        .is_some_and(|r| r.group_id == group_id)
             })
             .map(|(m, _)| m)
             .collect())
@@ -349,10 +386,10 @@ pub(crate) async fn leave_group(
         let Some(raw) = store.get(&key).await? else {
             return Ok(());
         };
-        let mut members: Vec<String> =
+        let mut members: Vec<Member> =
             serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
         let before = members.len();
-        members.retain(|m| m != client_id);
+        members.retain(|m| m.id() != client_id);
         if members.len() == before {
             return Ok(());
         }

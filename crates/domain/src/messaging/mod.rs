@@ -373,8 +373,14 @@ pub(crate) async fn read_number(store: &dyn KvStore, key: &str) -> Result<u64, A
         .unwrap_or(0))
 }
 
-/// Moves the number at `key` forward to at least `value`; returns what it holds after.
-pub(crate) async fn advance(store: &dyn KvStore, key: &str, value: u64) -> Result<u64, ApiError> {
+/// Moves the number at `key` forward to at least `value`. Returns the number this call moved
+/// it from, or `None` when it already held `value` or more (another run got there first): so
+/// of runs moving it at once, each counts only the stretch it moved.
+pub(crate) async fn advance(
+    store: &dyn KvStore,
+    key: &str,
+    value: u64,
+) -> Result<Option<u64>, ApiError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let current: Option<(Vec<u8>, u64)> = read_json(store, key).await?;
         let (expected, old) = match current {
@@ -382,13 +388,13 @@ pub(crate) async fn advance(store: &dyn KvStore, key: &str, value: u64) -> Resul
             None => (None, 0),
         };
         if old >= value {
-            return Ok(old);
+            return Ok(None);
         }
         if store
             .compare_and_swap(key, expected.as_deref(), &encode(&value))
             .await?
         {
-            return Ok(value);
+            return Ok(Some(old));
         }
     }
     Err(ApiError::contention(key))

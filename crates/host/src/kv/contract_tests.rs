@@ -49,7 +49,7 @@ fn backends() -> (Fixture, Vec<Box<dyn Backend>>) {
         assert!(Instant::now() < deadline, "redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let redis_backend = RedisBackend::new(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let redis_backend = RedisBackend::new(&format!("redis://127.0.0.1:{port}"), None).unwrap();
     let fixture = Fixture { _dir: dir, redis };
     (
         fixture,

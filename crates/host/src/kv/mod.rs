@@ -93,3 +93,5 @@ fn add(current: i64, delta: i64) -> KvResult<i64> {
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod redis_tests;

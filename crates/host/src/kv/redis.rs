@@ -1,17 +1,33 @@
-//! Redis/Valkey backend (`--kv redis://host:port`), for state shared beyond one machine.
-//! Keys are namespaced `mcp-edge:{store}:{key}`. A broken connection is dropped and the next
-//! call reconnects, so the store comes back by itself when the server does. Durability is
-//! the server's: run it with `appendonly yes` and `appendfsync always` to acknowledge only
-//! what is on disk, as the SQLite backend does.
+//! Redis/Valkey backend (`--kv redis://host:port`, or `rediss://` for TLS), for state shared
+//! by several runtimes. Keys are namespaced `mcp-edge:{store}:{key}`. Durability is the
+//! server's: run it with `appendonly yes` and `appendfsync always` to acknowledge only what is
+//! on disk, as the SQLite backend does (docs/operations.md).
+//!
+//! Calls run on a small pool of connections. A connection that failed is never reused, and
+//! a failure marks every pooled connection as suspect (the server they point at may have
+//! restarted), so that after an outage each call starts on a fresh connection. Reads and
+//! writes whose repetition changes nothing are tried once more on a fresh connection when a
+//! pooled one turns out to be dead; an increment or a compare-and-swap never is (its first
+//! try may have been applied), and a pooled connection is checked with `PING` before one of
+//! those if it sat idle, so that no request fails after the store has recovered.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use redis::{Commands, Connection, RedisResult};
+use redis::{Commands, Connection, IntoConnectionInfo, RedisError, RedisResult};
 
 use super::{Backend, KeyPage, KvError, KvResult};
 
+/// The environment variable a password may come from, so that no secret sits on a command
+/// line; a password in the URL wins.
+pub const PASSWORD_ENV: &str = "MCP_EDGE_REDIS_PASSWORD";
+
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections kept open between calls (more are opened under load, then closed).
+const POOL: usize = 32;
+/// A pooled connection idle longer than this is checked before a call that cannot be retried.
+const CHECK_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 /// Compare-and-swap in one atomic script: write ARGV[3] if the value is absent (ARGV[1] = "1")
 /// or equals ARGV[2].
@@ -26,67 +42,179 @@ redis.call('SET', KEYS[1], ARGV[3])
 return 1
 ";
 
+struct Pooled {
+    conn: Connection,
+    /// The failure count when it was opened: a later failure makes it suspect.
+    epoch: u64,
+    idle_since: Instant,
+}
+
 pub struct RedisBackend {
     client: redis::Client,
-    conn: Mutex<Option<Connection>>,
+    pool: Mutex<Vec<Pooled>>,
+    /// Connection failures seen so far.
+    failures: AtomicU64,
     swap_if: redis::Script,
+}
+
+/// Whether repeating a call after an unknown outcome is harmless.
+#[derive(Clone, Copy, PartialEq)]
+enum Retry {
+    Safe,
+    Never,
+}
+
+/// `url` with any password in it replaced by `***`, for logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 fn key(store: &str, key: &str) -> String {
     format!("mcp-edge:{store}:{key}")
 }
 
+/// Whether the connection itself failed (rather than the server refusing one command).
+fn connection_failed(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+fn unavailable(e: RedisError) -> KvError {
+    KvError::Backend(format!("Redis unavailable: {e}"))
+}
+
 impl RedisBackend {
     /// Checks the URL; connects lazily (a server that is down at start-up is not fatal).
-    pub fn new(url: &str) -> KvResult<Self> {
-        let client = redis::Client::open(url)
+    /// `password` is used when the URL has none (see [`PASSWORD_ENV`]).
+    pub fn new(url: &str, password: Option<String>) -> KvResult<Self> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))?;
+        if info.redis.password.is_none() {
+            info.redis.password = password;
+        }
+        let client = redis::Client::open(info)
             .map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))?;
         Ok(Self {
             client,
-            conn: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
+            failures: AtomicU64::new(0),
             swap_if: redis::Script::new(SWAP_IF),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> KvResult<T> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(TIMEOUT)
-                .map_err(|e| KvError::Backend(format!("Redis unavailable: {e}")))?;
-            conn.set_read_timeout(Some(TIMEOUT))
-                .map_err(|e| KvError::Backend(e.to_string()))?;
-            conn.set_write_timeout(Some(TIMEOUT))
-                .map_err(|e| KvError::Backend(e.to_string()))?;
-            *guard = Some(conn);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(KvError::Backend("Redis unavailable".into()));
-        };
-        f(conn).map_err(|e| {
-            // Reconnect on the next call rather than reuse a connection in an unknown state.
-            *guard = None;
-            KvError::Backend(format!("Redis: {e}"))
+    fn open(&self) -> KvResult<Pooled> {
+        let epoch = self.failures.load(Ordering::SeqCst);
+        let conn = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(unavailable)?;
+        conn.set_read_timeout(Some(TIMEOUT)).map_err(unavailable)?;
+        conn.set_write_timeout(Some(TIMEOUT)).map_err(unavailable)?;
+        Ok(Pooled {
+            conn,
+            epoch,
+            idle_since: Instant::now(),
         })
+    }
+
+    /// A connection for one call, and whether it was opened for it.
+    fn checkout(&self, retry: Retry) -> KvResult<(Pooled, bool)> {
+        let epoch = self.failures.load(Ordering::SeqCst);
+        loop {
+            let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(mut pooled) = pooled else {
+                return Ok((self.open()?, true));
+            };
+            if pooled.epoch != epoch {
+                continue;
+            }
+            if retry == Retry::Never
+                && pooled.idle_since.elapsed() > CHECK_AFTER_IDLE
+                && redis::cmd("PING")
+                    .query::<String>(&mut pooled.conn)
+                    .is_err()
+            {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            return Ok((pooled, false));
+        }
+    }
+
+    fn checkin(&self, mut pooled: Pooled) {
+        if pooled.epoch != self.failures.load(Ordering::SeqCst) {
+            return;
+        }
+        pooled.idle_since = Instant::now();
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL {
+            pool.push(pooled);
+        }
+    }
+
+    fn with<T>(&self, retry: Retry, f: impl Fn(&mut Connection) -> RedisResult<T>) -> KvResult<T> {
+        let (mut pooled, fresh) = self.checkout(retry)?;
+        match f(&mut pooled.conn) {
+            Ok(value) => {
+                self.checkin(pooled);
+                Ok(value)
+            }
+            Err(e) if connection_failed(&e) => {
+                // Every pooled connection may be as dead as this one.
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                if retry == Retry::Never || fresh {
+                    return Err(unavailable(e));
+                }
+                let mut pooled = self.open()?;
+                match f(&mut pooled.conn) {
+                    Ok(value) => {
+                        self.checkin(pooled);
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        if connection_failed(&e) {
+                            self.failures.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            self.checkin(pooled);
+                        }
+                        Err(unavailable(e))
+                    }
+                }
+            }
+            Err(e) => {
+                // The server answered (e.g. a value that is not a counter): the connection
+                // is in a known state.
+                self.checkin(pooled);
+                Err(KvError::Backend(format!("Redis: {e}")))
+            }
+        }
     }
 }
 
 impl Backend for RedisBackend {
     fn get(&self, store: &str, k: &str) -> KvResult<Option<Vec<u8>>> {
-        self.with(|c| c.get(key(store, k)))
+        self.with(Retry::Safe, |c| c.get(key(store, k)))
     }
 
     fn set(&self, store: &str, k: &str, value: &[u8]) -> KvResult<()> {
-        self.with(|c| c.set(key(store, k), value))
+        self.with(Retry::Safe, |c| c.set(key(store, k), value))
     }
 
     fn delete(&self, store: &str, k: &str) -> KvResult<()> {
-        self.with(|c| c.del(key(store, k)))
+        self.with(Retry::Safe, |c| c.del(key(store, k)))
     }
 
     fn exists(&self, store: &str, k: &str) -> KvResult<bool> {
-        self.with(|c| c.exists(key(store, k)))
+        self.with(Retry::Safe, |c| c.exists(key(store, k)))
     }
 
     fn list_keys(&self, store: &str, cursor: Option<&str>) -> KvResult<KeyPage> {
@@ -100,7 +228,7 @@ impl Backend for RedisBackend {
                 .replace('[', "\\[")
         );
         let start: u64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
-        let (next, keys): (u64, Vec<String>) = self.with(|c| {
+        let (next, keys): (u64, Vec<String>) = self.with(Retry::Safe, |c| {
             redis::cmd("SCAN")
                 .arg(start)
                 .arg("MATCH")
@@ -124,7 +252,8 @@ impl Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let full: Vec<String> = keys.iter().map(|k| key(store, k)).collect();
-        let values: Vec<Option<Vec<u8>>> = self.with(|c| redis::cmd("MGET").arg(&full).query(c))?;
+        let values: Vec<Option<Vec<u8>>> =
+            self.with(Retry::Safe, |c| redis::cmd("MGET").arg(&full).query(c))?;
         Ok(keys
             .iter()
             .cloned()
@@ -141,7 +270,7 @@ impl Backend for RedisBackend {
             .iter()
             .map(|(k, v)| (key(store, k), v.as_slice()))
             .collect();
-        self.with(|c| c.mset(&full))
+        self.with(Retry::Safe, |c| c.mset(&full))
     }
 
     fn delete_many(&self, store: &str, keys: &[String]) -> KvResult<()> {
@@ -149,16 +278,28 @@ impl Backend for RedisBackend {
             return Ok(());
         }
         let full: Vec<String> = keys.iter().map(|k| key(store, k)).collect();
-        self.with(|c| c.del(full))
+        self.with(Retry::Safe, |c| c.del(&full))
     }
 
     fn increment(&self, store: &str, k: &str, delta: i64) -> KvResult<i64> {
-        self.with(|c| c.incr(key(store, k), delta))
+        if delta == 0 {
+            // A read stays a read: `INCRBY 0` would fail on a read replica and cost an fsync
+            // under `appendfsync always`.
+            let value: Option<Vec<u8>> = self.with(Retry::Safe, |c| c.get(key(store, k)))?;
+            return match value {
+                None => Ok(0),
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| KvError::Backend("value is not a counter".into())),
+            };
+        }
+        self.with(Retry::Never, |c| c.incr(key(store, k), delta))
     }
 
     fn swap_if(&self, store: &str, k: &str, expected: Option<&[u8]>, new: &[u8]) -> KvResult<bool> {
         let absent = if expected.is_none() { "1" } else { "0" };
-        let swapped: i64 = self.with(|c| {
+        let swapped: i64 = self.with(Retry::Never, |c| {
             self.swap_if
                 .key(key(store, k))
                 .arg(absent)
