@@ -92,6 +92,9 @@ fn a_counter_read_of_a_value_that_is_no_counter_fails() {
     assert!(b.increment("s", "text", 1).is_err());
 }
 
+/// A backend call that says whether it succeeded.
+type Call = dyn Fn(&RedisBackend) -> bool;
+
 #[test]
 fn after_a_restart_no_call_fails_whatever_its_kind() {
     let mut redis = Redis::start(&[]);
@@ -109,7 +112,7 @@ fn after_a_restart_no_call_fails_whatever_its_kind() {
             }
         });
     };
-    let calls: [(&str, &dyn Fn(&RedisBackend) -> bool); 5] = [
+    let calls: [(&str, &Call); 5] = [
         ("get", &|b| b.get("s", "k").is_ok()),
         ("set", &|b| b.set("s", "k", b"v").is_ok()),
         ("increment", &|b| b.increment("s", "n", 1).is_ok()),
