@@ -23,7 +23,7 @@ fn wait_for_status(s: &support::Server, path: &str, status: u16) -> support::Rep
 #[test]
 fn readiness_reports_an_unavailable_store_and_recovers_by_itself() {
     let redis = RedisServer::start();
-    let port = redis.port;
+    let port = redis.port();
     let s = server("spin.toml")
         .arg("--kv")
         .arg(&redis.url())

@@ -261,8 +261,10 @@ fn cleanup_on_every_replica_at_once_removes_each_item_once_and_nothing_live() {
     const OLD: usize = 20;
     let redis = RedisServer::start();
     let short = [
-        ("SPIN_VARIABLE_CLIENT_TIMEOUT_SECONDS", "2"),
-        ("SPIN_VARIABLE_MESSAGE_RETENTION_SECONDS", "6"),
+        // Margins for a loaded machine: a live member's heartbeat comes well within its
+        // timeout, and the rounds end long before a fresh message expires.
+        ("SPIN_VARIABLE_CLIENT_TIMEOUT_SECONDS", "4"),
+        ("SPIN_VARIABLE_MESSAGE_RETENTION_SECONDS", "9"),
         ("SPIN_VARIABLE_CLEANUP_BUCKET_SECONDS", "1"),
     ];
     let rs = replicas(&redis, 3, &short);
@@ -299,7 +301,7 @@ fn cleanup_on_every_replica_at_once_removes_each_item_once_and_nothing_live() {
     }
     // Past the client timeout and the retention; the live members keep their heartbeat.
     let mut cursors = [0u64; 3];
-    let until = Instant::now() + Duration::from_millis(6_500);
+    let until = Instant::now() + Duration::from_millis(9_500);
     while Instant::now() < until {
         for g in 0..3 {
             let r = rs[g].receive(
@@ -328,7 +330,7 @@ fn cleanup_on_every_replica_at_once_removes_each_item_once_and_nothing_live() {
     }
     // Cleanup runs on all three replicas at once, round after round, until a round finds
     // nothing left.
-    // The fresh messages have six seconds to live: the rounds end well before.
+    // The fresh messages have nine seconds to live: the rounds end well before.
     let totals = Mutex::new((0u64, 0u64));
     for _round in 0..4 {
         std::thread::scope(|scope| {

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_edge_provision::redis::free_port;
 use serde_json::json;
-use support::{Client, RedisServer, Server, free_port, server};
+use support::{Client, RedisServer, Server, server};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1: (cert PEM path, key PEM path,
 /// cert DER).
@@ -120,13 +121,9 @@ fn the_store_is_reached_over_rediss_with_a_password_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, _) = certificate(dir.path());
     let port = free_port();
-    let _redis = RedisServer::start_with(
+    let _redis = RedisServer::start_on_with(
         port,
         &[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
             // TLS only: the plain port is closed.
             "--port",
             "0",

@@ -11,16 +11,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use mcp_edge_provision::redis::Redis;
+
 pub struct Target {
     pub name: &'static str,
     /// The first replica's address: where set-up requests go.
     pub addr: SocketAddr,
     /// Every replica's address (one but for `--kv redis --replicas N`).
     pub addrs: Vec<SocketAddr>,
-    /// The servers under test, then any process they need (a redis-server): killed on drop.
+    /// The servers under test (their memory is reported): killed on drop.
     children: Vec<Child>,
-    /// How many of `children` are servers under test (their memory is reported).
-    servers: usize,
+    /// The redis-server they share, if any: stopped after them.
+    _redis: Option<Redis>,
     _dir: tempfile::TempDir,
 }
 
@@ -119,8 +121,8 @@ impl Target {
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
-            if let Some((_, url)) = &redis {
-                cmd.args(["--kv", url]);
+            if let Some(redis) = &redis {
+                cmd.args(["--kv", &redis.url()]);
             }
             if replica > 0 {
                 // The first replica compiled the components into the shared cache.
@@ -133,14 +135,12 @@ impl Target {
             children.push(child);
             addrs.push(addr);
         }
-        let servers = children.len();
-        children.extend(redis.map(|(child, _)| child));
         Ok(Target {
             name,
             addr: addrs[0],
             addrs,
             children,
-            servers,
+            _redis: redis,
             _dir: dir,
         })
     }
@@ -179,14 +179,14 @@ impl Target {
             addr,
             addrs: vec![addr],
             children: vec![child],
-            servers: 1,
+            _redis: None,
             _dir: dir,
         })
     }
 
     /// The largest value of a `/proc/PID/status` field across the servers under test.
     fn proc_status(&self, field: &str) -> u64 {
-        self.children[..self.servers]
+        self.children
             .iter()
             .filter_map(|child| {
                 std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()
@@ -202,7 +202,7 @@ impl Target {
 
     /// Starts a new peak-memory window (Linux: writing 5 to `clear_refs` resets `VmHWM`).
     pub fn reset_peak_rss(&self) {
-        for child in &self.children[..self.servers] {
+        for child in &self.children {
             let _ = std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5");
         }
     }
@@ -214,35 +214,18 @@ impl Target {
 }
 
 /// A redis-server on a free loopback port, persisting to `dir` with `appendfsync always`.
-fn start_redis(dir: &Path) -> Result<(Child, String)> {
-    mcp_edge_provision::ensure_program("redis-server", "redis-server");
+fn start_redis(dir: &Path) -> Result<Redis> {
     std::fs::create_dir_all(dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("start redis-server")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            bail!("redis-server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((child, format!("redis://127.0.0.1:{port}")))
+    let dir = dir.to_str().context("a UTF-8 temp dir")?;
+    let args = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        dir,
+    ];
+    Redis::start(&args).map_err(|e| anyhow::anyhow!(e))
 }
 
 impl Drop for Target {

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use mcp_edge_provision::redis::Redis;
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-0123456789";
@@ -609,92 +610,57 @@ impl RawReply {
     }
 }
 
-/// A throwaway `redis-server` on a loopback port, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    args: Vec<String>,
-}
+/// A throwaway `redis-server` on loopback (crates/provision's fixture, which never mistakes
+/// another test's server for its own), killed on drop. A server that cannot start fails the
+/// test with its log.
+pub struct RedisServer(Redis);
 
 impl RedisServer {
     /// No persistence: for tests that don't restart it.
     pub fn start() -> RedisServer {
-        Self::start_on(free_port())
+        Self(Redis::start(&[]).unwrap_or_else(|e| panic!("{e}")))
     }
 
+    /// On a port chosen before the server exists (a test of a store that comes up late).
     pub fn start_on(port: u16) -> RedisServer {
-        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+        Self::start_on_with(port, &[])
     }
 
     /// Acknowledges only what is on disk (`appendonly yes`, `appendfsync always`), in `dir`:
     /// a restart on the same directory finds every acknowledged write.
     pub fn durable(dir: &std::path::Path) -> RedisServer {
         let dir = dir.to_str().expect("a UTF-8 path");
-        Self::start_with(
-            free_port(),
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                dir,
-            ],
-        )
+        let args = [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir,
+        ];
+        Self(Redis::start(&args).unwrap_or_else(|e| panic!("{e}")))
     }
 
-    pub fn start_with(port: u16, args: &[&str]) -> RedisServer {
-        mcp_edge_provision::ensure_program("redis-server", "redis-server");
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, port, args }
+    /// On `port`, with `args` after the fixture's defaults (so they override them).
+    pub fn start_on_with(port: u16, args: &[&str]) -> RedisServer {
+        Self(Redis::start_on(port, args).unwrap_or_else(|e| panic!("{e}")))
     }
 
-    /// SIGKILL (nothing flushed on the way out), then the same server again: same port, same
-    /// settings, same directory.
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+
+    /// SIGKILL: nothing flushed on the way out.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
+    /// The same server again: same port, same settings, same directory.
     pub fn restart(&mut self) {
-        self.kill();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        *self = Self::start_with(self.port, &args);
+        self.0.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.url()
     }
 }

@@ -185,5 +185,10 @@ fn effective_uid() -> Option<u32> {
     uids.split_whitespace().nth(1)?.parse().ok()
 }
 
+pub mod redis;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod redis_tests;

@@ -1,56 +1,28 @@
 //! Every backend keeps the same contract; run it against each.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use mcp_edge_provision::redis::Redis;
 
 use super::memory::MemoryBackend;
 use super::redis::RedisBackend;
 use super::sqlite::SqliteBackend;
 use super::{Backend, LIST_PAGE};
 
-/// A throwaway redis-server (Debian package `redis-server`), killed with the fixture.
+/// What the backends need while they run: the SQLite file's directory and a throwaway
+/// redis-server (Debian package `redis-server`), both gone with the fixture.
 struct Fixture {
     _dir: tempfile::TempDir,
-    redis: Child,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.redis.kill();
-        let _ = self.redis.wait();
-    }
+    _redis: Redis,
 }
 
 fn backends() -> (Fixture, Vec<Box<dyn Backend>>) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteBackend::open(&dir.path().join("kv.sqlite3")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    mcp_edge_provision::ensure_program("redis-server", "redis-server");
-    let redis = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let redis_backend = RedisBackend::new(&format!("redis://127.0.0.1:{port}"), None).unwrap();
-    let fixture = Fixture { _dir: dir, redis };
+    let redis = Redis::start(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let redis_backend = RedisBackend::new(&redis.url(), None).unwrap();
+    let fixture = Fixture {
+        _dir: dir,
+        _redis: redis,
+    };
     (
         fixture,
         vec![

@@ -2,71 +2,29 @@
 //! on a read replica), a restarted server costs no call a failure, and the password may come
 //! from outside the URL.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use mcp_edge_provision::redis::Redis;
 
 use super::Backend;
 use super::redis::{RedisBackend, redacted};
 
-struct Redis {
-    child: Child,
-    port: u16,
-    args: Vec<String>,
+fn start(args: &[&str]) -> Redis {
+    Redis::start(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Redis {
-    fn start(args: &[&str]) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::on(port, args.iter().map(|a| a.to_string()).collect())
-    }
-
-    fn on(port: u16, args: Vec<String>) -> Redis {
-        mcp_edge_provision::ensure_program("redis-server", "redis-server");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(&args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port, args }
-    }
-
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        *self = Self::on(self.port, std::mem::take(&mut self.args));
-    }
-
-    fn backend(&self) -> RedisBackend {
-        RedisBackend::new(&format!("redis://127.0.0.1:{}", self.port), None).unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn backend(redis: &Redis) -> RedisBackend {
+    RedisBackend::new(&redis.url(), None).unwrap()
 }
 
 #[test]
 fn reads_work_on_a_read_replica_where_writes_are_refused() {
-    let primary = Redis::start(&[]);
-    let replica = Redis::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
-    let p = primary.backend();
+    let primary = start(&[]);
+    let replica = start(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    let p = backend(&primary);
     p.set("s", "k", b"v").unwrap();
     p.increment("s", "n", 5).unwrap();
-    let r = replica.backend();
+    let r = backend(&replica);
     let deadline = Instant::now() + Duration::from_secs(20);
     while r.get("s", "k").ok().flatten().is_none() {
         assert!(Instant::now() < deadline, "the replica never caught up");
@@ -85,8 +43,8 @@ fn reads_work_on_a_read_replica_where_writes_are_refused() {
 
 #[test]
 fn a_counter_read_of_a_value_that_is_no_counter_fails() {
-    let redis = Redis::start(&[]);
-    let b = redis.backend();
+    let redis = start(&[]);
+    let b = backend(&redis);
     b.set("s", "text", b"hello").unwrap();
     assert!(b.increment("s", "text", 0).is_err());
     assert!(b.increment("s", "text", 1).is_err());
@@ -97,8 +55,8 @@ type Call = dyn Fn(&RedisBackend) -> bool;
 
 #[test]
 fn after_a_restart_no_call_fails_whatever_its_kind() {
-    let mut redis = Redis::start(&[]);
-    let b = std::sync::Arc::new(redis.backend());
+    let mut redis = start(&[]);
+    let b = std::sync::Arc::new(backend(&redis));
     // Several pooled connections, all of them left pointing at the old server.
     let fill = |b: &std::sync::Arc<RedisBackend>| {
         std::thread::scope(|s| {
@@ -123,7 +81,7 @@ fn after_a_restart_no_call_fails_whatever_its_kind() {
     ];
     for (name, call) in calls {
         fill(&b);
-        redis.restart();
+        redis.restart().unwrap_or_else(|e| panic!("{e}"));
         // Past the idle check, as any call after an outage is.
         std::thread::sleep(Duration::from_millis(150));
         assert!(call(&b), "the first {name} after a restart failed");
@@ -134,8 +92,8 @@ fn after_a_restart_no_call_fails_whatever_its_kind() {
 
 #[test]
 fn the_password_comes_from_the_url_or_from_outside_it() {
-    let redis = Redis::start(&["--requirepass", "s3cret"]);
-    let port = redis.port;
+    let redis = start(&["--requirepass", "s3cret"]);
+    let port = redis.port();
     let none = RedisBackend::new(&format!("redis://127.0.0.1:{port}"), None).unwrap();
     assert!(none.get("s", "k").is_err(), "no password, no access");
     let outside =
