@@ -44,6 +44,7 @@ fn every_worker_request_logs_its_durable_object_calls() {
     };
     let token = dev.token("wendy");
     measure("docs", &|| dev.get("/docs/v1/", &[]).status);
+    measure("health", &|| dev.get("/health/ready", &[]).status);
     measure("register", &|| dev.register(&token, "oc-a", "oc-g").status);
     dev.register(&token, "oc-b", "oc-g");
     measure("send", &|| {
@@ -60,7 +61,17 @@ fn every_worker_request_logs_its_durable_object_calls() {
         (docs["do_calls"].as_u64(), docs["global_do_calls"].as_u64()),
         (Some(0), Some(0))
     );
-    for (route, line) in &seen[1..] {
+    // Readiness reads one of many probe objects: never a global one.
+    let ready = &seen[1].1;
+    assert_eq!(
+        (
+            ready["do_calls"].as_u64(),
+            ready["global_do_calls"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{ready}"
+    );
+    for (route, line) in &seen[2..] {
         assert!(
             line["do_calls"].as_u64().is_some_and(|n| n >= 1),
             "{route}: {line}"

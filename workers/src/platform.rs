@@ -17,6 +17,11 @@ impl Env for WorkerEnv {
     }
 }
 
+/// A number for spreading load, not for secrets (`Math.random()`).
+pub fn random_u32() -> u32 {
+    (js_sys::Math::random() * f64::from(u32::MAX)) as u32
+}
+
 /// One JSON line per audit record, as the components write them on stdout.
 pub struct ConsoleAudit;
 

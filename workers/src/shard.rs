@@ -11,6 +11,7 @@
 //! | `accounts/…` (users, API keys, their rosters) | `accounts` | few, read per API-key request |
 //! | `index/{name}/{shard}/…`, `index/capcheck/{shard}` | one per index shard | appends that cannot lose a race |
 //! | `stats/{name}/{shard}` | one per counter shard | |
+//! | `health/probe/{n}` | one of [`PROBES`] | readiness, spread so that no object takes every probe |
 //! | `index/{name}/cursor`, anything else | `registry` | read on the hot path, written once a bucket |
 //!
 //! Every object is strongly consistent and runs one operation at a time, so each key keeps
@@ -30,6 +31,14 @@ use crate::store::SqlKv;
 
 /// The binding of the shards' namespace (`[[durable_objects.bindings]]` in wrangler.toml).
 pub const BINDING: &str = "MCP_KV";
+
+/// How many objects readiness probes are spread over.
+pub const PROBES: u32 = 64;
+
+/// The key a readiness probe reads: one of [`PROBES`], each in an object of its own.
+pub fn probe_key(n: u32) -> String {
+    format!("health/probe/{}", n % PROBES)
+}
 
 /// The object that holds `key`.
 pub fn shard_for(key: &str) -> &str {
@@ -52,6 +61,7 @@ pub fn shard_for(key: &str) -> &str {
         .or_else(|| owner("client/"))
         .or_else(|| key.starts_with("ratelimit/").then_some(key))
         .or_else(|| key.starts_with("refresh/").then_some(key))
+        .or_else(|| key.starts_with("health/probe/").then_some(key))
         .or_else(|| key.starts_with("accounts/").then_some("accounts"))
         .or_else(|| sharded("index/"))
         .or_else(|| sharded("stats/"))
@@ -172,9 +182,15 @@ impl DurableObject for KvShard {
 /// Whether a shard is one object for the whole deployment (the registry, the accounts, a
 /// shard of an index or a counter) rather than one per group, client, bucket or token.
 pub fn is_global(shard: &str) -> bool {
-    !["group/", "client/", "ratelimit/", "refresh/"]
-        .iter()
-        .any(|p| shard.starts_with(p))
+    ![
+        "group/",
+        "client/",
+        "ratelimit/",
+        "refresh/",
+        "health/probe/",
+    ]
+    .iter()
+    .any(|p| shard.starts_with(p))
 }
 
 /// Durable Object calls one request made: all of them, and those to global objects.
@@ -311,7 +327,7 @@ impl KvStore for ShardedKv {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_global, shard_for};
+    use super::{PROBES, is_global, probe_key, shard_for};
 
     #[test]
     fn keys_go_to_the_object_of_what_they_belong_to() {
@@ -337,6 +353,8 @@ mod tests {
             "stats/registered_clients/2"
         );
         assert_eq!(shard_for("health/probe"), "registry");
+        assert_eq!(shard_for(&probe_key(7)), "health/probe/7");
+        assert_eq!(probe_key(PROBES + 1), probe_key(1));
         assert_eq!(shard_for("refresh/token/ab12"), "refresh/token/ab12");
         assert_eq!(shard_for("accounts/user/ann"), "accounts");
         assert_eq!(shard_for("accounts/keys"), "accounts");
@@ -357,6 +375,7 @@ mod tests {
             "client/alice",
             "ratelimit/addr/1.2.3.4",
             "refresh/token/ab",
+            "health/probe/3",
         ] {
             assert!(!is_global(shard), "{shard}");
         }
