@@ -99,7 +99,8 @@ impl Target {
         let (replicas, redis, name) = match store {
             Store::Sqlite => (1, None, "wasm"),
             Store::Redis { replicas } => {
-                let redis = start_redis(&dir.path().join("redis"))?;
+                let redis =
+                    Redis::durable(&dir.path().join("redis")).map_err(anyhow::Error::msg)?;
                 let name: &'static str =
                     Box::leak(format!("wasm, redis ×{replicas}").into_boxed_str());
                 (*replicas, Some(redis), name)
@@ -211,21 +212,6 @@ impl Target {
     pub fn peak_rss_mib(&self) -> f64 {
         self.proc_status("VmHWM:") as f64 / 1024.0
     }
-}
-
-/// A redis-server on a free loopback port, persisting to `dir` with `appendfsync always`.
-fn start_redis(dir: &Path) -> Result<Redis> {
-    std::fs::create_dir_all(dir)?;
-    let dir = dir.to_str().context("a UTF-8 temp dir")?;
-    let args = [
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--dir",
-        dir,
-    ];
-    Redis::start(&args).map_err(|e| anyhow::anyhow!(e))
 }
 
 impl Drop for Target {

@@ -629,16 +629,7 @@ impl RedisServer {
     /// Acknowledges only what is on disk (`appendonly yes`, `appendfsync always`), in `dir`:
     /// a restart on the same directory finds every acknowledged write.
     pub fn durable(dir: &std::path::Path) -> RedisServer {
-        let dir = dir.to_str().expect("a UTF-8 path");
-        let args = [
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            dir,
-        ];
-        Self(Redis::start(&args).unwrap_or_else(|e| panic!("{e}")))
+        Self(Redis::durable(dir).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// On `port`, with `args` after the fixture's defaults (so they override them).

@@ -49,6 +49,21 @@ impl Redis {
         ))
     }
 
+    /// A server that acknowledges only what is on disk (`appendonly yes`, `appendfsync
+    /// always`), in `dir`: a restart on the same directory finds every acknowledged write.
+    pub fn durable(dir: &std::path::Path) -> Result<Redis, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("redis data dir: {e}"))?;
+        let dir = dir.to_str().ok_or("a non-UTF-8 data dir")?;
+        Self::start(&[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir,
+        ])
+    }
+
     /// A server on `port` (for a test that must know the port before the server exists).
     pub fn start_on(port: u16, args: &[&str]) -> Result<Redis, Failure> {
         crate::ensure_program("redis-server", "redis-server");
