@@ -170,6 +170,14 @@ impl WranglerDev {
 
 impl Drop for WranglerDev {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What wrangler saw when a test failed (its reloads, the Worker's errors).
+            let log = self.log();
+            let quiet = |l: &&str| l.contains("\"do_calls\"") && l.contains("\"status\":20");
+            let lines: Vec<&str> = log.lines().filter(|l| !quiet(l)).collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!("--- the last lines wrangler dev printed ---\n{tail}");
+        }
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         for _ in 0..100 {
