@@ -8,6 +8,7 @@
 
 mod config;
 mod docs;
+mod group;
 mod http;
 mod platform;
 mod shard;
@@ -28,7 +29,7 @@ use shard::ShardedKv;
 /// and randomness, and the audit trail.
 pub(crate) async fn with_ctx<T>(
     env: &Env,
-    store: &ShardedKv,
+    store: &dyn KvStore,
     f: impl AsyncFnOnce(&Ctx<'_>) -> T,
 ) -> T {
     let config = WorkerConfig(env);
@@ -100,6 +101,18 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         Ok(store) => store,
         Err(e) => return http::error(ApiError::store_unavailable(&e)),
     };
+    // A message route for a valid group is answered by the group's object: one call.
+    if let Some(group) = group::of(&route, &api_req) {
+        let (resp, onward) = match group::forward(&store, &group, &route, api_req).await {
+            Ok(answer) => answer,
+            Err(e) => (
+                ApiError::store_unavailable(&e).into(),
+                shard::Calls::default(),
+            ),
+        };
+        platform::log_request(route.name(), resp.status, store.calls(), onward);
+        return http::to_worker(resp);
+    }
     let resp = match route {
         Route::Login => stateful(env, &store, &api_req, api::login).await,
         Route::Refresh => stateful(env, &store, &api_req, api::refresh).await,
@@ -119,7 +132,12 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         }
         Route::NotFound => unreachable!("answered above"),
     };
-    platform::log_request(route.name(), resp.status, store.calls());
+    platform::log_request(
+        route.name(),
+        resp.status,
+        store.calls(),
+        shard::Calls::default(),
+    );
     http::to_worker(resp)
 }
 

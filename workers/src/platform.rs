@@ -4,6 +4,8 @@
 use mcp_edge_domain::audit::{AuditRecord, AuditSink};
 use mcp_edge_domain::env::{Env, SystemEnv};
 
+use crate::shard::Calls;
+
 pub struct WorkerEnv;
 
 impl Env for WorkerEnv {
@@ -34,8 +36,9 @@ impl AuditSink for ConsoleAudit {
 }
 
 /// The request's log line: its route, status and the Durable Object calls it made (all, and
-/// those to an object shared by the whole deployment).
-pub fn log_request(route: &str, status: u16, calls: crate::shard::Calls) {
+/// those to an object shared by the whole deployment), then those the object it called made
+/// in turn (a message route's group object, [`crate::group`]).
+pub fn log_request(route: &str, status: u16, calls: Calls, onward: Calls) {
     worker::console_log!(
         "{}",
         serde_json::json!({
@@ -43,6 +46,8 @@ pub fn log_request(route: &str, status: u16, calls: crate::shard::Calls) {
             "status": status,
             "do_calls": calls.all,
             "global_do_calls": calls.global,
+            "onward_do_calls": onward.all,
+            "onward_global_do_calls": onward.global,
         })
     );
 }

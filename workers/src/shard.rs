@@ -146,27 +146,42 @@ pub struct KvShard {
     kv: SqlKv,
     /// Whether this instance has made sure its tables exist (once, not per operation).
     tables_ready: Cell<bool>,
+    /// For the handlers a group's object runs ([`crate::group`]): configuration and the
+    /// other objects.
+    env: Env,
 }
 
 impl KvShard {
-    fn run(&self, op: Op) -> std::result::Result<Reply, StoreError> {
+    /// The object's own rows, their tables made sure of.
+    fn kv(&self) -> std::result::Result<&SqlKv, StoreError> {
         if !self.tables_ready.get() {
             self.kv.create_tables()?;
             self.tables_ready.set(true);
         }
-        apply(&self.kv, op)
+        Ok(&self.kv)
+    }
+
+    fn run(&self, op: Op) -> std::result::Result<Reply, StoreError> {
+        apply(self.kv()?, op)
     }
 }
 
 impl DurableObject for KvShard {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             kv: SqlKv::new(state.storage().sql()),
             tables_ready: Cell::new(false),
+            env,
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path() == crate::group::PATH {
+            let kv = self
+                .kv()
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            return crate::group::serve(kv, &self.env, req).await;
+        }
         let reply = match req.json::<Op>().await {
             Err(e) => Reply::Failed {
                 error: format!("shard protocol: {e}"),
@@ -222,19 +237,29 @@ impl ShardedKv {
         self.calls.get()
     }
 
-    async fn call(&self, shard: &str, op: &Op) -> std::result::Result<Reply, StoreError> {
+    /// One call of `req` to the object `shard`, counted.
+    pub async fn fetch(
+        &self,
+        shard: &str,
+        req: Request,
+    ) -> std::result::Result<Response, StoreError> {
         let mut calls = self.calls.get();
         calls.all += 1;
         calls.global += u32::from(is_global(shard));
         self.calls.set(calls);
+        let failed = |e: worker::Error| StoreError::Other(format!("shard {shard}: {e}"));
+        let stub = self.namespace.get_by_name(shard).map_err(failed)?;
+        stub.fetch_with_request(req).await.map_err(failed)
+    }
+
+    async fn call(&self, shard: &str, op: &Op) -> std::result::Result<Reply, StoreError> {
         let failed = |e: worker::Error| StoreError::Other(format!("shard {shard}: {e}"));
         let body = serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut init = RequestInit::new();
         init.with_method(worker::Method::Post)
             .with_body(Some(body.into()));
         let req = Request::new_with_init("https://shard/op", &init).map_err(failed)?;
-        let stub = self.namespace.get_by_name(shard).map_err(failed)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
+        let mut resp = self.fetch(shard, req).await?;
         match resp.json::<Reply>().await.map_err(failed)? {
             Reply::Failed { error } => Err(StoreError::Other(format!("shard {shard}: {error}"))),
             reply => Ok(reply),

@@ -1,0 +1,282 @@
+//! The message routes answered inside the group's own object: the Worker makes one call, to
+//! the `KvShard` object named `group/{g}`, and that object runs the domain's handler there,
+//! over a store whose keys of the group (`group/{g}/…`: log slots, head, tail, members) are
+//! its own SQLite rows, read and written without a call. Other keys (client records, rate
+//! limits, the cleanup index, counters) stay in their objects, reached from the group's
+//! object ([`GroupKv`]); the Worker logs those onward calls beside its own.
+//!
+//! The key layout is [`shard_for`]'s either way, so the same data is served whichever side
+//! runs the handler, and the domain's algorithms (atomic operations per key) hold unchanged:
+//! each local operation is one synchronous SQLite statement, which nothing interleaves.
+
+use mcp_edge_domain::api;
+use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
+use mcp_edge_domain::ids::is_valid_id;
+use mcp_edge_domain::store::{KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+use worker::{Env, Headers, Request, RequestInit, Response};
+
+use crate::http::Route;
+use crate::shard::{Calls, ShardedKv, shard_for};
+use crate::store::SqlKv;
+
+/// The header that carries the forwarded request's method, path, query and headers.
+const REQUEST_HEADER: &str = "x-mcp-edge-request";
+/// The header of the object's answer that counts its onward calls: `all global`.
+const ONWARD_HEADER: &str = "x-mcp-edge-onward-calls";
+
+/// The path of every forwarded request (object calls of the store use `/op`).
+pub const PATH: &str = "/group";
+
+/// The group a message route's request is for, when it names a valid one: `group_id` in the
+/// body of register and send, in the query of receive. Anything else is answered by the
+/// Worker itself (the domain refuses it before it touches the store).
+pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
+    let group = match route {
+        Route::Register | Route::Send => serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()?
+            .get("group_id")?
+            .as_str()?
+            .to_owned(),
+        Route::Receive => {
+            req.query_params()
+                .ok()?
+                .into_iter()
+                .find(|(name, _)| name == "group_id")?
+                .1
+        }
+        _ => return None,
+    };
+    is_valid_id(&group).then_some(group)
+}
+
+/// What the object needs to rebuild the request (the body travels as the call's body).
+#[derive(Debug, Serialize, Deserialize)]
+struct Forwarded {
+    /// The object that answers, `group/{g}`: its own keys are local.
+    shard: String,
+    /// The route's name ([`Route::name`]: `send`), for the handler.
+    route: String,
+    method: String,
+    path: String,
+    query: Option<String>,
+    /// Names and hex-encoded values: header values need not be text.
+    headers: Vec<(String, String)>,
+}
+
+/// The Worker's side: `req` for `route` answered by the object of `group`, with the object's
+/// onward calls.
+pub async fn forward(
+    store: &ShardedKv,
+    group: &str,
+    route: &Route,
+    req: ApiRequest,
+) -> Result<(ApiResponse, Calls), StoreError> {
+    let shard = format!("group/{group}");
+    let meta = Forwarded {
+        shard: shard.clone(),
+        route: route.name().to_owned(),
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        headers: req
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, hex::encode(value)))
+            .collect(),
+    };
+    let failed = |e: worker::Error| StoreError::Other(format!("object {shard}: {e}"));
+    let encoded = serde_json::to_vec(&meta).map_err(|e| StoreError::Other(e.to_string()))?;
+    let headers = Headers::new();
+    headers
+        .set(REQUEST_HEADER, &hex::encode(encoded))
+        .map_err(failed)?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_sys::Uint8Array::from(req.body.as_slice()).into()));
+    let call = Request::new_with_init(&format!("https://object{PATH}"), &init).map_err(failed)?;
+    let mut resp = store.fetch(&shard, call).await?;
+    let onward = resp
+        .headers()
+        .get(ONWARD_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            let (all, global) = v.split_once(' ')?;
+            Some(Calls {
+                all: all.parse().ok()?,
+                global: global.parse().ok()?,
+            })
+        })
+        .unwrap_or_default();
+    let headers = resp
+        .headers()
+        .entries()
+        .filter(|(name, _)| name != ONWARD_HEADER)
+        .collect();
+    let body = resp.bytes().await.map_err(failed)?;
+    Ok((
+        ApiResponse {
+            status: resp.status_code(),
+            headers,
+            body,
+        },
+        onward,
+    ))
+}
+
+/// The object's side: rebuilds the forwarded request and answers it with the route's
+/// handler over [`GroupKv`].
+pub async fn serve(kv: &SqlKv, env: &Env, mut req: Request) -> worker::Result<Response> {
+    let meta = req
+        .headers()
+        .get(REQUEST_HEADER)?
+        .and_then(|v| hex::decode(v).ok())
+        .and_then(|v| serde_json::from_slice::<Forwarded>(&v).ok())
+        .ok_or_else(|| worker::Error::RustError("forwarded request: no metadata".into()))?;
+    let body = req.bytes().await?;
+    let headers = meta
+        .headers
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, hex::decode(value).ok()?)))
+        .collect();
+    let api_req = ApiRequest {
+        method: meta.method,
+        path: meta.path,
+        query: meta.query,
+        headers,
+        body,
+    };
+    let store = GroupKv {
+        local: kv,
+        shard: meta.shard,
+        remote: ShardedKv::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?,
+    };
+    let resp = crate::with_ctx(env, &store, async |ctx| match meta.route.as_str() {
+        "register" => Some(api::register(&api_req, ctx).await),
+        "send" => Some(api::send(&api_req, ctx).await),
+        "receive" => Some(api::receive(&api_req, ctx).await),
+        _ => None,
+    })
+    .await
+    .ok_or_else(|| worker::Error::RustError("forwarded request: no such route".into()))?;
+    let calls = store.remote.calls();
+    let out = crate::http::to_worker(resp)?;
+    out.headers()
+        .set(ONWARD_HEADER, &format!("{} {}", calls.all, calls.global))?;
+    Ok(out)
+}
+
+/// The store of a handler run inside the object `shard`: its keys in its own SQLite, the
+/// others in their objects.
+pub struct GroupKv<'a> {
+    local: &'a SqlKv,
+    shard: String,
+    remote: ShardedKv,
+}
+
+impl GroupKv<'_> {
+    fn is_local(&self, key: &str) -> bool {
+        shard_for(key) == self.shard
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for GroupKv<'_> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.is_local(key) {
+            self.local.get(key)
+        } else {
+            self.remote.get(key).await
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if self.is_local(key) {
+            self.local.set(key, value)
+        } else {
+            self.remote.set(key, value).await
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        if self.is_local(key) {
+            self.local.delete(key)
+        } else {
+            self.remote.delete(key).await
+        }
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let (local, remote): (Vec<usize>, Vec<usize>) =
+            (0..keys.len()).partition(|&i| self.is_local(&keys[i]));
+        let mut out = vec![None; keys.len()];
+        let wanted = |at: &[usize]| at.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>();
+        if !local.is_empty() {
+            for (i, value) in local.iter().zip(self.local.get_many(&wanted(&local))?) {
+                out[*i] = value;
+            }
+        }
+        if !remote.is_empty() {
+            let values = self.remote.get_many(&wanted(&remote)).await?;
+            for (i, value) in remote.iter().zip(values) {
+                out[*i] = value;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if self.is_local(key) {
+            self.local.increment(key, delta)
+        } else {
+            self.remote.increment(key, delta).await
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        if self.is_local(key) {
+            self.local.compare_and_swap(key, expected, new)
+        } else {
+            self.remote.compare_and_swap(key, expected, new).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::of as group_of;
+    use crate::http::Route;
+    use mcp_edge_domain::http::Request;
+
+    fn with_body(body: &str) -> Request {
+        let mut req = Request::get("/");
+        req.body = body.as_bytes().to_vec();
+        req
+    }
+
+    #[test]
+    fn the_group_comes_from_the_body_or_the_query_and_must_be_valid() {
+        let send = with_body(r#"{"sender_id":"a","group_id":"g1","payload":1}"#);
+        assert_eq!(group_of(&Route::Send, &send).as_deref(), Some("g1"));
+        assert_eq!(group_of(&Route::Register, &send).as_deref(), Some("g1"));
+        let mut receive = Request::get("/");
+        receive.query = Some("client_id=a&group_id=g%202x".into());
+        assert_eq!(group_of(&Route::Receive, &receive), None, "not a valid id");
+        receive.query = Some("client_id=a&group_id=team-7".into());
+        assert_eq!(
+            group_of(&Route::Receive, &receive).as_deref(),
+            Some("team-7")
+        );
+        for body in ["", "[]", r#"{"group_id":7}"#, r#"{"group_id":"a/b"}"#] {
+            assert_eq!(group_of(&Route::Send, &with_body(body)), None, "{body}");
+        }
+        assert_eq!(group_of(&Route::Login, &send), None);
+    }
+}
