@@ -1,8 +1,9 @@
 //! mcp-edge on Cloudflare Workers: the HTTP API of the WASI components, answered by the same
 //! domain crate. The Worker routes as `spin.toml` does and calls the domain's handlers with
 //! a key-value store spread over Durable Objects ([`shard`]: the group logs in an object per
-//! group), docs and the MCP endpoint's catalog and search index from static assets ([`docs`]), and configuration from vars and secrets; the
-//! Cron Trigger runs the same cleanup pass.
+//! group, which answers the group's message routes itself, [`group`]), docs and the MCP
+//! endpoint's catalog and search index from static assets ([`docs`]), and configuration from
+//! vars and secrets; the Cron Trigger runs the same cleanup pass.
 //!
 //! Compiled for `wasm32-unknown-unknown` by `worker-build` (see `workers/tools/`).
 

@@ -1,6 +1,7 @@
 //! The key-value state on Durable Objects: the keyspace is split over objects of the
 //! `KvShard` class by what the keys belong to, and each key-value operation of the domain is
-//! one call to the object that holds its key.
+//! one call to the object that holds its key, or none when the domain's handler runs inside
+//! that object (a group's message routes, [`crate::group`]).
 //!
 //! | keys | object | |
 //! |---|---|---|
