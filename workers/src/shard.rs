@@ -299,11 +299,13 @@ impl KvStore for ShardedKv {
         &self,
         keys: &[String],
     ) -> std::result::Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let mut out = vec![None; keys.len()];
         let mut shards: Vec<&str> = keys.iter().map(|k| shard_for(k)).collect();
         shards.sort_unstable();
         shards.dedup();
-        for shard in shards {
+        // One call per object, all in flight at once: a batch over many objects (a group's
+        // members' records) waits about one round trip, not one per object. The platform
+        // queues what exceeds its limit of connections open at once.
+        let calls = shards.into_iter().map(|shard| async move {
             let (positions, wanted): (Vec<usize>, Vec<String>) = keys
                 .iter()
                 .enumerate()
@@ -312,11 +314,15 @@ impl KvStore for ShardedKv {
                 .unzip();
             match self.call(shard, &Op::GetMany { keys: wanted }).await? {
                 Reply::Values { values } if values.len() == positions.len() => {
-                    for (i, value) in positions.into_iter().zip(values) {
-                        out[i] = value.map(|v| unhex(&v)).transpose()?;
-                    }
+                    Ok((positions, values))
                 }
-                other => return Err(unexpected(other)),
+                other => Err(unexpected(other)),
+            }
+        });
+        let mut out = vec![None; keys.len()];
+        for (positions, values) in futures_util::future::try_join_all(calls).await? {
+            for (i, value) in positions.into_iter().zip(values) {
+                out[i] = value.map(|v| unhex(&v)).transpose()?;
             }
         }
         Ok(out)
