@@ -1,7 +1,7 @@
 //! On Workers every request logs one line with the Durable Object calls it made
 //! (`{"request": route, "status", "do_calls", "global_do_calls", "onward_do_calls",
-//! "onward_global_do_calls"}`). Public docs make none; a message route makes one, to its
-//! group's object, which answers it and reports the calls it made in turn (to the objects of
+//! "onward_global_do_calls"}`). Public docs make none; a message route (or an MCP message
+//! tool's call) makes one, to its group's object, which answers it and reports the calls it made in turn (to the objects of
 //! client records, rate limits, the cleanup index and counters). Those onward counts are
 //! printed in the test's output: they are what issue #16 cuts down next.
 
@@ -55,6 +55,41 @@ fn every_worker_request_logs_its_durable_object_calls() {
     measure("receive", &|| {
         dev.receive(&token, "oc-b", "oc-g", Some(0)).status
     });
+    // The MCP endpoint's message tools are the same routes: answered in the group's object.
+    measure("mcp", &|| {
+        let body = json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {
+                "name": "send_message",
+                "arguments": {"sender_id": "oc-a", "group_id": "oc-g", "payload": "via mcp"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}
+                }
+            }
+        });
+        let auth = format!("Bearer {token}");
+        let reply = dev.request(
+            "POST",
+            "/mcp",
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("authorization", &auth),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "send_message"),
+            ],
+            Some(body.to_string().as_bytes()),
+        );
+        let answer = reply.json();
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+        assert!(answer["result"].is_object(), "{answer}");
+        reply.status
+    });
+    let sent = dev.receive(&token, "oc-b", "oc-g", None);
+    assert!(sent.text().contains("via mcp"), "{}", sent.text());
     for (route, line) in &seen {
         println!("{route}: {line}");
     }

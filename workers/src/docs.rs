@@ -64,8 +64,11 @@ pub async fn serve(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiRespons
 
 /// `POST /mcp`: the docs tools and resources read the same site.
 pub async fn mcp(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
-    with_site(req, env, store, async |req, site, ctx| {
-        api::mcp(req, site, ctx).await
-    })
-    .await
+    crate::with_ctx(env, store, async |ctx| mcp_with(req, env, ctx).await).await
+}
+
+/// `POST /mcp` with a given context (a message tool's call, answered in its group's
+/// object, [`crate::group`]).
+pub async fn mcp_with(req: &ApiRequest, env: &Env, ctx: &Ctx<'_>) -> ApiResponse {
+    api::mcp(req, &AssetSite { env }, ctx).await
 }

@@ -1,7 +1,8 @@
-//! The message routes answered inside the group's own object: the Worker makes one call, to
-//! the `KvShard` object named `group/{g}`, and that object runs the domain's handler there,
-//! over a store whose keys of the group (`group/{g}/…`: log slots, head, tail, members) are
-//! its own SQLite rows, read and written without a call. Other keys (client records, rate
+//! The message routes, and the MCP endpoint's message tools, answered inside the group's own
+//! object: the Worker makes one call, to the `KvShard` object named `group/{g}`, and that
+//! object runs the domain's handler there, over a store whose keys of the group
+//! (`group/{g}/…`: log slots, head, tail, members) are its own SQLite rows, read and written
+//! without a call. Other keys (client records, rate
 //! limits, the cleanup index, counters) stay in their objects, reached from the group's
 //! object ([`GroupKv`]); the Worker logs those onward calls beside its own.
 //!
@@ -29,7 +30,8 @@ const ONWARD_HEADER: &str = "x-mcp-edge-onward-calls";
 pub const PATH: &str = "/group";
 
 /// The group a message route's request is for, when it names a valid one: `group_id` in the
-/// body of register and send, in the query of receive. Anything else is answered by the
+/// body of register and send, in the query of receive, in the arguments of an MCP message
+/// tool's call. Anything else is answered by the
 /// Worker itself (the domain refuses it before it touches the store).
 pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
     let group = match route {
@@ -45,9 +47,32 @@ pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
                 .find(|(name, _)| name == "group_id")?
                 .1
         }
+        Route::Mcp => message_tool_group(&req.body)?,
         _ => return None,
     };
     is_valid_id(&group).then_some(group)
+}
+
+/// The MCP tools that are the message routes ([`api::mcp`]); any other call is answered by
+/// the Worker.
+const MESSAGE_TOOLS: [&str; 3] = ["register_client", "send_message", "receive_messages"];
+
+/// The group of an MCP `tools/call` of a message tool: its `group_id` argument.
+fn message_tool_group(body: &[u8]) -> Option<String> {
+    let call: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if call.get("method")?.as_str()? != "tools/call" {
+        return None;
+    }
+    let params = call.get("params")?;
+    let tool = params.get("name")?.as_str()?;
+    MESSAGE_TOOLS.contains(&tool).then_some(())?;
+    Some(
+        params
+            .get("arguments")?
+            .get("group_id")?
+            .as_str()?
+            .to_owned(),
+    )
 }
 
 /// What the object needs to rebuild the request (the body travels as the call's body).
@@ -157,6 +182,7 @@ pub async fn serve(kv: &SqlKv, env: &Env, mut req: Request) -> worker::Result<Re
         "register" => Some(api::register(&api_req, ctx).await),
         "send" => Some(api::send(&api_req, ctx).await),
         "receive" => Some(api::receive(&api_req, ctx).await),
+        "mcp" => Some(crate::docs::mcp_with(&api_req, env, ctx).await),
         _ => None,
     })
     .await
@@ -278,5 +304,29 @@ mod tests {
             assert_eq!(group_of(&Route::Send, &with_body(body)), None, "{body}");
         }
         assert_eq!(group_of(&Route::Login, &send), None);
+        let call = |body: &str| group_of(&Route::Mcp, &with_body(body));
+        assert_eq!(
+            call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_message","arguments":{"sender_id":"a","group_id":"g1","payload":1}}}"#).as_deref(),
+            Some("g1")
+        );
+        // Docs tools, other methods and invalid groups stay in the Worker.
+        assert_eq!(
+            call(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"x","group_id":"g1"}}}"#
+            ),
+            None
+        );
+        assert_eq!(
+            call(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"send_message","arguments":{"group_id":"g1"}}}"#
+            ),
+            None
+        );
+        assert_eq!(
+            call(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"receive_messages","arguments":{"group_id":"a b"}}}"#
+            ),
+            None
+        );
     }
 }
