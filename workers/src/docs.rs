@@ -40,24 +40,11 @@ impl SiteFiles for AssetSite<'_> {
     }
 }
 
-/// Runs `handler` with the site in the assets and the request's store, which makes no call
-/// until used (public docs make none; a reader's API key is checked there, and the MCP
-/// message tools use it).
-async fn with_site(
-    req: &ApiRequest,
-    env: &Env,
-    store: &ShardedKv,
-    handler: impl AsyncFnOnce(&ApiRequest, &dyn SiteFiles, &Ctx<'_>) -> ApiResponse,
-) -> ApiResponse {
-    crate::with_ctx(env, store, async |ctx| {
-        handler(req, &AssetSite { env }, ctx).await
-    })
-    .await
-}
-
+/// `GET /docs/...`. The request's store makes no call until used: public docs make none; a
+/// reader's API key is checked there.
 pub async fn serve(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
-    with_site(req, env, store, async |req, site, ctx| {
-        api::docs(req, site, ctx).await
+    crate::with_ctx(env, store, async |ctx| {
+        api::docs(req, &AssetSite { env }, ctx).await
     })
     .await
 }

@@ -75,6 +75,34 @@ fn with_client_addr(mut req: ApiRequest, client_ip: Option<String>) -> ApiReques
     req
 }
 
+/// A request the Worker answers itself, over its own store.
+async fn answer_here(
+    route: &Route,
+    env: &Env,
+    store: &ShardedKv,
+    api_req: &ApiRequest,
+) -> ApiResponse {
+    match route {
+        Route::Login => stateful(env, store, api_req, api::login).await,
+        Route::Refresh => stateful(env, store, api_req, api::refresh).await,
+        Route::Logout => stateful(env, store, api_req, api::logout).await,
+        Route::Admin(_) => stateful(env, store, api_req, api::admin).await,
+        Route::Register => stateful(env, store, api_req, api::register).await,
+        Route::Send => stateful(env, store, api_req, api::send).await,
+        Route::Receive => stateful(env, store, api_req, api::receive).await,
+        Route::Cleanup => stateful(env, store, api_req, api::cleanup).await,
+        Route::Docs(_) => docs::serve(api_req, env, store).await,
+        Route::Mcp => docs::mcp(api_req, env, store).await,
+        Route::Health(_) => {
+            // A probe of one of many objects, picked at random: readiness checks that the
+            // objects answer without sending every check to one of them.
+            let key = shard::probe_key(platform::random_u32());
+            api::health(api_req, async || store.get(&key).await.map(drop)).await
+        }
+        Route::NotFound => unreachable!("handle answers it first"),
+    }
+}
+
 async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let method = http::method(&req);
     let route = Route::of(&req.path());
@@ -102,43 +130,22 @@ async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         Ok(store) => store,
         Err(e) => return http::error(ApiError::store_unavailable(&e)),
     };
-    // A message route for a valid group is answered by the group's object: one call.
-    if let Some(group) = group::of(&route, &api_req) {
-        let (resp, onward) = match group::forward(&store, &group, &route, api_req).await {
+    // A message route for a valid group is answered by the group's object: one call, and the
+    // calls that object made in turn.
+    let (resp, onward) = match group::of(&route, &api_req) {
+        Some(group) => match group::forward(&store, &group, &route, api_req).await {
             Ok(answer) => answer,
             Err(e) => (
                 ApiError::store_unavailable(&e).into(),
                 shard::Calls::default(),
             ),
-        };
-        platform::log_request(route.name(), resp.status, store.calls(), onward);
-        return http::to_worker(resp);
-    }
-    let resp = match route {
-        Route::Login => stateful(env, &store, &api_req, api::login).await,
-        Route::Refresh => stateful(env, &store, &api_req, api::refresh).await,
-        Route::Logout => stateful(env, &store, &api_req, api::logout).await,
-        Route::Admin(_) => stateful(env, &store, &api_req, api::admin).await,
-        Route::Register => stateful(env, &store, &api_req, api::register).await,
-        Route::Send => stateful(env, &store, &api_req, api::send).await,
-        Route::Receive => stateful(env, &store, &api_req, api::receive).await,
-        Route::Cleanup => stateful(env, &store, &api_req, api::cleanup).await,
-        Route::Docs(_) => docs::serve(&api_req, env, &store).await,
-        Route::Mcp => docs::mcp(&api_req, env, &store).await,
-        Route::Health(_) => {
-            // A probe of one of many objects, picked at random: readiness checks that the
-            // objects answer without sending every check to one of them.
-            let key = shard::probe_key(platform::random_u32());
-            api::health(&api_req, async || store.get(&key).await.map(drop)).await
-        }
-        Route::NotFound => unreachable!("answered above"),
+        },
+        None => (
+            answer_here(&route, env, &store, &api_req).await,
+            shard::Calls::default(),
+        ),
     };
-    platform::log_request(
-        route.name(),
-        resp.status,
-        store.calls(),
-        shard::Calls::default(),
-    );
+    platform::log_request(route.name(), resp.status, store.calls(), onward);
     http::to_worker(resp)
 }
 
