@@ -37,6 +37,9 @@ pub fn ensure_built() {
     }
 }
 
+/// What workerd prints when a port it was given is taken.
+const PORT_TAKEN: &str = "Address already in use";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -79,6 +82,25 @@ impl WranglerDev {
         assets: Option<&std::path::Path>,
     ) -> WranglerDev {
         ensure_built();
+        // A port found free can be taken before wrangler binds it: by another test's wrangler
+        // or workerd, which bind ports of their own, again on every reload. Such a start is
+        // tried again on new ports; any other failure ends the test.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(vars, assets) {
+                Ok(dev) => return dev,
+                Err(log) if attempt < 3 && log.contains(PORT_TAKEN) => attempt += 1,
+                Err(log) => panic!("wrangler dev did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// One start on fresh ports: the server once it answers, else what wrangler printed
+    /// (it is stopped).
+    fn try_start(
+        vars: &[(&str, &str)],
+        assets: Option<&std::path::Path>,
+    ) -> Result<WranglerDev, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env = env_line("jwt_secret", support::SECRET);
         env.push_str(&env_line("users", &support::users_json()));
@@ -128,7 +150,7 @@ impl WranglerDev {
                 }
             });
         }
-        let dev = WranglerDev {
+        let mut dev = WranglerDev {
             child,
             client: Client::new(format!("http://127.0.0.1:{port}")),
             log,
@@ -136,17 +158,16 @@ impl WranglerDev {
         };
         let deadline = Instant::now() + support::STARTUP_TIMEOUT;
         loop {
-            if dev.log().contains("Ready on") && dev.try_health() {
-                break;
+            let log = dev.log();
+            if log.contains("Ready on") && dev.try_health() {
+                return Ok(dev);
             }
-            assert!(
-                Instant::now() < deadline,
-                "wrangler dev did not start:\n{}",
-                dev.log()
-            );
+            let exited = matches!(dev.child.try_wait(), Ok(Some(_)));
+            if exited || log.contains(PORT_TAKEN) || Instant::now() >= deadline {
+                return Err(log);
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        dev
     }
 
     fn try_health(&self) -> bool {
