@@ -92,6 +92,12 @@ enum Command {
     },
     /// Run one cleanup pass (the cleanup component's cron handler) and print what it removed.
     Cleanup(UpArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API, generated from the code; `--write`
+    /// renews the committed copy the deployments serve (static/docs/v1/openapi.json).
+    Openapi {
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 /// Where the accounts live: the same options as `up`.
@@ -563,11 +569,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn openapi(write: bool) -> Result<()> {
+    let document = mcp_edge_domain::openapi::document();
+    if !write {
+        print!("{document}");
+        return Ok(());
+    }
+    let page = mcp_edge_domain::openapi::reference_page();
+    for (path, text) in [
+        (mcp_edge_domain::openapi::COMMITTED_PATH, document),
+        (mcp_edge_domain::openapi::PAGE_PATH, page),
+    ] {
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write {path} (run this from the repository)"))?;
+        eprintln!("{path}: written");
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::HashPassword => hash_password(),
+        Command::Openapi { write } => openapi(write),
         Command::User { action, store } => user_command(action, &store),
         Command::ApiKey { action, store } => key_command(action, &store),
         Command::Docs {

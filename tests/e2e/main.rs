@@ -18,6 +18,7 @@ mod limits;
 mod mcp;
 mod members;
 mod object_calls;
+mod openapi;
 mod wrangler;
 
 /// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.
@@ -65,4 +66,6 @@ on_every_runtime!(
     accounts::an_admin_adds_disables_and_removes_users,
     accounts::tokens_signed_with_a_previous_key_verify_until_it_is_removed,
     mcp::an_mcp_client_searches_reads_and_sends_exactly_once,
+    openapi::the_document_is_served_public_cacheable_with_an_etag,
+    openapi::schemathesis_finds_no_failures,
 );

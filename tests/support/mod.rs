@@ -90,6 +90,54 @@ pub fn ensure_mcp_packages() {
     );
 }
 
+/// The Python tools of tests/openapi (schemathesis, openapi-spec-validator), every package
+/// pinned in its requirements.lock, in a virtual environment under target/ made once per
+/// checkout; answers the environment's `bin` directory.
+pub fn python_tools() -> PathBuf {
+    let venv = root().join("target").join("openapi-venv");
+    let bin = venv.join("bin");
+    std::fs::create_dir_all(root().join("target")).expect("create target/");
+    let lock = std::fs::File::create(root().join("target").join("openapi-venv.lock"))
+        .expect("create the venv lock file");
+    lock.lock().expect("lock the venv lock file");
+    let lockfile = root().join("tests/openapi/requirements.lock");
+    // Written last: without it an install was cut short, or the lock file changed since.
+    let done = venv.join("installed.lock");
+    let wanted = std::fs::read(&lockfile).expect("read tests/openapi/requirements.lock");
+    if std::fs::read(&done).ok().as_deref() == Some(wanted.as_slice()) {
+        return bin;
+    }
+    mcp_edge_provision::ensure_program("python3", "python3");
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("run python3 -m venv");
+    assert!(
+        made.success(),
+        "python3 -m venv failed: on Debian, apt-get install python3-venv"
+    );
+    let installed = Command::new(bin.join("pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-r",
+        ])
+        .arg(&lockfile)
+        .status()
+        .expect("run pip install");
+    assert!(
+        installed.success(),
+        "pip install -r {} failed",
+        lockfile.display()
+    );
+    std::fs::write(&done, wanted).expect("mark the venv installed");
+    bin
+}
+
 /// Users every test server knows: one per role, plus a second writer.
 pub fn users_json() -> String {
     static USERS: OnceLock<String> = OnceLock::new();

@@ -49,6 +49,14 @@ pub async fn serve(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiRespons
     .await
 }
 
+/// `GET /openapi.json`, from the same site.
+pub async fn openapi(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
+    crate::with_ctx(env, store, async |ctx| {
+        api::openapi(req, &AssetSite { env }, ctx).await
+    })
+    .await
+}
+
 /// `POST /mcp`: the docs tools and resources read the same site.
 pub async fn mcp(req: &ApiRequest, env: &Env, store: &ShardedKv) -> ApiResponse {
     crate::with_ctx(env, store, async |ctx| mcp_with(req, env, ctx).await).await

@@ -26,6 +26,8 @@ pub enum Route {
     /// `POST /mcp`: the MCP endpoint.
     Mcp,
     Docs(String),
+    /// `GET /openapi.json`, which Spin routes to the docs component.
+    OpenApi,
     Health(String),
     NotFound,
 }
@@ -51,6 +53,7 @@ impl Route {
             "/mcp/receive" => Route::Receive,
             "/admin/cleanup" => Route::Cleanup,
             "/mcp" => Route::Mcp,
+            "/openapi.json" => Route::OpenApi,
             _ => match (wildcard("/docs"), wildcard("/health")) {
                 (Some(info), _) => Route::Docs(info),
                 (_, Some(info)) => Route::Health(info),
@@ -76,7 +79,7 @@ impl Route {
             Route::Receive => "receive",
             Route::Cleanup => "cleanup",
             Route::Mcp => "mcp",
-            Route::Docs(_) => "docs",
+            Route::Docs(_) | Route::OpenApi => "docs",
             Route::Health(_) => "health",
             Route::NotFound => "not_found",
         }
@@ -215,6 +218,7 @@ mod tests {
                 "send" => Route::Send,
                 "receive" => Route::Receive,
                 "cleanup" => Route::Cleanup,
+                "docs" if path == "/openapi.json" => Route::OpenApi,
                 "docs" => Route::Docs(String::new()),
                 "health" => Route::Health(String::new()),
                 "mcp" => Route::Mcp,
@@ -223,7 +227,7 @@ mod tests {
             assert_eq!(Route::of(path), expected, "{route}");
             seen.push(component);
         }
-        assert_eq!(seen.len(), 12, "{seen:?}");
+        assert_eq!(seen.len(), 13, "{seen:?}");
         assert_eq!(
             Route::of("/admin/users/ann"),
             Route::Admin("/users/ann".into())

@@ -92,6 +92,7 @@ async fn answer_here(
         Route::Receive => stateful(env, store, api_req, api::receive).await,
         Route::Cleanup => stateful(env, store, api_req, api::cleanup).await,
         Route::Docs(_) => docs::serve(api_req, env, store).await,
+        Route::OpenApi => docs::openapi(api_req, env, store).await,
         Route::Mcp => docs::mcp(api_req, env, store).await,
         Route::Health(_) => {
             // A probe of one of many objects, picked at random: readiness checks that the

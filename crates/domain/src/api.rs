@@ -2,9 +2,7 @@
 //! capabilities its endpoint is granted, and returns the [`Response`] to send. Components
 //! (and any other platform adapter) only convert requests and responses.
 
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use crate::accounts::{Accounts, Action, Principal, Tokens, UserEntry, bearer_token};
 use crate::audit::{AuditRecord, AuditSink};
@@ -14,10 +12,10 @@ use crate::docs::{self, SiteFiles, Visibility};
 use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond, with_common_headers};
-use crate::messaging::log::{Missed, Received};
+use crate::messaging::log::Received;
 use crate::messaging::members::Registration;
 use crate::messaging::{
-    self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging, StoredMessage,
+    self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging,
 };
 use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
@@ -26,7 +24,11 @@ mod credentials;
 mod mcp;
 #[cfg(test)]
 mod mcp_tests;
+pub mod wire;
 pub use credentials::{admin, login, logout, refresh, session};
+use wire::{
+    Liveness, Readiness, ReadinessChecks, ReceiveOut, RegisterBody, Registered, SendBody, Sent,
+};
 
 /// What the messaging endpoints are given.
 pub struct Ctx<'a> {
@@ -243,12 +245,6 @@ async fn principal(req: &Request, ctx: &Ctx<'_>) -> Result<Principal, ApiError> 
     accounts(ctx)?.authenticate(credential, &tokens).await
 }
 
-#[derive(Deserialize)]
-struct RegisterBody {
-    client_id: String,
-    group_id: String,
-}
-
 /// `POST /mcp/register`
 pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
     audited(
@@ -274,32 +270,18 @@ pub async fn register(req: &Request, ctx: &Ctx<'_>) -> Response {
             };
             Ok(Response::json(
                 status,
-                &json!({
-                    "client_id": body.client_id,
-                    "group_id": record.group_id,
-                    "registered_at": rfc3339_ms(record.registered_at_ms),
-                    "last_heartbeat": rfc3339_ms(record.last_heartbeat_ms),
-                    "resumed": resumed,
-                    "cursor": record.cursor,
-                }),
+                &Registered {
+                    client_id: body.client_id,
+                    group_id: record.group_id,
+                    registered_at: rfc3339_ms(record.registered_at_ms),
+                    last_heartbeat: rfc3339_ms(record.last_heartbeat_ms),
+                    resumed,
+                    cursor: record.cursor,
+                },
             ))
         },
     )
     .await
-}
-
-/// Distinguishes an absent field from an explicit `null` (a valid payload), keeping the
-/// payload's text as sent.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    messaging::raw_payload(d).map(Some)
-}
-
-#[derive(Deserialize)]
-struct SendBody {
-    sender_id: String,
-    group_id: String,
-    #[serde(default, deserialize_with = "present")]
-    payload: Option<Box<RawValue>>,
 }
 
 /// The header that names a send for safe retries.
@@ -331,11 +313,11 @@ pub async fn send(req: &Request, ctx: &Ctx<'_>) -> Response {
         rec.message_id = Some(sent.message_id.clone());
         let resp = Response::json(
             202,
-            &json!({
-                "message_id": sent.message_id,
-                "seq": sent.seq,
-                "timestamp": rfc3339_ms(sent.timestamp_ms),
-            }),
+            &Sent {
+                message_id: sent.message_id,
+                seq: sent.seq,
+                timestamp: rfc3339_ms(sent.timestamp_ms),
+            },
         );
         Ok(if sent.replayed {
             resp.with_header("idempotent-replayed", "true")
@@ -346,66 +328,8 @@ pub async fn send(req: &Request, ctx: &Ctx<'_>) -> Response {
     .await
 }
 
-/// A message as receivers get it: the payload's JSON text is copied through, never parsed.
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    message_id: &'a str,
-    seq: u64,
-    sender_id: &'a str,
-    group_id: &'a str,
-    payload: &'a RawValue,
-    timestamp: String,
-}
-
-impl<'a> From<&'a StoredMessage> for MessageOut<'a> {
-    fn from(m: &'a StoredMessage) -> Self {
-        Self {
-            message_id: &m.message_id,
-            seq: m.seq,
-            sender_id: &m.sender_id,
-            group_id: &m.group_id,
-            payload: &m.payload,
-            timestamp: rfc3339_ms(m.timestamp_ms),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct MissedOut {
-    first_seq: u64,
-    last_seq: u64,
-    count: u64,
-    first_held_seq: u64,
-}
-
-impl From<Missed> for MissedOut {
-    fn from(m: Missed) -> Self {
-        Self {
-            first_seq: m.first_seq,
-            last_seq: m.last_seq,
-            count: m.count(),
-            first_held_seq: m.first_held_seq(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ReceiveOut<'a> {
-    messages: Vec<MessageOut<'a>>,
-    next_after: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    missed: Option<MissedOut>,
-}
-
 fn receive_answer(got: &Received) -> Result<Response, ApiError> {
-    Response::try_json(
-        200,
-        &ReceiveOut {
-            messages: got.messages.iter().map(MessageOut::from).collect(),
-            next_after: got.next_after,
-            missed: got.missed.map(MissedOut::from),
-        },
-    )
+    Response::try_json(200, &ReceiveOut::from(got))
 }
 
 fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
@@ -500,9 +424,38 @@ pub async fn mcp(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response
     .await
 }
 
+/// The route of the API's OpenAPI document, which the docs component also serves.
+pub const OPENAPI_ROUTE: &str = "/openapi.json";
+
+/// `GET /openapi.json`: the OpenAPI document of this API, the newest docs version's
+/// `openapi.json` (`mcp-edge openapi`), public and cacheable whatever `docs_access` says:
+/// the shape of the API is no secret.
+pub async fn openapi(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response {
+    audited(
+        req,
+        ctx.config,
+        &["GET", "HEAD"],
+        ctx.audit,
+        "docs",
+        async |rec| {
+            rec.path = Some(OPENAPI_ROUTE.to_owned());
+            let file = Request {
+                path: "/latest/openapi.json".to_owned(),
+                ..req.clone()
+            };
+            docs::serve(&file, site, Visibility::Public).await
+        },
+    )
+    .await
+}
+
 /// `GET /docs/{version}/{path}` (and `GET /docs` for the version list). The store is read
-/// only when docs need a reader and the caller brings an API key.
+/// only when docs need a reader and the caller brings an API key. The docs component serves
+/// [`OPENAPI_ROUTE`] too ([`openapi`]).
 pub async fn docs(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response {
+    if req.header("spin-component-route") == Some(OPENAPI_ROUTE) {
+        return openapi(req, site, ctx).await;
+    }
     audited(
         req,
         ctx.config,
@@ -529,6 +482,7 @@ pub async fn docs(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Respons
 
 /// What a cleanup pass did: the message log's part, and the expired credentials it deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CleanupReport {
     #[serde(flatten)]
     pub messaging: messaging::Report,
@@ -594,11 +548,14 @@ pub async fn health(
         async {
             req.expect_method(&["GET", "HEAD"])?;
             match req.path.trim_end_matches('/') {
-                "" => Ok(Response::json(200, &json!({ "status": "ok" }))),
+                "" => Ok(Response::json(200, &Liveness { status: "ok" })),
                 "/ready" => match ready().await {
                     Ok(()) => Ok(Response::json(
                         200,
-                        &json!({ "status": "ready", "checks": { "store": "ok" } }),
+                        &Readiness {
+                            status: "ready",
+                            checks: ReadinessChecks { store: "ok" },
+                        },
                     )),
                     Err(e) => {
                         Err(

@@ -37,7 +37,10 @@ impl Env for SystemEnv {
 
 /// RFC 3339 UTC timestamp with millisecond precision, as the API returns it.
 pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    // The format ends at the year 9999 (and panics past it): later times show as its end.
+    const LAST_MS: u64 = 253_402_300_799_999;
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS)))
+        .to_string()
 }
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -82,6 +85,12 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_millis() {
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn any_time_formats_without_a_panic() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

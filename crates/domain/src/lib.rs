@@ -27,6 +27,8 @@ pub mod index;
 pub mod interleave;
 pub mod mcp;
 pub mod messaging;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ratelimit;
 pub mod records;
 pub mod store;

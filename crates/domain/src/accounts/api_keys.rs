@@ -60,6 +60,9 @@ pub struct NewKey<'a> {
     pub expires_in_seconds: Option<u64>,
 }
 
+/// The longest life an API key may be given: ten years.
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// Splits a presented key into id and secret, if it has the shape of one.
 fn parse(key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(API_KEY_PREFIX)?;
@@ -109,6 +112,14 @@ impl Accounts<'_> {
                 return Err(ApiError::bad_request(
                     "invalid_expiry",
                     "expires_in_seconds must be positive",
+                ));
+            }
+            Some(s) if s > MAX_EXPIRES_IN_SECONDS => {
+                return Err(ApiError::bad_request(
+                    "invalid_expiry",
+                    format!(
+                        "expires_in_seconds must be at most {MAX_EXPIRES_IN_SECONDS} (ten years)"
+                    ),
                 ));
             }
             Some(s) => Some(now.saturating_add(s.saturating_mul(1000))),

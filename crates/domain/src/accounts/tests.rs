@@ -262,7 +262,23 @@ async fn api_keys_act_as_their_user_until_revoked_expired_or_the_user_is_disable
         assert_eq!((e.status, e.code), (401, "invalid_api_key"), "{bad}");
     }
 
-    // Expiry.
+    // Expiry: positive, at most ten years (a larger one was a trap when shown, found by
+    // schemathesis).
+    for bad in [0, super::api_keys::MAX_EXPIRES_IN_SECONDS + 1, u64::MAX] {
+        let e = a
+            .create_key(&new(Role::Reader, Some(bad)))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_expiry"), "{bad}");
+    }
+    let (longest, _) = a
+        .create_key(&new(
+            Role::Reader,
+            Some(super::api_keys::MAX_EXPIRES_IN_SECONDS),
+        ))
+        .await
+        .unwrap();
+    assert!(longest.expires_at_ms.is_some());
     let (_, short) = a.create_key(&new(Role::Reader, Some(60))).await.unwrap();
     assert!(a.authenticate(&short, &tokens()).await.is_ok());
     env.advance(60_000);
@@ -273,7 +289,7 @@ async fn api_keys_act_as_their_user_until_revoked_expired_or_the_user_is_disable
     a.revoke_key(&record.id).await.unwrap();
     let revoked = a.authenticate(&key, &tokens()).await.unwrap_err();
     assert!(revoked.message.contains("revoked"));
-    assert_eq!(a.list_keys().await.unwrap().len(), 2);
+    assert_eq!(a.list_keys().await.unwrap().len(), 3);
 
     // Disabling the owner ends every key; enabling again does not revive them.
     let (_, live) = a.create_key(&new(Role::Reader, None)).await.unwrap();

@@ -31,6 +31,7 @@ fn user_key(name: &str) -> String {
 /// Roles, in increasing power.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     Reader,
     Writer,
@@ -139,8 +140,12 @@ impl UserRecord {
 /// What an admin may change about a user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"disabled": true})))]
 pub struct UserPatch {
     pub role: Option<Role>,
+    /// 8–1024 bytes; ends the user's sessions.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: Option<String>,
     pub disabled: Option<bool>,
 }

@@ -1,15 +1,14 @@
 //! The endpoints of the accounts wing: login, refresh and logout (one component, see
 //! [`session`]), and the admin API for users and API keys (see [`admin`]).
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-
+use super::wire::{
+    KeyList, KeyOut, LoginBody, NewKeyBody, NewUserBody, RefreshBody, TokenGrant, UserList, UserOut,
+};
 use super::{Ctx, Guard, accounts, admit, audited, seeds};
 use crate::accounts::{
-    Action, ApiKeyRecord, IssuedRefresh, NewKey, Principal, Role, Tokens, UserPatch, UserRecord,
+    Action, IssuedRefresh, NewKey, Principal, Role, Tokens, UserPatch, UserRecord,
 };
 use crate::config;
-use crate::env::rfc3339_ms;
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond};
 use crate::ids::validate_id;
@@ -40,22 +39,16 @@ fn grant(ctx: &Ctx<'_>, user: &UserRecord, refresh: IssuedRefresh) -> Result<Res
     )?;
     Ok(Response::json(
         200,
-        &json!({
-            "access_token": issued.token,
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "role": user.role.as_str(),
-            "refresh_token": refresh.token,
-            "refresh_expires_in": refresh.expires_in,
-        }),
+        &TokenGrant {
+            access_token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            role: user.role,
+            refresh_token: refresh.token,
+            refresh_expires_in: refresh.expires_in,
+        },
     )
     .with_header("cache-control", "no-store"))
-}
-
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
 }
 
 /// `POST /login`
@@ -102,11 +95,6 @@ pub async fn login(req: &Request, ctx: &Ctx<'_>) -> Response {
     .await
 }
 
-#[derive(Deserialize)]
-struct RefreshBody {
-    refresh_token: String,
-}
-
 /// `POST /token/refresh`: a refresh token for a new access token and the next refresh token.
 pub async fn refresh(req: &Request, ctx: &Ctx<'_>) -> Response {
     audited(
@@ -146,57 +134,6 @@ pub async fn logout(req: &Request, ctx: &Ctx<'_>) -> Response {
         },
     )
     .await
-}
-
-fn user_out(u: &UserRecord) -> Value {
-    json!({
-        "username": u.username,
-        "role": u.role.as_str(),
-        "disabled": u.disabled,
-        "created_at": rfc3339_ms(u.created_at_ms),
-        "updated_at": rfc3339_ms(u.updated_at_ms),
-    })
-}
-
-fn key_out(k: &ApiKeyRecord, now_ms: u64) -> Value {
-    let status = if k.revoked_at_ms.is_some() {
-        "revoked"
-    } else if k.expires_at_ms.is_some_and(|at| at <= now_ms) {
-        "expired"
-    } else {
-        "active"
-    };
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "user": k.user,
-        "role": k.role.as_str(),
-        "status": status,
-        "created_by": k.created_by,
-        "created_at": rfc3339_ms(k.created_at_ms),
-        "expires_at": k.expires_at_ms.map(rfc3339_ms),
-        "revoked_at": k.revoked_at_ms.map(rfc3339_ms),
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUserBody {
-    username: String,
-    password: String,
-    role: Role,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKeyBody {
-    name: String,
-    #[serde(default)]
-    role: Option<Role>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    expires_in_seconds: Option<u64>,
 }
 
 /// What an admin request asks for, from its path below `/admin`.
@@ -297,8 +234,8 @@ pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
         match (route, req.method.as_str()) {
             (AdminRoute::Users, "GET") => {
                 let users = accounts.list_users().await?;
-                let users: Vec<Value> = users.iter().map(user_out).collect();
-                Ok(Response::json(200, &json!({ "users": users })))
+                let users = users.iter().map(UserOut::from).collect();
+                Ok(Response::json(200, &UserList { users }))
             }
             (AdminRoute::Users, _) => {
                 let body: NewUserBody = req.json()?;
@@ -306,7 +243,7 @@ pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
                 let user = accounts
                     .add_user(&body.username, &body.password, body.role)
                     .await?;
-                Ok(Response::json(201, &user_out(&user)))
+                Ok(Response::json(201, &UserOut::from(&user)))
             }
             (AdminRoute::User(name), method) => {
                 validate_id("username", name)?;
@@ -317,12 +254,12 @@ pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
                 }
                 let patch: UserPatch = req.json()?;
                 let user = accounts.update_user(name, &patch).await?;
-                Ok(Response::json(200, &user_out(&user)))
+                Ok(Response::json(200, &UserOut::from(&user)))
             }
             (AdminRoute::Keys, "GET") => {
                 let keys = accounts.list_keys().await?;
-                let keys: Vec<Value> = keys.iter().map(|k| key_out(k, now)).collect();
-                Ok(Response::json(200, &json!({ "api_keys": keys })))
+                let api_keys = keys.iter().map(|k| KeyOut::of(k, now)).collect();
+                Ok(Response::json(200, &KeyList { api_keys }))
             }
             (AdminRoute::Keys, _) => {
                 let body: NewKeyBody = req.json()?;
@@ -341,8 +278,10 @@ pub async fn admin(req: &Request, ctx: &Ctx<'_>) -> Response {
                     })
                     .await?;
                 rec.target = Some(record.id.clone());
-                let mut out = key_out(&record, now);
-                out["key"] = Value::String(key);
+                let out = KeyOut {
+                    key: Some(key),
+                    ..KeyOut::of(&record, now)
+                };
                 Ok(Response::json(201, &out).with_header("cache-control", "no-store"))
             }
             (AdminRoute::Key(id), _) => {

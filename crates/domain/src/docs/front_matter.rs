@@ -12,6 +12,9 @@ pub struct FrontMatter {
     pub description: Option<String>,
     /// The ordering key: `weight`, `sidebar_position` or `nav_order`, whichever is present.
     pub order: Option<f64>,
+    /// Left out of search (`search: {exclude: true}`, as MkDocs Material writes it): the page
+    /// is still served, listed and readable as a resource.
+    pub search_exclude: bool,
 }
 
 /// A page split into its front matter and its Markdown body.
@@ -33,6 +36,13 @@ struct Fields {
     weight: Option<f64>,
     sidebar_position: Option<f64>,
     nav_order: Option<f64>,
+    search: Option<SearchFields>,
+}
+
+#[derive(Deserialize, Default)]
+struct SearchFields {
+    #[serde(default)]
+    exclude: bool,
 }
 
 impl From<Fields> for FrontMatter {
@@ -41,6 +51,7 @@ impl From<Fields> for FrontMatter {
             title: f.title.filter(|t| !t.trim().is_empty()),
             description: f.description,
             order: f.weight.or(f.sidebar_position).or(f.nav_order),
+            search_exclude: f.search.is_some_and(|s| s.exclude),
         }
     }
 }

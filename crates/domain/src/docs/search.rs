@@ -139,6 +139,7 @@ pub fn build<'a>(documents: impl IntoIterator<Item = Document<'a>>) -> Built {
     let documents: Vec<Document<'a>> = documents.into_iter().collect();
     let indexed: Vec<Indexed<'_>> = documents
         .iter()
+        .filter(|d| !d.page.front.search_exclude)
         .map(|d| Indexed {
             version: d.version,
             url: &d.url,
@@ -181,16 +182,24 @@ pub fn build<'a>(documents: impl IntoIterator<Item = Document<'a>>) -> Built {
     }
     let catalog = lines;
 
-    let texts: Vec<String> = documents.iter().map(|d| searchable(d.page)).collect();
+    // Postings name a page by its line in the catalog, which lists every page; pages left
+    // out of search have none, and count in neither the page count nor the average length.
+    let texts: Vec<(usize, String)> = documents
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.page.front.search_exclude)
+        .map(|(doc, d)| (doc, searchable(d.page)))
+        .collect();
     let fitted = EmbedderBuilder::<u32>::with_fit_to_corpus(
         Language::English,
-        &texts.iter().map(String::as_str).collect::<Vec<_>>(),
+        &texts.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
     )
     .build();
     let avgdl = fitted.avgdl();
     let embedder = embedder(avgdl);
     let mut terms: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
-    for (doc, text) in texts.iter().enumerate() {
+    for (doc, text) in &texts {
+        let doc = *doc;
         let mut seen = BTreeMap::new();
         for t in embedder.embed(text).iter() {
             seen.entry(t.index).or_insert(t.value);
@@ -202,7 +211,7 @@ pub fn build<'a>(documents: impl IntoIterator<Item = Document<'a>>) -> Built {
     Built {
         index,
         catalog,
-        postings: encode(documents.len() as u32, avgdl, &terms),
+        postings: encode(texts.len() as u32, avgdl, &terms),
     }
 }
 

@@ -69,6 +69,16 @@ pub fn route_key(segments: &[String], dir: bool) -> String {
     }
 }
 
+/// `GET /docs/`: the versions, newest first (`versions.json`).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionList {
+    /// What `latest/…` serves; none in an empty tree.
+    pub latest: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(example = json!(["v1", "v0"])))]
+    pub versions: Vec<String>,
+}
+
 /// A built site, in memory: file paths to their bytes.
 #[derive(Debug, Default)]
 pub struct Site {
@@ -456,7 +466,10 @@ pub fn build(src: &dyn DocsSource, options: &Options) -> Site {
         }
     }
 
-    let listing = serde_json::json!({ "versions": names, "latest": names.first() });
+    let listing = VersionList {
+        latest: names.first().cloned(),
+        versions: names.clone(),
+    };
     b.file(
         "versions.json".into(),
         serde_json::to_vec(&listing).unwrap_or_default(),

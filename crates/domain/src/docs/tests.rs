@@ -541,6 +541,36 @@ async fn the_site_offers_sitemap_llms_txt_and_a_search_index() {
 }
 
 #[test]
+fn a_page_left_out_of_search_is_still_listed_but_never_found() {
+    let docs = MemoryDocs::new(&[
+        (
+            "v1/index.md",
+            "---\ntitle: Home\n---\nIdempotency keys make retries safe.\n",
+        ),
+        (
+            "v1/reference.md",
+            "---\ntitle: Reference\nsearch:\n  exclude: true\n---\n\
+             Idempotency key, idempotency key, idempotency key retries.\n",
+        ),
+    ]);
+    let site = built(&docs);
+    let catalog = String::from_utf8(site.files[super::search::CATALOG_FILE].clone()).unwrap();
+    let lines: Vec<&str> = catalog.lines().collect();
+    assert_eq!(lines.len(), 2, "{catalog}");
+    let postings = super::search::Postings::parse(&site.files[super::search::POSTINGS_FILE])
+        .expect("postings");
+    let found = postings.search("idempotency key retries");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        lines[found[0].0].contains("\"title\":\"Home\""),
+        "{catalog}"
+    );
+    let index = String::from_utf8(site.files["search-index.json"].clone()).unwrap();
+    assert!(!index.contains("Reference"), "{index}");
+    assert!(site.files.contains_key("v1/reference.html"));
+}
+
+#[test]
 fn writing_a_site_changes_only_what_changed_and_never_a_foreign_folder() {
     let dir = std::env::temp_dir().join(format!("mcp-edge-site-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

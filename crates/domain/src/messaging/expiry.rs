@@ -64,6 +64,7 @@ impl Settings {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub clients_removed: u64,
     pub messages_removed: u64,
