@@ -52,7 +52,12 @@ fn a_reader_navigates_the_rendered_docs_in_chromium() {
         .collect();
     assert_eq!(
         sidebar,
-        ["mcp-edge", "Quickstart", "API reference", "OpenAPI reference"],
+        [
+            "mcp-edge",
+            "Quickstart",
+            "API reference",
+            "OpenAPI reference"
+        ],
         "{seen:#}"
     );
     assert_eq!(seen["after_sidebar"]["url"], "/docs/v1/api", "{seen:#}");
