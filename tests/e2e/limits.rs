@@ -2,6 +2,8 @@
 //! limits of groups and messages, each a clear 4xx, the same on every runtime (the Worker
 //! limits by `CF-Connecting-IP` where the runtime uses the connection's address).
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::deployment::{Deployment, Kind};
@@ -11,6 +13,11 @@ pub fn an_address_over_its_budget_gets_429_with_retry_after(kind: Kind) {
         kind,
         &[("rate_limit_burst", "8"), ("rate_limit_refill_ms", "60000")],
     );
+    if kind == Kind::Workers {
+        // Workers count request budgets in fixed one-minute windows (the Rate Limiting
+        // binding): these requests must all fall in one of them.
+        clear_of_a_window_edge(Duration::from_secs(60), Duration::from_secs(10));
+    }
     let mut answers = Vec::new();
     for i in 0..10 {
         // Unauthenticated: floods of bad tokens count against the address too. A spoofed
@@ -164,4 +171,19 @@ pub fn group_size_message_size_and_backlog_limits_are_clear_4xx(kind: Kind) {
             .status,
         202
     );
+}
+
+/// Waits until the wall clock is at least `margin` past the start of a `window` (windows
+/// start at multiples of it since the epoch) and as far from its end.
+fn clear_of_a_window_edge(window: Duration, margin: Duration) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let into = Duration::from_millis((now.as_millis() % window.as_millis()) as u64);
+        if into >= margin && into + margin <= window {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -60,6 +60,50 @@ pub struct WranglerDev {
     client: Client,
     log: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
+    _config: Config,
+}
+
+/// The Worker's configuration for one test: wrangler.toml with the request budget of its
+/// Rate Limiting binding set from the test's `rate_limit_burst` (requests a minute; the
+/// suite's default is a budget it cannot spend). It lies beside wrangler.toml, whose relative
+/// paths it keeps, and is removed with the test.
+struct Config {
+    name: String,
+}
+
+impl Config {
+    fn for_vars(vars: &[(&str, &str)]) -> Config {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = vars
+            .iter()
+            .find(|(name, _)| *name == "rate_limit_burst")
+            .map_or("1000000", |(_, value)| *value);
+        let shipped = std::fs::read_to_string(support::root().join("wrangler.toml"))
+            .expect("read wrangler.toml");
+        let budget = "simple = { limit = 600, period = 60 }";
+        assert!(
+            shipped.contains(budget),
+            "wrangler.toml's REQUESTS budget moved"
+        );
+        let name = format!(
+            "wrangler.e2e-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let text = shipped.replace(
+            budget,
+            &format!("simple = {{ limit = {limit}, period = 60 }}"),
+        );
+        std::fs::write(support::root().join(&name), text)
+            .expect("write the test's wrangler config");
+        Config { name }
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(support::root().join(&self.name));
+    }
 }
 
 impl std::ops::Deref for WranglerDev {
@@ -111,12 +155,14 @@ impl WranglerDev {
         }
         let env_file = dir.path().join("test.env");
         std::fs::write(&env_file, env).expect("write env file");
+        let config = Config::for_vars(vars);
         let port = free_port();
         let script = format!(
-            "source workers/tools/env.sh && exec wrangler dev --config wrangler.toml --local \
+            "source workers/tools/env.sh && exec wrangler dev --config '{config}' --local \
              --test-scheduled --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
              --persist-to '{state}' --env-file '{env}' --show-interactive-dev-session=false \
              --log-level log",
+            config = config.name,
             inspector = free_port(),
             state = dir.path().join("state").display(),
             env = env_file.display(),
@@ -155,6 +201,7 @@ impl WranglerDev {
             client: Client::new(format!("http://127.0.0.1:{port}")),
             log,
             _dir: dir,
+            _config: config,
         };
         let deadline = Instant::now() + support::STARTUP_TIMEOUT;
         loop {

@@ -34,10 +34,11 @@ pub(crate) async fn with_ctx<T>(
     f: impl AsyncFnOnce(&Ctx<'_>) -> T,
 ) -> T {
     let config = WorkerConfig(env);
+    let platform = WorkerEnv::new(env);
     let ctx = Ctx {
         store,
         config: &config,
-        env: &WorkerEnv,
+        env: &platform,
         audit: &ConsoleAudit,
     };
     f(&ctx).await

@@ -1,12 +1,33 @@
 //! Time, randomness and the audit trail on Workers: `Date.now()`, the Web Crypto API (through
 //! `getrandom`), and `console.log`, which Workers Logs and `wrangler tail` collect.
 
+use mcp_edge_domain::ApiError;
 use mcp_edge_domain::audit::{AuditRecord, AuditSink};
 use mcp_edge_domain::env::{Env, SystemEnv};
+use mcp_edge_domain::ratelimit::{PlatformLimiter, Scope, platform_refusal};
 
 use crate::shard::Calls;
 
-pub struct WorkerEnv;
+/// The Rate Limiting binding that counts request budgets (`[[ratelimits]]` in wrangler.toml).
+pub const REQUESTS_BINDING: &str = "REQUESTS";
+
+/// Its `simple.period`, in seconds: the longest a refused client waits (`Retry-After`).
+pub const REQUESTS_WINDOW_SECONDS: u64 = 60;
+
+/// Time and randomness on Workers, and the platform's limiter for request budgets.
+pub struct WorkerEnv {
+    requests: Option<BindingLimiter>,
+}
+
+impl WorkerEnv {
+    /// With the request budgets counted by [`REQUESTS_BINDING`] when the Worker has it (else
+    /// in the store, as on the other runtimes).
+    pub fn new(env: &worker::Env) -> Self {
+        Self {
+            requests: env.rate_limiter(REQUESTS_BINDING).ok().map(BindingLimiter),
+        }
+    }
+}
 
 impl Env for WorkerEnv {
     fn now_ms(&self) -> u64 {
@@ -16,6 +37,30 @@ impl Env for WorkerEnv {
     fn random_id(&self) -> String {
         // getrandom reaches the Web Crypto API here.
         SystemEnv.random_id()
+    }
+
+    fn platform_limiter(&self) -> Option<&dyn PlatformLimiter> {
+        self.requests.as_ref().map(|l| l as &dyn PlatformLimiter)
+    }
+}
+
+/// Request budgets on Cloudflare's Rate Limiting binding: a call beside the Worker, not to a
+/// Durable Object. Counts are per Cloudflare location and eventually consistent
+/// (docs/architecture.md).
+struct BindingLimiter(worker::RateLimiter);
+
+#[async_trait::async_trait(?Send)]
+impl PlatformLimiter for BindingLimiter {
+    async fn take(&self, buckets: &[(Scope, &str)]) -> Result<(), ApiError> {
+        for (scope, id) in buckets {
+            match self.0.limit(format!("{}:{id}", scope.name())).await {
+                Ok(outcome) if outcome.success => {}
+                Ok(_) => return Err(platform_refusal(*scope, REQUESTS_WINDOW_SECONDS)),
+                // A limiter that cannot answer never locks clients out.
+                Err(e) => worker::console_log!("rate limiter unavailable: {e}"),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -50,4 +95,26 @@ pub fn log_request(route: &str, status: u16, calls: Calls, onward: Calls) {
             "onward_global_do_calls": onward.global,
         })
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requests_binding_is_declared_with_the_window_the_worker_assumes() {
+        let config: toml::Value =
+            toml::from_str(include_str!("../../wrangler.toml")).expect("wrangler.toml parses");
+        let binding = config["ratelimits"]
+            .as_array()
+            .expect("[[ratelimits]]")
+            .iter()
+            .find(|b| b["name"].as_str() == Some(REQUESTS_BINDING))
+            .expect("the REQUESTS binding");
+        assert_eq!(
+            binding["simple"]["period"].as_integer(),
+            Some(REQUESTS_WINDOW_SECONDS as i64)
+        );
+        assert!(binding["simple"]["limit"].as_integer().unwrap_or(0) > 0);
+    }
 }

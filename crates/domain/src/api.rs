@@ -17,7 +17,7 @@ use crate::messaging::members::Registration;
 use crate::messaging::{
     self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging,
 };
-use crate::ratelimit::{Limiter, Limits, Scope, client_ip};
+use crate::ratelimit::{Limiter, Limits, PlatformLimiter, Policy, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
 mod credentials;
@@ -78,6 +78,9 @@ async fn endpoint(
 /// The rate limiter and its policies, for one request.
 struct Guard<'a> {
     limiter: Limiter<'a>,
+    /// Where the request budgets are counted instead of the store, on a platform with a
+    /// limiter of its own (failed logins are always counted in the store).
+    platform: Option<&'a dyn PlatformLimiter>,
     limits: Limits,
     /// The caller's IP, when the platform tells it.
     addr: Option<String>,
@@ -91,19 +94,35 @@ impl<'a> Guard<'a> {
                 ctx.env.now_ms(),
                 config::cleanup_bucket_ms(ctx.config)?,
             ),
+            platform: ctx.env.platform_limiter(),
             limits: Limits::from_config(ctx.config)?,
             addr: req.header("spin-client-addr").and_then(client_ip),
         })
     }
 
+    /// One request under each of these request buckets: counted by the platform's limiter
+    /// where there is one, else read at once from the store. A burst of 0 turns them off.
+    async fn requests(&self, buckets: &[(Scope, &str)]) -> Result<(), ApiError> {
+        let policy = self.limits.requests;
+        if policy.burst == 0 || buckets.is_empty() {
+            return Ok(());
+        }
+        match self.platform {
+            Some(platform) => platform.take(buckets).await,
+            None => {
+                let buckets: Vec<(Scope, &str, Policy)> = buckets
+                    .iter()
+                    .map(|(scope, id)| (*scope, *id, policy))
+                    .collect();
+                self.limiter.take_each(&buckets).await
+            }
+        }
+    }
+
     /// One request from this address.
     async fn address(&self) -> Result<(), ApiError> {
         match &self.addr {
-            Some(ip) => {
-                self.limiter
-                    .take(Scope::Address, ip, self.limits.requests)
-                    .await
-            }
+            Some(ip) => self.requests(&[(Scope::Address, ip)]).await,
             None => Ok(()),
         }
     }
@@ -112,17 +131,15 @@ impl<'a> Guard<'a> {
     async fn address_and_subject(&self, who: &Principal) -> Result<(), ApiError> {
         let mut buckets = Vec::with_capacity(2);
         if let Some(ip) = &self.addr {
-            buckets.push((Scope::Address, ip.as_str(), self.limits.requests));
+            buckets.push((Scope::Address, ip.as_str()));
         }
-        buckets.push((Scope::Subject, who.subject.as_str(), self.limits.requests));
-        self.limiter.take_each(&buckets).await
+        buckets.push((Scope::Subject, who.subject.as_str()));
+        self.requests(&buckets).await
     }
 
     /// One request under this subject.
     async fn subject(&self, who: &Principal) -> Result<(), ApiError> {
-        self.limiter
-            .take(Scope::Subject, &who.subject, self.limits.requests)
-            .await
+        self.requests(&[(Scope::Subject, &who.subject)]).await
     }
 
     /// The (user name, address) bucket's id, when the platform tells the address.

@@ -10,6 +10,11 @@ pub trait Env {
     fn now_ms(&self) -> u64;
     /// A fresh random identifier (128 bits, hex).
     fn random_id(&self) -> String;
+    /// The platform's own limiter for request budgets, if it has one (else they are buckets
+    /// in the store, [`crate::ratelimit::Limiter`]).
+    fn platform_limiter(&self) -> Option<&dyn crate::ratelimit::PlatformLimiter> {
+        None
+    }
 }
 
 pub struct SystemEnv;

@@ -139,7 +139,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Scope::Address => "addr",
             Scope::Subject => "sub",
@@ -147,6 +147,24 @@ impl Scope {
             Scope::LoginFailureUser => "login-user",
         }
     }
+}
+
+/// A platform's own limiter for the request budgets (per address and per subject), where it
+/// has one: Cloudflare's Rate Limiting binding counts them beside the Worker, so a request's
+/// budget costs no call to the store (there, a Durable Object per bucket). It counts requests
+/// in fixed windows per location; the store's buckets refill continuously and are one count
+/// everywhere. Failed-login budgets always stay in the store: they outlast any window a
+/// platform limiter has.
+#[async_trait::async_trait(?Send)]
+pub trait PlatformLimiter {
+    /// One request under each bucket, in order; `429 rate_limited` with `Retry-After` when a
+    /// bucket has none left (the later ones are left alone).
+    async fn take(&self, buckets: &[(Scope, &str)]) -> Result<(), ApiError>;
+}
+
+/// The `429` a platform limiter answers with: the wait is at most its window.
+pub fn platform_refusal(scope: Scope, window_seconds: u64) -> ApiError {
+    too_many(scope, window_seconds.max(1))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -530,6 +530,107 @@ fn from_addr(mut req: Request, addr: &str) -> Request {
     req
 }
 
+/// A platform limiter that allows `limit` requests per bucket and records what it counted.
+struct CountingLimiter {
+    limit: usize,
+    counted: std::cell::RefCell<Vec<String>>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::ratelimit::PlatformLimiter for CountingLimiter {
+    async fn take(&self, buckets: &[(Scope, &str)]) -> Result<(), ApiError> {
+        for (scope, id) in buckets {
+            let key = format!("{}:{id}", scope.name());
+            let mut counted = self.counted.borrow_mut();
+            if counted.iter().filter(|k| **k == key).count() >= self.limit {
+                return Err(crate::ratelimit::platform_refusal(*scope, 60));
+            }
+            counted.push(key);
+        }
+        Ok(())
+    }
+}
+
+/// [`FakeEnv`] on a platform with a limiter of its own.
+struct LimitedEnv<'a>(&'a FakeEnv, &'a CountingLimiter);
+
+impl crate::env::Env for LimitedEnv<'_> {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+    fn random_id(&self) -> String {
+        self.0.random_id()
+    }
+    fn platform_limiter(&self) -> Option<&dyn crate::ratelimit::PlatformLimiter> {
+        Some(self.1)
+    }
+}
+
+#[pollster::test]
+async fn a_platform_limiter_counts_the_request_budgets_and_the_store_holds_none() {
+    let w = World::new();
+    let limiter = CountingLimiter {
+        limit: 2,
+        counted: Default::default(),
+    };
+    let env = LimitedEnv(&w.env, &limiter);
+    let ctx = Ctx {
+        env: &env,
+        ..w.ctx()
+    };
+    let wendy = w.token("wendy");
+    let poll = async |addr: &str| {
+        receive(
+            &from_addr(
+                get("/mcp/receive", "client_id=c&group_id=g", Some(&wendy)),
+                addr,
+            ),
+            &ctx,
+        )
+        .await
+    };
+    assert_eq!(poll("10.0.0.1:1").await.status, 404);
+    assert_eq!(poll("10.0.0.2:1").await.status, 404);
+    let limited = poll("10.0.0.3:1").await;
+    assert_eq!(
+        (limited.status, code(&limited).as_str()),
+        (429, "rate_limited")
+    );
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    assert_eq!(
+        *limiter.counted.borrow(),
+        [
+            "addr:10.0.0.1",
+            "sub:wendy",
+            "addr:10.0.0.2",
+            "sub:wendy",
+            "addr:10.0.0.3"
+        ]
+    );
+    assert!(
+        w.store.keys().iter().all(|k| !k.starts_with("ratelimit/")),
+        "{:?}",
+        w.store.keys()
+    );
+    // A burst of 0 still turns the request budgets off.
+    let mut off = World::new();
+    off.config.insert(keys::RATE_LIMIT_BURST.into(), "0".into());
+    let ctx = Ctx {
+        env: &env,
+        ..off.ctx()
+    };
+    let token = off.token("wendy");
+    let reply = receive(
+        &from_addr(
+            get("/mcp/receive", "client_id=c&group_id=g", Some(&token)),
+            "10.0.0.3:2",
+        ),
+        &ctx,
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+}
+
 #[pollster::test]
 async fn a_subject_is_limited_across_addresses_and_an_address_across_subjects() {
     let mut w = World::new();
