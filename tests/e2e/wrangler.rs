@@ -74,10 +74,13 @@ struct Config {
 impl Config {
     fn for_vars(vars: &[(&str, &str)]) -> Config {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        // A burst of 0 turns the budgets off in the domain; the binding needs a positive limit.
         let limit = vars
             .iter()
             .find(|(name, _)| *name == "rate_limit_burst")
-            .map_or("1000000", |(_, value)| *value);
+            .and_then(|(_, value)| value.parse::<u64>().ok())
+            .filter(|limit| *limit > 0)
+            .unwrap_or(1_000_000);
         let shipped = std::fs::read_to_string(support::root().join("wrangler.toml"))
             .expect("read wrangler.toml");
         let budget = "simple = { limit = 600, period = 60 }";
