@@ -300,8 +300,11 @@ fn cleanup_on_every_replica_at_once_removes_each_item_once_and_nothing_live() {
         );
     }
     // Past the client timeout and the retention; the live members keep their heartbeat.
+    // Cleanup takes a message only once the whole index bucket it was listed under (the
+    // one of its send) lies beyond the retention, and a run takes only buckets before the
+    // current one: up to two buckets past the retention.
     let mut cursors = [0u64; 3];
-    let until = Instant::now() + Duration::from_millis(9_500);
+    let until = Instant::now() + Duration::from_millis(9_000 + 2 * 1_000 + 700);
     while Instant::now() < until {
         for g in 0..3 {
             let r = rs[g].receive(
