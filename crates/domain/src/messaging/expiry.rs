@@ -17,11 +17,15 @@
 use serde::Serialize;
 
 use super::log::{abandoned, settled};
-use super::members::{EXPIRY_LEASE_MS, Lookup, expiring, leave_group, lookup};
+use super::members::{
+    ClaimState, EXPIRY_LEASE_MS, ExpiryClaim, JOIN_GRACE_MS, Lookup, expiring, free_abandoned,
+    leave_group, lookup, migrate, read_claim,
+};
 use super::{
     AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Slot, advance, away_key,
     capcheck_key, capmarks_key, client_key, encode, head, idempotency, idempotency::Claim,
-    message_key, read_json, read_number, registered_clients_key, swept_key, tail, tail_key,
+    member_key, message_key, read_json, read_number, registered_clients_key, swept_key, tail,
+    tail_key,
 };
 use crate::config::{self, ConfigSource};
 use crate::env::Env;
@@ -142,59 +146,109 @@ impl<'a> Cleanup<'a> {
                 budget,
                 async |client_id, budget| {
                     *budget -= 1;
-                    let key = client_key(client_id);
-                    for _ in 0..MAX_CAS_ATTEMPTS {
-                        let claim = match lookup(self.store, client_id).await? {
-                            Lookup::Absent => return Ok(true),
-                            Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
-                                return Ok(true); // alive: listed again in a later bucket
-                            }
-                            Lookup::Live(bytes, record) => (bytes, Some(record), true),
-                            // Another run's claim: it finishes, unless it died holding it.
-                            Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS > now => {
-                                return Ok(false);
-                            }
-                            Lookup::Expiring(c) => (c.bytes, c.record, false),
-                        };
-                        let (bytes, record, fresh) = claim;
-                        // Claim the record (or take a dead run's claim over), so that exactly one
-                        // run at a time moves it away, and only a fresh claim counts it.
-                        let claimed = match &record {
-                            Some(r) => expiring(r, now),
-                            None => EXPIRED_MARKER.to_vec(),
-                        };
-                        if !self
-                            .store
-                            .compare_and_swap(&key, Some(&bytes), &claimed)
-                            .await?
-                        {
-                            continue; // changed meanwhile: look again
-                        }
-                        if fresh {
-                            self.store
-                                .increment(&registered_clients_key(client_id), -1)
-                                .await?;
-                            report.clients_removed += 1;
-                        }
-                        if let Some(record) = &record {
-                            self.move_away(client_id, record).await?;
-                        }
-                        // Nobody else writes a claimed key (registration waits, other runs
-                        // respect the lease), so this deletes nothing newer.
-                        self.store.delete(&key).await?;
-                        return Ok(true);
-                    }
-                    Ok(false)
+                    let (done, removed) = self.expire_client(client_id, now).await?;
+                    report.clients_removed += u64::from(removed);
+                    Ok(done)
                 },
             )
             .await
     }
 
+    /// Expires `client_id` if its heartbeat is older than the client timeout. Returns
+    /// whether the entry is dealt with (`false`: another run holds it, keep it listed) and
+    /// whether this call removed a live client.
+    async fn expire_client(&self, client_id: &str, now: u64) -> Result<(bool, bool), ApiError> {
+        let timeout = self.settings.client_timeout_ms;
+        let client = client_key(client_id);
+        let (claim_bytes, claim) = match read_claim(self.store, client_id).await? {
+            ClaimState::Free(_) => return Ok((true, false)),
+            ClaimState::Held(bytes, claim) => (bytes, claim),
+            ClaimState::Legacy(bytes, old) => {
+                if let Lookup::Expiring(ExpiryClaim { record: None, .. }) = old {
+                    // An older release's bare marker names no group: only the key is left.
+                    self.store.delete(&client).await?;
+                    return Ok((true, false));
+                }
+                migrate(self.store, client_id, &bytes, &old).await?;
+                return Box::pin(self.expire_client(client_id, now)).await;
+            }
+        };
+        let group_id = claim.group_id.clone();
+        let key = member_key(&group_id, client_id);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let claim = match lookup(self.store, &group_id, client_id).await? {
+                Lookup::Absent => {
+                    // A registration claimed the ID and died before writing the record (a
+                    // live one renews the claim first, which makes this swap fail).
+                    if claim.at_ms + JOIN_GRACE_MS <= now {
+                        if !free_abandoned(self.store, client_id, &claim_bytes, &claim).await? {
+                            continue;
+                        }
+                    } else {
+                        // Too recent to tell: looked at again in a later run.
+                        index::HEARTBEATS
+                            .add(self.store, self.bucket_of(now), client_id)
+                            .await?;
+                    }
+                    return Ok((true, false));
+                }
+                Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
+                    return Ok((true, false)); // alive: listed again in a later bucket
+                }
+                Lookup::Live(bytes, record) => (bytes, Some(record), true),
+                // Another run's claim: it finishes, unless it died holding it.
+                Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS > now => {
+                    return Ok((false, false));
+                }
+                Lookup::Expiring(c) => (c.bytes, c.record, false),
+            };
+            let (bytes, record, fresh) = claim;
+            // Claim the record (or take a dead run's claim over), so that exactly one
+            // run at a time moves it away, and only a fresh claim counts it.
+            let claimed = match &record {
+                Some(r) => expiring(r, now),
+                None => EXPIRED_MARKER.to_vec(),
+            };
+            if !self
+                .store
+                .compare_and_swap(&key, Some(&bytes), &claimed)
+                .await?
+            {
+                continue; // changed meanwhile: look again
+            }
+            if fresh {
+                self.store
+                    .increment(&registered_clients_key(client_id), -1)
+                    .await?;
+            }
+            if let Some(record) = &record {
+                self.move_away(client_id, &group_id, record).await?;
+            }
+            // The ID is free again, unless a move re-pointed it elsewhere (a registration
+            // waits while the record is claimed, so the claim cannot change in between).
+            if let ClaimState::Held(_, held) = read_claim(self.store, client_id).await?
+                && held.group_id == group_id
+            {
+                self.store.delete(&client).await?;
+            }
+            // Nobody else writes a claimed key (registration waits, other runs respect the
+            // lease), so this deletes nothing newer.
+            self.store.delete(&key).await?;
+            return Ok((true, fresh));
+        }
+        Ok((false, false))
+    }
+
     /// The rest of an expiry, once claimed: the group keeps the member's cursor and the
     /// member leaves the live set.
-    async fn move_away(&self, client_id: &str, record: &ClientRecord) -> Result<(), ApiError> {
+    async fn move_away(
+        &self,
+        client_id: &str,
+        group_id: &str,
+        record: &ClientRecord,
+    ) -> Result<(), ApiError> {
         let now = self.env.now_ms();
-        let key = away_key(&record.group_id, client_id);
+        let key = away_key(group_id, client_id);
         let away = AwayRecord {
             owner: record.owner.clone(),
             joined_after: record.joined_after,
@@ -206,7 +260,7 @@ impl<'a> Cleanup<'a> {
             .add(self.store, self.bucket_of(now), &key)
             .await?;
         self.store.set(&key, &encode(&away)).await?;
-        leave_group(self.store, &record.group_id, client_id).await?;
+        leave_group(self.store, group_id, client_id).await?;
         Ok(())
     }
 

@@ -48,7 +48,15 @@ async fn stale_clients_are_removed_and_live_ones_kept() {
     assert_eq!(report.clients_removed, 1);
     assert!(report.complete);
     assert!(store.get(&client_key("stale")).await.unwrap().is_none());
+    assert!(
+        store
+            .get(&member_key("g", "stale"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.get(&client_key("live")).await.unwrap().is_some());
+    assert!(store.get(&member_key("g", "live")).await.unwrap().is_some());
     assert_eq!(registered(&store).await, 1);
     // idempotent: a second run finds nothing more
     assert_eq!(
@@ -306,12 +314,12 @@ async fn a_record_claimed_by_an_interrupted_run_is_expired_and_the_next_run_fini
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
     let m = messaging(&store, &env, 1_000);
     m.register("w", "c", "g").await.unwrap();
-    let Lookup::Live(_, record) = lookup(&store, "c").await.unwrap() else {
+    let Lookup::Live(_, record) = lookup(&store, "g", "c").await.unwrap() else {
         panic!("registered")
     };
     // a run claimed the record and died before moving it away
     store
-        .set(&client_key("c"), &members::expiring(&record, T0))
+        .set(&member_key("g", "c"), &members::expiring(&record, T0))
         .await
         .unwrap();
     let err = m.poll("w", "c", "g", None, 10).await.unwrap_err();
@@ -329,6 +337,7 @@ async fn a_record_claimed_by_an_interrupted_run_is_expired_and_the_next_run_fini
     env.advance(members::EXPIRY_LEASE_MS);
     Cleanup::new(&store, &env, settings()).run().await.unwrap();
     assert!(store.get(&client_key("c")).await.unwrap().is_none());
+    assert!(store.get(&member_key("g", "c")).await.unwrap().is_none());
     assert!(matches!(
         m.register("w", "c", "g").await,
         Ok(Registration::Resumed(_))

@@ -31,7 +31,7 @@ use super::idempotency::{self, Prior};
 use super::members::{Lookup, client_expired, lookup};
 use super::{
     GAP_GRACE_MS, MAX_CAS_ATTEMPTS, Messaging, Slot, StoredMessage, capcheck_key, capmarks_key,
-    client_key, encode, head, head_key, indexed_key, message_key, read_json, tail, tail_key,
+    encode, head, head_key, indexed_key, member_key, message_key, read_json, tail, tail_key,
     to_u64,
 };
 use crate::env::Env;
@@ -127,7 +127,7 @@ impl Messaging<'_> {
         // Each stands for a read made a little later; an earlier tail only makes the backlog
         // check stricter, and an earlier mark at worst lists the group again.
         let keys = [
-            client_key(sender_id),
+            member_key(group_id, sender_id),
             tail_key(group_id),
             indexed_key(group_id),
         ];
@@ -364,7 +364,7 @@ impl Messaging<'_> {
         let answer = render(&received)?;
         let delivered_to = after.unwrap_or(last);
 
-        let key = client_key(client_id);
+        let key = member_key(group_id, client_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let mut updated = record.clone();
             updated.cursor = updated.cursor.max(delivered_to);
@@ -379,18 +379,20 @@ impl Messaging<'_> {
             }
             // Someone else updated the record: apply ours on top unless the client moved
             // or expired meanwhile, in which case this answer must not count as delivered.
-            match lookup(self.store, client_id).await? {
-                Lookup::Live(b, r) if r.owner == subject && r.group_id == group_id => {
+            match lookup(self.store, group_id, client_id).await? {
+                Lookup::Live(b, r) if r.owner == subject => {
                     bytes = b;
                     record = r;
                 }
-                Lookup::Live(..) => {
-                    return Err(ApiError::forbidden(
-                        "not_in_group",
-                        format!("client {client_id} left group {group_id} during the receive"),
-                    ));
+                Lookup::Live(..) | Lookup::Expiring(_) => return Err(client_expired(client_id)),
+                Lookup::Absent => {
+                    // Moved to another group (403 not_in_group) or expired (410).
+                    return Err(self
+                        .owned_member(subject, client_id, group_id)
+                        .await
+                        .err()
+                        .unwrap_or_else(|| client_expired(client_id)));
                 }
-                Lookup::Expiring(_) | Lookup::Absent => return Err(client_expired(client_id)),
             }
         }
         Err(ApiError::contention(&format!("client {client_id}")))

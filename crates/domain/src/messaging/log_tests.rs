@@ -228,7 +228,7 @@ async fn a_full_member_list_drops_members_whose_record_is_gone() {
     m.register("alice", "a", "g").await.unwrap();
     m.register("alice", "b", "g").await.unwrap();
     // As if a register died after joining the list, or an expiry after deleting the record.
-    store.delete(&client_key("a")).await.unwrap();
+    store.delete(&member_key("g", "a")).await.unwrap();
     // Until the grace has passed, the entry may be a registration still under way.
     let full = m.register("alice", "c", "g").await.unwrap_err();
     assert_eq!(full.code, "group_full");
@@ -299,7 +299,7 @@ async fn receiving_is_a_heartbeat() {
     m.register("w", "a", "g").await.unwrap();
     env.advance(60_000);
     m.poll("w", "a", "g", None, 10).await.unwrap();
-    let Lookup::Live(_, rec) = lookup(&store, "a").await.unwrap() else {
+    let Lookup::Live(_, rec) = lookup(&store, "g", "a").await.unwrap() else {
         panic!("a is registered")
     };
     assert_eq!(rec.last_heartbeat_ms, T0 + 60_000);

@@ -1,22 +1,35 @@
 //! Group membership: registering a client into a group, its heartbeat, and the lifecycle of a
-//! member (see docs/architecture.md, "Member lifecycle"):
+//! member (see docs/architecture.md, "Member lifecycle").
 //!
-//! - **live**: `client/{c}` holds its [`ClientRecord`]; it is listed in `group/{g}/members`.
-//! - **expiring**: a cleanup run has claimed the record (`{"expired": record, "at": ms}`)
-//!   and is moving it away; every request for the client answers `client_expired` (or, to
-//!   `register`, a 503 to retry), and nothing but that run writes the key. The claim is a
-//!   lease: should the run die, another takes it over once [`EXPIRY_LEASE_MS`] have passed.
-//! - **expired**: the record is gone; the group keeps an [`AwayRecord`] with its cursor for
-//!   the retention window. It no longer counts toward the group's size.
+//! A member's state lives with its group: `group/{g}/client/{c}` holds its [`ClientRecord`]
+//! (owner, cursor, heartbeat), so a send or a receive reads and writes only keys of its
+//! group. The one thing that is global is who holds a client ID and where: `client/{c}` holds
+//! its [`Claim`] (owner and group), written when a client is created, moves or expires, and
+//! read otherwise only to explain a refusal. A member record exists only while the claim
+//! names its group (a move claims the old record before it re-points the claim).
+//!
+//! - **live**: the member record holds its [`ClientRecord`]; it is listed in
+//!   `group/{g}/members`.
+//! - **expiring**: a cleanup run (or a move to another group) has claimed the member record
+//!   (`{"expired": record, "at": ms}`) and is moving it away; every request for the client
+//!   answers `client_expired` (or, to `register`, a 503 to retry), and nothing but that run
+//!   writes the key. The claim is a lease: should the run die, another takes it over once
+//!   [`EXPIRY_LEASE_MS`] have passed.
+//! - **expired**: the record and the client's claim are gone; the group keeps an
+//!   [`AwayRecord`] with its cursor for the retention window. It no longer counts toward the
+//!   group's size.
 //! - **returned**: the same owner registers it into the same group again and it resumes from
 //!   its cursor, told of whatever was trimmed meanwhile.
 //! - **forgotten**: after the retention the away record is deleted; the ID is free.
+//!
+//! Releases before this layout kept the whole record at `client/{c}`; such a record is moved
+//! to its group the first time anything reads it ([`migrate`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Messaging, away_key, client_key,
-    corrupt, encode, head, members_key, read_json, registered_clients_key, tail,
+    corrupt, encode, head, member_key, members_key, read_json, registered_clients_key, tail,
 };
 use crate::error::ApiError;
 use crate::ids::validate_id;
@@ -66,11 +79,110 @@ impl Member {
 /// the expiry over (the claiming run died). Moving a client away takes a few store calls.
 pub const EXPIRY_LEASE_MS: u64 = 60_000;
 
+/// Who holds a client ID, and in which group its member record is: `client/{c}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub owner: String,
+    pub group_id: String,
+    /// When a registration last wrote it: a claim whose registration died before writing
+    /// the member record is freed by the cleanup once [`JOIN_GRACE_MS`] have passed.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// What the cleanup leaves at `client/{c}` when it frees a claim that a registration may
+/// be about to touch: a compare-and-swap, unlike a delete, fails if it did.
+pub(crate) const FREED_CLAIM: &[u8] = b"{\"free\":true}";
+
 /// What `client/{c}` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimState {
+    /// Nobody holds the ID (the bytes of a freed claim, if it was one).
+    Free(Option<Vec<u8>>),
+    Held(Vec<u8>, Claim),
+    /// A whole record, as releases before the member records kept it: to be [`migrate`]d.
+    Legacy(Vec<u8>, Lookup),
+}
+
+pub(crate) async fn read_claim(
+    store: &dyn KvStore,
+    client_id: &str,
+) -> Result<ClaimState, ApiError> {
+    let key = client_key(client_id);
+    let Some(bytes) = store.get(&key).await? else {
+        return Ok(ClaimState::Free(None));
+    };
+    if bytes == FREED_CLAIM {
+        return Ok(ClaimState::Free(Some(bytes)));
+    }
+    // A whole record (live or claimed for expiry) is the old layout; a claim lacks its fields.
+    if let Some(old) = decode_record(&bytes)
+        && !matches!(old, Lookup::Absent)
+    {
+        return Ok(ClaimState::Legacy(bytes, old));
+    }
+    let claim = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+    Ok(ClaimState::Held(bytes, claim))
+}
+
+/// Frees `claim` (at `bytes`), whose group holds no record of the client: its registration
+/// died between claiming the ID and writing the record. The record's key is taken first, so
+/// that a registration that wakes up now cannot write a record the freed claim no longer
+/// names. Returns `false` when the record appeared meanwhile (nothing was freed).
+pub(crate) async fn free_abandoned(
+    store: &dyn KvStore,
+    client_id: &str,
+    bytes: &[u8],
+    claim: &Claim,
+) -> Result<bool, ApiError> {
+    let key = member_key(&claim.group_id, client_id);
+    if !store.compare_and_swap(&key, None, EXPIRED_MARKER).await? {
+        return Ok(false);
+    }
+    store
+        .compare_and_swap(&client_key(client_id), Some(bytes), FREED_CLAIM)
+        .await?;
+    store.delete(&key).await?;
+    Ok(true)
+}
+
+/// Moves a record of the old layout (`client/{c}` holding the whole record) to its group,
+/// leaving the claim at `client/{c}`. The member key takes the same bytes: its format is
+/// the old record's, expiry claims included. A marker without a record (older still) names
+/// no group: it is left to the cleanup, which deletes it.
+pub(crate) async fn migrate(
+    store: &dyn KvStore,
+    client_id: &str,
+    bytes: &[u8],
+    old: &Lookup,
+) -> Result<(), ApiError> {
+    let record = match old {
+        Lookup::Live(_, r) => r,
+        Lookup::Expiring(ExpiryClaim {
+            record: Some(r), ..
+        }) => r,
+        _ => return Ok(()),
+    };
+    // Whichever of two migrations comes first writes the member; the other finds it there.
+    store
+        .compare_and_swap(&member_key(&record.group_id, client_id), None, bytes)
+        .await?;
+    let claim = Claim {
+        owner: record.owner.clone(),
+        group_id: record.group_id.clone(),
+        at_ms: record.last_heartbeat_ms,
+    };
+    store
+        .compare_and_swap(&client_key(client_id), Some(bytes), &encode(&claim))
+        .await?;
+    Ok(())
+}
+
+/// What a member record holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Lookup {
     Absent,
-    /// Claimed by a cleanup run.
+    /// Claimed by a cleanup run or a move.
     Expiring(ExpiryClaim),
     Live(Vec<u8>, ClientRecord),
 }
@@ -96,27 +208,37 @@ pub(crate) fn expiring(record: &ClientRecord, at_ms: u64) -> Vec<u8> {
     encode(&serde_json::json!({ "expired": record, "at": at_ms }))
 }
 
-pub(crate) async fn lookup(store: &dyn KvStore, client_id: &str) -> Result<Lookup, ApiError> {
-    let key = client_key(client_id);
-    let Some(bytes) = store.get(&key).await? else {
-        return Ok(Lookup::Absent);
-    };
+/// A record's bytes, if they are one (live or claimed); `None` for anything else.
+fn decode_record(bytes: &[u8]) -> Option<Lookup> {
     if bytes == EXPIRED_MARKER {
-        return Ok(Lookup::Expiring(ExpiryClaim {
+        return Some(Lookup::Expiring(ExpiryClaim {
             record: None,
             at_ms: 0,
-            bytes,
+            bytes: bytes.to_vec(),
         }));
     }
-    if let Ok(claimed) = serde_json::from_slice::<Claimed>(&bytes) {
-        return Ok(Lookup::Expiring(ExpiryClaim {
+    if let Ok(claimed) = serde_json::from_slice::<Claimed>(bytes) {
+        return Some(Lookup::Expiring(ExpiryClaim {
             record: Some(claimed.expired),
             at_ms: claimed.at,
-            bytes,
+            bytes: bytes.to_vec(),
         }));
     }
-    let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
-    Ok(Lookup::Live(bytes, record))
+    let record = serde_json::from_slice::<ClientRecord>(bytes).ok()?;
+    Some(Lookup::Live(bytes.to_vec(), record))
+}
+
+/// The member record of `client_id` in `group_id`.
+pub(crate) async fn lookup(
+    store: &dyn KvStore,
+    group_id: &str,
+    client_id: &str,
+) -> Result<Lookup, ApiError> {
+    let key = member_key(group_id, client_id);
+    match store.get(&key).await? {
+        None => Ok(Lookup::Absent),
+        Some(bytes) => decode_record(&bytes).ok_or_else(|| corrupt(&key, "not a member record")),
+    }
 }
 
 pub(crate) fn client_expired(client_id: &str) -> ApiError {
@@ -144,6 +266,29 @@ fn owned_by_other(client_id: &str) -> ApiError {
     )
 }
 
+fn not_in_group(client_id: &str, group_id: &str) -> ApiError {
+    ApiError::forbidden(
+        "not_in_group",
+        format!("client {client_id} is not a member of group {group_id}"),
+    )
+}
+
+fn expiring_retry(client_id: &str) -> ApiError {
+    ApiError::new(
+        503,
+        "client_expiring",
+        format!("client {client_id} is being expired by a cleanup run; retry"),
+    )
+    .with_header("retry-after", "1")
+}
+
+/// What became of a member record that is not in the group (any more).
+enum Missing {
+    Refused(ApiError),
+    /// An old-layout record was moved into its group: look again.
+    Migrated,
+}
+
 impl Messaging<'_> {
     /// The client's record, checked to belong to `subject` and to be in `group_id`; an
     /// expired member of the group is told so (410), anyone else gets 404.
@@ -153,33 +298,55 @@ impl Messaging<'_> {
         client_id: &str,
         group_id: &str,
     ) -> Result<(Vec<u8>, ClientRecord), ApiError> {
-        let (bytes, record) = match lookup(self.store, client_id).await? {
-            Lookup::Live(bytes, record) => (bytes, record),
-            Lookup::Expiring(ExpiryClaim {
-                record: Some(r), ..
-            }) if r.owner == subject && r.group_id == group_id => {
-                return Err(client_expired(client_id));
+        for _ in 0..2 {
+            match lookup(self.store, group_id, client_id).await? {
+                Lookup::Live(_, record) if record.owner != subject => {
+                    return Err(owned_by_other(client_id));
+                }
+                Lookup::Live(bytes, record) => return Ok((bytes, record)),
+                Lookup::Expiring(ExpiryClaim {
+                    record: Some(r), ..
+                }) if r.owner == subject => return Err(client_expired(client_id)),
+                Lookup::Expiring(_) => return Err(not_registered(client_id)),
+                Lookup::Absent => match self.missing(subject, client_id, group_id).await? {
+                    Missing::Refused(err) => return Err(err),
+                    Missing::Migrated => {}
+                },
             }
-            Lookup::Expiring(_) => return Err(not_registered(client_id)),
-            Lookup::Absent => {
+        }
+        Err(not_registered(client_id))
+    }
+
+    /// Why `client_id` has no member record in `group_id`, from its claim: it belongs to
+    /// someone else, is in another group, or expired from this one (the group keeps its
+    /// cursor), or was never registered.
+    async fn missing(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+    ) -> Result<Missing, ApiError> {
+        let err = match read_claim(self.store, client_id).await? {
+            ClaimState::Legacy(bytes, old) => {
+                migrate(self.store, client_id, &bytes, &old).await?;
+                return Ok(Missing::Migrated);
+            }
+            ClaimState::Held(_, claim) if claim.owner != subject => owned_by_other(client_id),
+            ClaimState::Held(_, claim) if claim.group_id != group_id => {
+                not_in_group(client_id, group_id)
+            }
+            // Claimed for this group by a registration that has not written the record (yet).
+            ClaimState::Held(..) => not_registered(client_id),
+            ClaimState::Free(_) => {
                 let away: Option<(Vec<u8>, AwayRecord)> =
                     read_json(self.store, &away_key(group_id, client_id)).await?;
-                return Err(match away {
+                match away {
                     Some((_, a)) if a.owner == subject => client_expired(client_id),
                     _ => not_registered(client_id),
-                });
+                }
             }
         };
-        if record.owner != subject {
-            return Err(owned_by_other(client_id));
-        }
-        if record.group_id != group_id {
-            return Err(ApiError::forbidden(
-                "not_in_group",
-                format!("client {client_id} is not a member of group {group_id}"),
-            ));
-        }
-        Ok((bytes, record))
+        Ok(Missing::Refused(err))
     }
 
     /// Where a client joining `group_id` now starts: after everything handed out or trimmed.
@@ -222,6 +389,10 @@ impl Messaging<'_> {
     /// Registers `client_id` in `group_id` for `subject`, or refreshes its heartbeat. A
     /// registration into another group moves the client (it then sees only messages sent
     /// after the move); an expired member registering again resumes from its cursor.
+    ///
+    /// A member's refresh touches only its group's keys; a new member also claims the ID
+    /// (one write of `client/{c}`), and a move claims the old record, re-points the claim and
+    /// then leaves the old group.
     pub async fn register(
         &self,
         subject: &str,
@@ -230,17 +401,31 @@ impl Messaging<'_> {
     ) -> Result<Registration, ApiError> {
         validate_id("client_id", client_id)?;
         validate_id("group_id", group_id)?;
-        let key = client_key(client_id);
+        let key = member_key(group_id, client_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = self.env.now_ms();
-            match lookup(self.store, client_id).await? {
-                Lookup::Expiring(_) => {
-                    return Err(ApiError::new(
-                        503,
-                        "client_expiring",
-                        format!("client {client_id} is being expired by a cleanup run; retry"),
-                    )
-                    .with_header("retry-after", "1"));
+            match lookup(self.store, group_id, client_id).await? {
+                Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS <= now => {
+                    // A move that died after re-pointing the claim leaves its old record
+                    // claimed for good: no cleanup run reaches it through the claim.
+                    if self.drop_orphan(client_id, group_id, &c).await? {
+                        continue;
+                    }
+                    return Err(expiring_retry(client_id));
+                }
+                Lookup::Expiring(_) => return Err(expiring_retry(client_id)),
+                Lookup::Live(_, record) if record.owner != subject => {
+                    return Err(owned_by_other(client_id));
+                }
+                Lookup::Live(bytes, mut record) => {
+                    self.heartbeat(client_id, &mut record, now).await?;
+                    if self
+                        .store
+                        .compare_and_swap(&key, Some(&bytes), &encode(&record))
+                        .await?
+                    {
+                        return Ok(Registration::Refreshed(record));
+                    }
                 }
                 Lookup::Absent => {
                     let away_at = away_key(group_id, client_id);
@@ -249,16 +434,37 @@ impl Messaging<'_> {
                         .map(|(_, a)| a)
                         .filter(|a: &AwayRecord| a.owner == subject);
                     let start = self.join_point(group_id).await?;
-                    let record = ClientRecord {
+                    let mut record = ClientRecord {
                         owner: subject.to_owned(),
                         group_id: group_id.to_owned(),
                         joined_after: away.as_ref().map_or(start, |a| a.joined_after),
                         cursor: away.as_ref().map_or(start, |a| a.cursor),
                         registered_at_ms: away.as_ref().map_or(now, |a| a.registered_at_ms),
                         last_heartbeat_ms: now,
+                        // Listed before the ID is claimed: the cleanup frees the claim of a
+                        // registration that dies before it writes the record.
                         hb_bucket: self.index_heartbeat(client_id, None, now).await?,
                     };
+                    // A full group refuses before the ID is claimed.
                     self.join(group_id, client_id).await?;
+                    let moved = match self.claim(subject, client_id, group_id).await? {
+                        Claiming::Claimed { moved } => moved,
+                        Claiming::Again => continue,
+                    };
+                    if let Some(registered_at_ms) = moved {
+                        // A move starts afresh in its new group, whatever it left here before.
+                        record.joined_after = start;
+                        record.cursor = start;
+                        record.registered_at_ms = registered_at_ms;
+                    }
+                    let moved = moved.is_some();
+                    // The heartbeat is as of the claim: a cleanup that looked at the listing
+                    // before the ID was claimed found nothing to keep it listed for.
+                    let claimed_at = self.env.now_ms();
+                    record.last_heartbeat_ms = claimed_at;
+                    record.hb_bucket = self
+                        .index_heartbeat(client_id, Some(record.hb_bucket), claimed_at)
+                        .await?;
                     if self
                         .store
                         .compare_and_swap(&key, None, &encode(&record))
@@ -266,46 +472,155 @@ impl Messaging<'_> {
                     {
                         // The record is stored: what follows only keeps counts and tidies, and
                         // must not turn the registration into a failure.
-                        let _ = self
-                            .store
-                            .increment(&registered_clients_key(client_id), 1)
-                            .await;
-                        let _ = self.store.delete(&away_at).await;
-                        return Ok(if away.is_some() {
-                            Registration::Resumed(record)
-                        } else {
-                            Registration::Created(record)
-                        });
-                    }
-                }
-                Lookup::Live(bytes, mut record) => {
-                    if record.owner != subject {
-                        return Err(owned_by_other(client_id));
-                    }
-                    let left = (record.group_id != group_id).then(|| record.group_id.clone());
-                    if left.is_some() {
-                        self.join(group_id, client_id).await?;
-                        let start = self.join_point(group_id).await?;
-                        record.group_id = group_id.to_owned();
-                        record.joined_after = start;
-                        record.cursor = start;
-                    }
-                    self.heartbeat(client_id, &mut record, now).await?;
-                    if self
-                        .store
-                        .compare_and_swap(&key, Some(&bytes), &encode(&record))
-                        .await?
-                    {
-                        if let Some(old) = left {
-                            // A leftover entry is dropped when the old group's list fills up.
-                            let _ = leave_group(self.store, &old, client_id).await;
+                        if !moved {
+                            let _ = self
+                                .store
+                                .increment(&registered_clients_key(client_id), 1)
+                                .await;
                         }
-                        return Ok(Registration::Refreshed(record));
+                        let _ = self.store.delete(&away_at).await;
+                        return Ok(match (moved, away.is_some()) {
+                            (true, _) => Registration::Refreshed(record),
+                            (false, true) => Registration::Resumed(record),
+                            (false, false) => Registration::Created(record),
+                        });
                     }
                 }
             }
         }
         Err(ApiError::contention(&format!("client {client_id}")))
+    }
+
+    /// Makes `client/{c}` name `subject` and `group_id`: a free ID is claimed, a claim of the
+    /// same owner elsewhere is moved here (the old group's record claimed first, so that the
+    /// old group never holds a live record the claim does not name).
+    async fn claim(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+    ) -> Result<Claiming, ApiError> {
+        let key = client_key(client_id);
+        let wanted = encode(&Claim {
+            owner: subject.to_owned(),
+            group_id: group_id.to_owned(),
+            at_ms: self.env.now_ms(),
+        });
+        // The common case, a new ID, in one write.
+        if self.store.compare_and_swap(&key, None, &wanted).await? {
+            return Ok(Claiming::Claimed { moved: None });
+        }
+        let (bytes, held) = match read_claim(self.store, client_id).await? {
+            ClaimState::Free(None) => return Ok(Claiming::Again),
+            ClaimState::Free(Some(freed)) => {
+                let swapped = self
+                    .store
+                    .compare_and_swap(&key, Some(&freed), &wanted)
+                    .await?;
+                return Ok(if swapped {
+                    Claiming::Claimed { moved: None }
+                } else {
+                    Claiming::Again
+                });
+            }
+            ClaimState::Legacy(bytes, old) => {
+                migrate(self.store, client_id, &bytes, &old).await?;
+                return Ok(Claiming::Again);
+            }
+            ClaimState::Held(bytes, held) => (bytes, held),
+        };
+        if held.owner != subject {
+            // A claim whose registration died before writing the record is freed by whoever
+            // next wants the ID, should the cleanup not have found it first.
+            if held.at_ms + JOIN_GRACE_MS <= self.env.now_ms()
+                && matches!(
+                    lookup(self.store, &held.group_id, client_id).await?,
+                    Lookup::Absent
+                )
+            {
+                free_abandoned(self.store, client_id, &bytes, &held).await?;
+                return Ok(Claiming::Again);
+            }
+            return Err(owned_by_other(client_id));
+        }
+        if held.group_id == group_id {
+            // Claimed here by a registration that did not write the record: renewed, so that
+            // a cleanup about to free it as abandoned fails to.
+            let renewed = self
+                .store
+                .compare_and_swap(&key, Some(&bytes), &wanted)
+                .await?;
+            return Ok(if renewed {
+                Claiming::Claimed { moved: None }
+            } else {
+                Claiming::Again
+            });
+        }
+        let old_group = held.group_id;
+        let old_key = member_key(&old_group, client_id);
+        let now = self.env.now_ms();
+        let (claimed_old, registered_at_ms) =
+            match lookup(self.store, &old_group, client_id).await? {
+                Lookup::Expiring(_) => return Err(expiring_retry(client_id)),
+                Lookup::Live(old_bytes, old) => {
+                    let claimed = expiring(&old, now);
+                    if !self
+                        .store
+                        .compare_and_swap(&old_key, Some(&old_bytes), &claimed)
+                        .await?
+                    {
+                        return Ok(Claiming::Again);
+                    }
+                    (true, old.registered_at_ms)
+                }
+                Lookup::Absent => (false, now),
+            };
+        if !self
+            .store
+            .compare_and_swap(&key, Some(&bytes), &wanted)
+            .await?
+        {
+            // Unchanged by anyone else while the old record is claimed; should it happen,
+            // the old record's lease runs out and the next registration there drops it.
+            return Ok(Claiming::Again);
+        }
+        if claimed_old {
+            // A leftover entry is dropped when the old group's list fills up.
+            let _ = leave_group(self.store, &old_group, client_id).await;
+            self.store.delete(&old_key).await?;
+        }
+        Ok(Claiming::Claimed {
+            moved: Some(registered_at_ms),
+        })
+    }
+
+    /// Deletes `group_id`'s claimed record of `client_id` when the client's claim names
+    /// another group (a move died half-way). Returns whether it did.
+    async fn drop_orphan(
+        &self,
+        client_id: &str,
+        group_id: &str,
+        claimed: &ExpiryClaim,
+    ) -> Result<bool, ApiError> {
+        let elsewhere = match read_claim(self.store, client_id).await? {
+            ClaimState::Held(_, claim) => claim.group_id != group_id,
+            ClaimState::Free(_) => true,
+            ClaimState::Legacy(..) => false,
+        };
+        if !elsewhere {
+            return Ok(false);
+        }
+        let key = member_key(group_id, client_id);
+        // Nothing writes over a claimed record, so the swap only fails to a concurrent drop.
+        if self
+            .store
+            .compare_and_swap(&key, Some(&claimed.bytes), EXPIRED_MARKER)
+            .await?
+        {
+            let _ = leave_group(self.store, group_id, client_id).await;
+            self.store.delete(&key).await?;
+        }
+        Ok(true)
     }
 
     /// Adds `client_id` to `group_id`'s member list, refusing with 409 when the group is
@@ -349,15 +664,19 @@ impl Messaging<'_> {
         Err(ApiError::contention(&format!("group {group_id}")))
     }
 
-    /// The listed members whose record still places them in the group, and those that joined
-    /// too recently for their record to say so yet ([`JOIN_GRACE_MS`]).
+    /// The listed members with a live record in the group, and those that joined too
+    /// recently for their record to be there yet ([`JOIN_GRACE_MS`]). The records are the
+    /// group's own keys: one batch read.
     async fn live_members(
         &self,
         group_id: &str,
         members: Vec<Member>,
     ) -> Result<Vec<Member>, ApiError> {
         let now = self.env.now_ms();
-        let keys: Vec<String> = members.iter().map(|m| client_key(m.id())).collect();
+        let keys: Vec<String> = members
+            .iter()
+            .map(|m| member_key(group_id, m.id()))
+            .collect();
         let records = self.store.get_many(&keys).await?;
         Ok(members
             .into_iter()
@@ -366,12 +685,19 @@ impl Messaging<'_> {
                 member.joined_at() + JOIN_GRACE_MS > now
                     || record
                         .as_deref()
-                        .and_then(|b| serde_json::from_slice::<ClientRecord>(b).ok())
-                        .is_some_and(|r| r.group_id == group_id)
+                        .is_some_and(|b| serde_json::from_slice::<ClientRecord>(b).is_ok())
             })
             .map(|(m, _)| m)
             .collect())
     }
+}
+
+/// How a registration's claim on the ID went.
+enum Claiming {
+    /// With the moved client's first registration time, if it moved here.
+    Claimed { moved: Option<u64> },
+    /// Something changed meanwhile: start the registration over.
+    Again,
 }
 
 /// Removes `client_id` from the member list of `group_id` (a leftover entry, should this

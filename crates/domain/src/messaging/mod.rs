@@ -5,7 +5,8 @@
 //! # Key schema
 //! | key | value |
 //! |---|---|
-//! | `client/{client_id}` | [`ClientRecord`] (JSON): owner, group, join point, cursor, heartbeat |
+//! | `client/{client_id}` | [`members::Claim`] (JSON): who holds the ID, and its group |
+//! | `group/{g}/client/{client_id}` | [`ClientRecord`] (JSON): owner, join point, cursor, heartbeat |
 //! | `group/{g}/head` | atomic counter: the highest sequence number handed out |
 //! | `group/{g}/msg/{seq}` | [`Slot`] (JSON): the message with that number, or a tombstone |
 //! | `group/{g}/tail` | readers start after it: slots up to it are trimmed |
@@ -19,14 +20,17 @@
 //! | `stats/registered_clients/{shard}` | atomic counters: live clients (summed for the gauge) |
 //!
 //! and the cleanup indexes of [`crate::index`]. Every request writes only keys of its own
-//! group, its own client and its own rate-limit buckets, plus index entries that cannot lose
-//! a race: there is no key that every request of the system writes.
+//! group, its own client's claim (registration only) and its own rate-limit buckets, plus
+//! index entries that cannot lose a race: there is no key that every request of the system
+//! writes.
 
 pub mod expiry;
 pub mod idempotency;
 pub mod log;
 pub mod members;
 
+#[cfg(test)]
+mod claim_tests;
 #[cfg(test)]
 mod expiry_tests;
 #[cfg(test)]
@@ -63,6 +67,10 @@ pub(crate) const EXPIRED_MARKER: &[u8] = b"{\"expired\":true}";
 
 pub fn client_key(client_id: &str) -> String {
     format!("client/{client_id}")
+}
+
+pub fn member_key(group_id: &str, client_id: &str) -> String {
+    format!("group/{group_id}/client/{client_id}")
 }
 
 pub fn head_key(group_id: &str) -> String {
