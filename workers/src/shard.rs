@@ -5,8 +5,8 @@
 //!
 //! | keys | object | |
 //! |---|---|---|
-//! | `group/{g}/…` (log slots, head, tail, members) | `group/{g}`: one per group | a group's log lives together |
-//! | `client/{c}` (owner, group, cursor, heartbeat) | `client/{c}`: one per client | |
+//! | `group/{g}/…` (log slots, head, tail, member records and list) | `group/{g}`: one per group | a group's log and members live together |
+//! | `client/{c}` (the ID's claim: owner, group) | `client/{c}`: one per client | written on register only |
 //! | `ratelimit/{scope}/{id}` | one per bucket | |
 //! | `refresh/token/{digest}`, `refresh/session/{id}` | one per token, one per session | |
 //! | `accounts/…` (users, API keys, their rosters) | `accounts` | few, read per API-key request |

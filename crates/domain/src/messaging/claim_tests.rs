@@ -52,7 +52,7 @@ fn check(store: &MemoryStore, seed: u64) {
 
 #[test]
 fn one_owner_one_group_under_registrations_moves_expiries_and_crashes() {
-    for seed in 0..300u64 {
+    for seed in 0..1000u64 {
         let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
         let store = SteppedStore::new(&backing);
         let m = Messaging::new(&store, &env).with_cleanup_index(1_000, 1_000);
@@ -101,25 +101,24 @@ fn one_owner_one_group_under_registrations_moves_expiries_and_crashes() {
         interleave::run(tasks, &mut choices, |ms| env.advance(ms));
         check(&backing, seed);
 
-        // Whatever crashed where, once leases and timeouts have passed and a cleanup has
-        // run, someone registers the ID again and it works.
+        // Whatever crashed where, once timeouts have passed, a cleanup has run and its
+        // marks' leases have passed too, someone else registers the ID and it works.
         env.advance(members::EXPIRY_LEASE_MS + 10_000);
         pollster::block_on(async {
             Cleanup::new(&backing, &env, settings())
                 .run()
                 .await
                 .unwrap();
+            env.advance(members::EXPIRY_LEASE_MS);
             let m = Messaging::new(&backing, &env).with_cleanup_index(1_000, 1_000);
             let again = m.register("y", "c", "g1").await;
             if again.is_err() {
                 for k in backing.keys() {
-                    {
-                        let v = backing.get(&k).await.unwrap();
-                        eprintln!(
-                            "{k} = {:?}",
-                            v.map(|b| String::from_utf8_lossy(&b).into_owned())
-                        );
-                    }
+                    let v = backing.get(&k).await.unwrap();
+                    eprintln!(
+                        "{k} = {:?}",
+                        v.map(|b| String::from_utf8_lossy(&b).into_owned())
+                    );
                 }
             }
             assert!(
@@ -132,4 +131,97 @@ fn one_owner_one_group_under_registrations_moves_expiries_and_crashes() {
         });
         check(&backing, seed);
     }
+}
+
+/// A record written by a release before member records (the whole record at `client/{c}`)
+/// keeps working: its owner sends and receives from its cursor, others are refused, and it
+/// expires like any other, freeing the ID.
+#[pollster::test]
+async fn a_record_of_the_old_layout_is_moved_to_its_group_and_keeps_its_cursor() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = Messaging::new(&store, &env).with_cleanup_index(1_000, 1_000);
+    m.register("w", "s", "g").await.unwrap();
+    for i in 0..3 {
+        m.send_value("w", "s", "g", serde_json::json!(i))
+            .await
+            .unwrap();
+    }
+    // `old` joined at 0 and acknowledged the first message, in the old layout.
+    let old = ClientRecord {
+        owner: "w".into(),
+        group_id: "g".into(),
+        joined_after: 0,
+        cursor: 1,
+        registered_at_ms: T0,
+        last_heartbeat_ms: T0,
+        hb_bucket: T0 / 1_000,
+    };
+    store.set(&client_key("old"), &encode(&old)).await.unwrap();
+    crate::index::HEARTBEATS
+        .add(&store, T0 / 1_000, "old")
+        .await
+        .unwrap();
+
+    let err = m.poll("x", "old", "g", None, 10).await.unwrap_err();
+    assert_eq!(err.code, "client_owned_by_other");
+    let got = m.poll("w", "old", "g", None, 10).await.unwrap();
+    assert_eq!(
+        got.messages.iter().map(|x| x.value()).collect::<Vec<_>>(),
+        vec![serde_json::json!(1), serde_json::json!(2)]
+    );
+    let Lookup::Live(_, moved) = lookup(&store, "g", "old").await.unwrap() else {
+        panic!("moved to its group")
+    };
+    assert_eq!(moved.cursor, 3);
+    match read_claim(&store, "old").await.unwrap() {
+        ClaimState::Held(_, claim) => {
+            assert_eq!((claim.owner.as_str(), claim.group_id.as_str()), ("w", "g"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Silent past the timeout: expired like any member, and the ID is free.
+    env.advance(10_000);
+    m.register("w", "s", "g").await.unwrap();
+    let report = Cleanup::new(&store, &env, settings()).run().await.unwrap();
+    assert_eq!(report.clients_removed, 1);
+    assert!(matches!(
+        read_claim(&store, "old").await.unwrap(),
+        ClaimState::Free(None)
+    ));
+    assert!(matches!(
+        m.register("x", "old", "g").await,
+        Ok(Registration::Created(_))
+    ));
+}
+
+/// A registration that claimed an ID and died before writing its record holds it only for
+/// a while: the cleanup frees it, or, should it not have run, the next registrant does.
+#[pollster::test]
+async fn an_abandoned_claim_is_freed() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = Messaging::new(&store, &env).with_cleanup_index(1_000, 1_000);
+    let abandoned = members::Claim {
+        owner: "w".into(),
+        group_id: "g".into(),
+        at_ms: T0,
+    };
+    store
+        .set(&client_key("c"), &encode(&abandoned))
+        .await
+        .unwrap();
+    // Within the grace it may be a registration under way.
+    let err = m.register("x", "c", "g2").await.unwrap_err();
+    assert_eq!(err.code, "client_owned_by_other");
+    env.advance(members::JOIN_GRACE_MS);
+    assert!(matches!(
+        m.register("x", "c", "g").await,
+        Ok(Registration::Created(_))
+    ));
+    m.send_value("x", "c", "g", serde_json::json!("mine"))
+        .await
+        .unwrap();
+    // The registration that died cannot come back to it: its owner is refused.
+    let err = m.register("w", "c", "g").await.unwrap_err();
+    assert_eq!(err.code, "client_owned_by_other");
 }

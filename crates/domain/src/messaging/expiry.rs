@@ -19,13 +19,12 @@ use serde::Serialize;
 use super::log::{abandoned, settled};
 use super::members::{
     ClaimState, EXPIRY_LEASE_MS, ExpiryClaim, JOIN_GRACE_MS, Lookup, expiring, free_abandoned,
-    leave_group, lookup, migrate, read_claim,
+    leave_group, lookup, migrate, read_claim, vacating,
 };
 use super::{
-    AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Slot, advance, away_key,
-    capcheck_key, capmarks_key, client_key, encode, head, idempotency, idempotency::Claim,
-    member_key, message_key, read_json, read_number, registered_clients_key, swept_key, tail,
-    tail_key,
+    AwayRecord, ClientRecord, MAX_CAS_ATTEMPTS, Slot, advance, away_key, capcheck_key,
+    capmarks_key, client_key, encode, head, idempotency, idempotency::Claim, member_key,
+    message_key, read_json, read_number, registered_clients_key, swept_key, tail, tail_key,
 };
 use crate::config::{self, ConfigSource};
 use crate::env::Env;
@@ -178,12 +177,11 @@ impl<'a> Cleanup<'a> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let claim = match lookup(self.store, &group_id, client_id).await? {
                 Lookup::Absent => {
-                    // A registration claimed the ID and died before writing the record (a
-                    // live one renews the claim first, which makes this swap fail).
+                    // A registration claimed the ID and died before writing the record. A
+                    // live one renews the claim or writes the record first, and then lists
+                    // the client anew itself.
                     if claim.at_ms + JOIN_GRACE_MS <= now {
-                        if !free_abandoned(self.store, client_id, &claim_bytes, &claim).await? {
-                            continue;
-                        }
+                        free_abandoned(self.store, client_id, &claim_bytes, &claim, now).await?;
                     } else {
                         // Too recent to tell: looked at again in a later run.
                         index::HEARTBEATS
@@ -207,7 +205,7 @@ impl<'a> Cleanup<'a> {
             // run at a time moves it away, and only a fresh claim counts it.
             let claimed = match &record {
                 Some(r) => expiring(r, now),
-                None => EXPIRED_MARKER.to_vec(),
+                None => vacating(now),
             };
             if !self
                 .store
@@ -226,8 +224,11 @@ impl<'a> Cleanup<'a> {
             }
             // The ID is free again, unless a move re-pointed it elsewhere (a registration
             // waits while the record is claimed, so the claim cannot change in between).
-            if let ClaimState::Held(_, held) = read_claim(self.store, client_id).await?
+            // A mark without a record frees nothing: a registration may hold the claim.
+            if let (Some(record), ClaimState::Held(_, held)) =
+                (&record, read_claim(self.store, client_id).await?)
                 && held.group_id == group_id
+                && held.owner == record.owner
             {
                 self.store.delete(&client).await?;
             }

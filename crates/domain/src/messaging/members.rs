@@ -126,24 +126,45 @@ pub(crate) async fn read_claim(
 }
 
 /// Frees `claim` (at `bytes`), whose group holds no record of the client: its registration
-/// died between claiming the ID and writing the record. The record's key is taken first, so
-/// that a registration that wakes up now cannot write a record the freed claim no longer
-/// names. Returns `false` when the record appeared meanwhile (nothing was freed).
+/// died between claiming the ID and writing the record, or stalled there for longer than
+/// [`JOIN_GRACE_MS`]. The record's key is taken first and stays taken (a [`vacating`]
+/// mark) for the lease, so that a registration that wakes up later cannot write a record the
+/// freed claim no longer names; it is told to retry, and then claims afresh. Returns the
+/// mark left when the claim was freed; `None` when the record appeared meanwhile or the
+/// claim was renewed by its registration (nothing was freed).
 pub(crate) async fn free_abandoned(
     store: &dyn KvStore,
     client_id: &str,
     bytes: &[u8],
     claim: &Claim,
-) -> Result<bool, ApiError> {
+    now: u64,
+) -> Result<Option<Vec<u8>>, ApiError> {
     let key = member_key(&claim.group_id, client_id);
-    if !store.compare_and_swap(&key, None, EXPIRED_MARKER).await? {
-        return Ok(false);
+    let mark = vacating(now);
+    if !store.compare_and_swap(&key, None, &mark).await? {
+        return Ok(None);
     }
-    store
+    if !store
         .compare_and_swap(&client_key(client_id), Some(bytes), FREED_CLAIM)
-        .await?;
-    store.delete(&key).await?;
-    Ok(true)
+        .await?
+    {
+        // Renewed by its registration meanwhile: it is alive. The mark is this call's alone
+        // within the lease, so removing it removes nothing newer.
+        store.delete(&key).await?;
+        return Ok(None);
+    }
+    Ok(Some(mark))
+}
+
+/// The mark of a member key taken without a record, at `at_ms`: read as a claimed record
+/// whose lease runs from then.
+pub(crate) fn vacating(at_ms: u64) -> Vec<u8> {
+    encode(&serde_json::json!({ "vacating": at_ms }))
+}
+
+#[derive(Deserialize)]
+struct Vacating {
+    vacating: u64,
 }
 
 /// Moves a record of the old layout (`client/{c}` holding the whole record) to its group,
@@ -214,6 +235,13 @@ fn decode_record(bytes: &[u8]) -> Option<Lookup> {
         return Some(Lookup::Expiring(ExpiryClaim {
             record: None,
             at_ms: 0,
+            bytes: bytes.to_vec(),
+        }));
+    }
+    if let Ok(mark) = serde_json::from_slice::<Vacating>(bytes) {
+        return Some(Lookup::Expiring(ExpiryClaim {
+            record: None,
+            at_ms: mark.vacating,
             bytes: bytes.to_vec(),
         }));
     }
@@ -447,8 +475,8 @@ impl Messaging<'_> {
                     };
                     // A full group refuses before the ID is claimed.
                     self.join(group_id, client_id).await?;
-                    let moved = match self.claim(subject, client_id, group_id).await? {
-                        Claiming::Claimed { moved } => moved,
+                    let (moved, over) = match self.claim(subject, client_id, group_id).await? {
+                        Claiming::Claimed { moved, over } => (moved, over),
                         Claiming::Again => continue,
                     };
                     if let Some(registered_at_ms) = moved {
@@ -467,7 +495,7 @@ impl Messaging<'_> {
                         .await?;
                     if self
                         .store
-                        .compare_and_swap(&key, None, &encode(&record))
+                        .compare_and_swap(&key, over.as_deref(), &encode(&record))
                         .await?
                     {
                         // The record is stored: what follows only keeps counts and tidies, and
@@ -508,7 +536,10 @@ impl Messaging<'_> {
         });
         // The common case, a new ID, in one write.
         if self.store.compare_and_swap(&key, None, &wanted).await? {
-            return Ok(Claiming::Claimed { moved: None });
+            return Ok(Claiming::Claimed {
+                moved: None,
+                over: None,
+            });
         }
         let (bytes, held) = match read_claim(self.store, client_id).await? {
             ClaimState::Free(None) => return Ok(Claiming::Again),
@@ -518,7 +549,10 @@ impl Messaging<'_> {
                     .compare_and_swap(&key, Some(&freed), &wanted)
                     .await?;
                 return Ok(if swapped {
-                    Claiming::Claimed { moved: None }
+                    Claiming::Claimed {
+                        moved: None,
+                        over: None,
+                    }
                 } else {
                     Claiming::Again
                 });
@@ -538,8 +572,23 @@ impl Messaging<'_> {
                     Lookup::Absent
                 )
             {
-                free_abandoned(self.store, client_id, &bytes, &held).await?;
-                return Ok(Claiming::Again);
+                let Some(mark) =
+                    free_abandoned(self.store, client_id, &bytes, &held, self.env.now_ms()).await?
+                else {
+                    return Ok(Claiming::Again);
+                };
+                if !self
+                    .store
+                    .compare_and_swap(&key, Some(FREED_CLAIM), &wanted)
+                    .await?
+                {
+                    return Ok(Claiming::Again);
+                }
+                // The mark is this registration's own: its record replaces it.
+                return Ok(Claiming::Claimed {
+                    moved: None,
+                    over: (held.group_id == group_id).then_some(mark),
+                });
             }
             return Err(owned_by_other(client_id));
         }
@@ -551,7 +600,10 @@ impl Messaging<'_> {
                 .compare_and_swap(&key, Some(&bytes), &wanted)
                 .await?;
             return Ok(if renewed {
-                Claiming::Claimed { moved: None }
+                Claiming::Claimed {
+                    moved: None,
+                    over: None,
+                }
             } else {
                 Claiming::Again
             });
@@ -591,6 +643,7 @@ impl Messaging<'_> {
         }
         Ok(Claiming::Claimed {
             moved: Some(registered_at_ms),
+            over: None,
         })
     }
 
@@ -611,10 +664,11 @@ impl Messaging<'_> {
             return Ok(false);
         }
         let key = member_key(group_id, client_id);
-        // Nothing writes over a claimed record, so the swap only fails to a concurrent drop.
+        // Nothing writes over a claimed record, so the swap only fails to a concurrent drop;
+        // the mark it leaves makes any other drop wait for a lease of its own.
         if self
             .store
-            .compare_and_swap(&key, Some(&claimed.bytes), EXPIRED_MARKER)
+            .compare_and_swap(&key, Some(&claimed.bytes), &vacating(self.env.now_ms()))
             .await?
         {
             let _ = leave_group(self.store, group_id, client_id).await;
@@ -694,8 +748,12 @@ impl Messaging<'_> {
 
 /// How a registration's claim on the ID went.
 enum Claiming {
-    /// With the moved client's first registration time, if it moved here.
-    Claimed { moved: Option<u64> },
+    /// With the moved client's first registration time, if it moved here, and the mark its
+    /// record replaces, if it freed an abandoned claim here.
+    Claimed {
+        moved: Option<u64>,
+        over: Option<Vec<u8>>,
+    },
     /// Something changed meanwhile: start the registration over.
     Again,
 }
