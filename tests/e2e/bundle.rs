@@ -48,6 +48,8 @@ fn wrangler_deploy_dry_run_passes_and_the_bundle_fits_the_free_plan() {
         files.iter().any(|f| f.contains(".wasm")),
         "the bundle holds the wasm module: {files:?}"
     );
+    // The size docs/performance.md reports (`cargo test --test e2e wrangler_deploy -- --nocapture`).
+    println!("bundle: {compressed} bytes gzipped: {files:?}");
     assert!(
         compressed < FREE_PLAN_LIMIT_BYTES,
         "bundle is {compressed} bytes compressed: {files:?}"

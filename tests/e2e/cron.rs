@@ -1,5 +1,7 @@
-//! The scheduled cleanup (the runtime's schedule, the Worker's Cron Trigger): stale clients
-//! and expired messages go, live clients and recent messages stay.
+//! The scheduled cleanup: stale clients and expired messages go, live clients and recent
+//! messages stay. On the runtime its schedule does it; on Workers the group's object does,
+//! by its alarm (the Cron Trigger's pass no longer lists anything of a group: were the
+//! alarm not to run, nothing here would expire).
 
 use std::time::Duration;
 

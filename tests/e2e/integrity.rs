@@ -224,7 +224,7 @@ pub fn a_full_group_under_concurrent_sends_and_cleanup_never_wedges(kind: Kind) 
             })
             .collect();
         for _ in 0..10 {
-            s.cleanup();
+            s.cleanup_group("full");
         }
         let mut ok = Vec::new();
         let mut no = Vec::new();
@@ -237,7 +237,7 @@ pub fn a_full_group_under_concurrent_sends_and_cleanup_never_wedges(kind: Kind) 
     });
     accepted.extend(more);
     refused.extend(denied);
-    s.cleanup_until_complete();
+    s.cleanup_until_complete("full");
     let after = s.send(&t, "w0", "full", json!([0, 9_999]));
     assert_eq!(after.status, 202, "wedged: {}", after.text());
     accepted.insert((0, 9_999), after.json()["seq"].as_u64().unwrap_or(0));

@@ -164,7 +164,7 @@ pub fn group_size_message_size_and_backlog_limits_are_clear_4xx(kind: Kind) {
         .collect();
     assert_eq!(payloads, (0..11).map(|i| json!(i)).collect::<Vec<_>>());
     // A cleanup pass trims the group to its cap and sends are accepted again.
-    assert_eq!(server.cleanup()["messages_removed"], 1);
+    assert_eq!(server.cleanup_group("small")["messages_removed"], 1);
     assert_eq!(
         server
             .send(&wendy, "a", "small", json!("room again"))
@@ -186,4 +186,36 @@ fn clear_of_a_window_edge(window: Duration, margin: Duration) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A group of 1000 members, full: the next client is refused with 409 (on Workers the
+/// members' records are the group object's own rows, so the check costs no call per member),
+/// and a member's heartbeat still works.
+pub fn a_group_of_a_thousand_is_full_at_a_thousand(kind: Kind) {
+    const LIMIT: usize = 1000;
+    let server = Deployment::start(
+        kind,
+        &[("max_clients_per_group", "1000"), ("rate_limit_burst", "0")],
+    );
+    let wendy = server.token("wendy");
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (server, wendy) = (&server, &wendy);
+            scope.spawn(move || {
+                for i in (t..LIMIT).step_by(8) {
+                    let r = server.register(wendy, &format!("m{i}"), "crowd");
+                    assert_eq!(r.status, 201, "m{i}: {}", r.text());
+                }
+            });
+        }
+    });
+    let full = server.register(&wendy, "one-more", "crowd");
+    assert_eq!(
+        (full.status, full.error_code().as_str()),
+        (409, "group_full"),
+        "{}",
+        full.text()
+    );
+    assert_eq!(server.register(&wendy, "m0", "crowd").status, 200);
+    assert_eq!(server.register(&wendy, "one-more", "elsewhere").status, 201);
 }

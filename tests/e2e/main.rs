@@ -53,6 +53,7 @@ on_every_runtime!(
     limits::an_address_over_its_budget_gets_429_with_retry_after,
     limits::failed_logins_lock_out_one_address_and_spread_guessing_but_never_the_user_elsewhere,
     limits::group_size_message_size_and_backlog_limits_are_clear_4xx,
+    limits::a_group_of_a_thousand_is_full_at_a_thousand,
     integrity::a_large_backlog_is_received_in_pages_exactly_once,
     integrity::many_groups_at_a_bucket_boundary_are_all_accepted_once,
     integrity::a_full_group_under_concurrent_sends_and_cleanup_never_wedges,

@@ -15,7 +15,9 @@ use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
 use mcp_edge_domain::ids::is_valid_id;
 use mcp_edge_domain::store::{KvStore, StoreError};
 use serde::{Deserialize, Serialize};
-use worker::{Env, Headers, Request, RequestInit, Response};
+use worker::{Env, Headers, Request, RequestInit, Response, State};
+
+use crate::config::WorkerConfig;
 
 use crate::http::Route;
 use crate::shard::{Calls, ShardedKv, shard_for};
@@ -40,7 +42,8 @@ pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
             .get("group_id")?
             .as_str()?
             .to_owned(),
-        Route::Receive => {
+        // A receive, and a cleanup asked for one group (its object runs the group's own).
+        Route::Receive | Route::Cleanup => {
             req.query_params()
                 .ok()?
                 .into_iter()
@@ -151,9 +154,18 @@ pub async fn forward(
     ))
 }
 
+/// The local key that names the group whose object this is, for its alarm (not a domain
+/// key: never routed, never listed by the cleanup).
+const NAME_KEY: &str = "object/group";
+
 /// The object's side: rebuilds the forwarded request and answers it with the route's
-/// handler over [`GroupKv`].
-pub async fn serve(kv: &SqlKv, env: &Env, mut req: Request) -> worker::Result<Response> {
+/// handler over [`GroupKv`], then makes sure the group's cleanup is due within a bucket.
+pub async fn serve(
+    kv: &SqlKv,
+    state: &State,
+    env: &Env,
+    mut req: Request,
+) -> worker::Result<Response> {
     let meta = req
         .headers()
         .get(REQUEST_HEADER)?
@@ -173,36 +185,106 @@ pub async fn serve(kv: &SqlKv, env: &Env, mut req: Request) -> worker::Result<Re
         headers,
         body,
     };
-    let store = GroupKv {
-        local: kv,
-        shard: meta.shard,
-        remote: ShardedKv::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?,
-    };
+    let store = GroupKv::new(kv, meta.shard, env)?;
     let resp = crate::with_ctx(env, &store, async |ctx| match meta.route.as_str() {
         "register" => Some(api::register(&api_req, ctx).await),
         "send" => Some(api::send(&api_req, ctx).await),
         "receive" => Some(api::receive(&api_req, ctx).await),
         "mcp" => Some(crate::docs::mcp_with(&api_req, env, ctx).await),
+        "cleanup" => Some(api::cleanup(&api_req, ctx).await),
         _ => None,
     })
     .await
     .ok_or_else(|| worker::Error::RustError("forwarded request: no such route".into()))?;
     let calls = store.remote.calls();
+    arm_cleanup(kv, state, env, &store.group).await?;
     let out = crate::http::to_worker(resp)?;
     out.headers()
         .set(ONWARD_HEADER, &format!("{} {}", calls.all, calls.global))?;
     Ok(out)
 }
 
+/// Makes sure the alarm of `group`'s object (this one) fires within a cleanup bucket, and
+/// that the object knows its group's name for it.
+async fn arm_cleanup(kv: &SqlKv, state: &State, env: &Env, group: &str) -> worker::Result<()> {
+    let failed = |e: mcp_edge_domain::ApiError| worker::Error::RustError(e.message);
+    let store_failed = |e: StoreError| worker::Error::RustError(e.to_string());
+    if kv.get(NAME_KEY).map_err(store_failed)?.as_deref() != Some(group.as_bytes()) {
+        kv.set(NAME_KEY, group.as_bytes()).map_err(store_failed)?;
+    }
+    let now = js_sys::Date::now() as u64;
+    let due = api::group_cleanup_due(&WorkerConfig(env), now).map_err(failed)?;
+    arm(state, now, due).await
+}
+
+/// Sets the object's alarm to `due` unless it is set sooner.
+async fn arm(state: &State, now: u64, due: u64) -> worker::Result<()> {
+    let storage = state.storage();
+    match storage.get_alarm().await? {
+        Some(at) if (at as u64) <= due => Ok(()),
+        _ => {
+            let offset = i64::try_from(due.saturating_sub(now)).unwrap_or(i64::MAX);
+            storage.set_alarm(offset).await
+        }
+    }
+}
+
+/// A group object's alarm: the group's own cleanup (`Cleanup::group`), then the alarm again
+/// for when it is next due. An object that never served a group has nothing to clean.
+pub async fn alarm(kv: &SqlKv, state: &State, env: &Env) -> worker::Result<Response> {
+    let store_failed = |e: StoreError| worker::Error::RustError(e.to_string());
+    let Some(name) = kv.get(NAME_KEY).map_err(store_failed)? else {
+        return Response::ok("");
+    };
+    let group = String::from_utf8_lossy(&name).into_owned();
+    let store = GroupKv::new(kv, format!("group/{group}"), env)?;
+    let run = crate::with_ctx(env, &store, async |ctx| {
+        api::run_group_cleanup(ctx, &group).await
+    })
+    .await;
+    let now = js_sys::Date::now() as u64;
+    match run {
+        Ok(run) => {
+            if let Some(due) = run.next_due_ms {
+                arm(state, now, due.max(now)).await?;
+            }
+        }
+        Err(e) => {
+            worker::console_error!(
+                "{{\"cleanup\":\"failed\",\"group_id\":{:?},\"detail\":{:?}}}",
+                group,
+                e.message
+            );
+            // Tried again a bucket later, as the scheduled pass would be.
+            let due = api::group_cleanup_due(&WorkerConfig(env), now)
+                .map_err(|e| worker::Error::RustError(e.message))?;
+            arm(state, now, due).await?;
+        }
+    }
+    Response::ok("")
+}
+
 /// The store of a handler run inside the object `shard`: its keys in its own SQLite, the
-/// others in their objects.
+/// others in their objects. A group's object is the group's own storage: the domain keeps
+/// no global cleanup listing for it, and the object's alarm cleans the group up.
 pub struct GroupKv<'a> {
     local: &'a SqlKv,
     shard: String,
+    group: String,
     remote: ShardedKv,
 }
 
-impl GroupKv<'_> {
+impl<'a> GroupKv<'a> {
+    fn new(local: &'a SqlKv, shard: String, env: &Env) -> worker::Result<Self> {
+        let group = shard.strip_prefix("group/").unwrap_or_default().to_owned();
+        Ok(Self {
+            local,
+            shard,
+            group,
+            remote: ShardedKv::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?,
+        })
+    }
+
     fn is_local(&self, key: &str) -> bool {
         shard_for(key) == self.shard
     }
@@ -272,6 +354,19 @@ impl KvStore for GroupKv<'_> {
         } else {
             self.remote.compare_and_swap(key, expected, new).await
         }
+    }
+
+    fn group_local(&self) -> Option<&str> {
+        (!self.group.is_empty()).then_some(self.group.as_str())
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        if !self.is_local(prefix) {
+            return Err(StoreError::Other(format!(
+                "keys under {prefix} are not this object's"
+            )));
+        }
+        self.local.keys_with_prefix(prefix)
     }
 }
 

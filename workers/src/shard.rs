@@ -145,6 +145,8 @@ fn apply(kv: &SqlKv, op: Op) -> std::result::Result<Reply, StoreError> {
 #[durable_object]
 pub struct KvShard {
     kv: SqlKv,
+    /// For a group's object: its alarm, which runs the group's cleanup.
+    state: State,
     /// Whether this instance has made sure its tables exist (once, not per operation).
     tables_ready: Cell<bool>,
     /// For the handlers a group's object runs ([`crate::group`]): configuration and the
@@ -171,6 +173,7 @@ impl DurableObject for KvShard {
     fn new(state: State, env: Env) -> Self {
         Self {
             kv: SqlKv::new(state.storage().sql()),
+            state,
             tables_ready: Cell::new(false),
             env,
         }
@@ -181,7 +184,7 @@ impl DurableObject for KvShard {
             let kv = self
                 .kv()
                 .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            return crate::group::serve(kv, &self.env, req).await;
+            return crate::group::serve(kv, &self.state, &self.env, req).await;
         }
         let reply = match req.json::<Op>().await {
             Err(e) => Reply::Failed {
@@ -192,6 +195,13 @@ impl DurableObject for KvShard {
             }),
         };
         Response::from_json(&reply)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let kv = self
+            .kv()
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        crate::group::alarm(kv, &self.state, &self.env).await
     }
 }
 

@@ -81,6 +81,22 @@ impl SqlKv {
             .map(drop)
     }
 
+    /// The keys under `prefix`, in order (one object's rows: a group's, for its cleanup).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.exec(
+            "SELECT key FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            vec![text(prefix)],
+        )?
+        .raw()
+        .map(|row| match row.map_err(failed)?.into_iter().next() {
+            Some(SqlStorageValue::String(key)) => Ok(key),
+            other => Err(StoreError::Other(format!(
+                "key of unexpected type: {other:?}"
+            ))),
+        })
+        .collect()
+    }
+
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }

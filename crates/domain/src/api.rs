@@ -12,6 +12,7 @@ use crate::docs::{self, SiteFiles, Visibility};
 use crate::env::{Env, rfc3339_ms};
 use crate::error::ApiError;
 use crate::http::{Request, Response, respond, with_common_headers};
+use crate::ids::validate_id;
 use crate::messaging::log::Received;
 use crate::messaging::members::Registration;
 use crate::messaging::{
@@ -534,6 +535,44 @@ pub async fn run_cleanup(ctx: &Ctx<'_>) -> Result<CleanupReport, ApiError> {
     result
 }
 
+/// A group's own cleanup (`messaging::Cleanup::group`), run by the store that is the
+/// group's storage when it is due: the group's Durable Object's alarm on Workers. What it
+/// removed, or why it failed, goes to the audit trail (a run that removed nothing does
+/// not, lest every active group log a line a minute).
+pub async fn run_group_cleanup(
+    ctx: &Ctx<'_>,
+    group_id: &str,
+) -> Result<messaging::GroupReport, ApiError> {
+    let result = async {
+        let settings = messaging::Settings::from_config(ctx.config)?;
+        Cleanup::new(ctx.store, ctx.env, settings)
+            .group(group_id)
+            .await
+    }
+    .await;
+    let mut record = AuditRecord::new("cleanup");
+    record.group_id = Some(group_id.to_owned());
+    match &result {
+        Ok(run) if run.report.clients_removed + run.report.messages_removed == 0 => {
+            return result;
+        }
+        Ok(run) => {
+            record.status = 200;
+            record.clients_removed = Some(run.report.clients_removed);
+            record.messages_removed = Some(run.report.messages_removed);
+        }
+        Err(e) => record.status = e.status,
+    }
+    ctx.audit.record(record);
+    result
+}
+
+/// When a group that cleans itself up should next be cleaned, at the latest, after a
+/// request at `now`: within a cleanup bucket, as the scheduled pass would.
+pub fn group_cleanup_due(config: &dyn ConfigSource, now: u64) -> Result<u64, ApiError> {
+    Ok(now.saturating_add(config::cleanup_bucket_ms(config)?))
+}
+
 /// `POST /admin/cleanup`: one cleanup pass on demand (admin only), for external schedulers.
 pub async fn cleanup(req: &Request, ctx: &Ctx<'_>) -> Response {
     endpoint(req, ctx.config, &["POST"], async || {
@@ -541,7 +580,23 @@ pub async fn cleanup(req: &Request, ctx: &Ctx<'_>) -> Response {
             async {
                 req.expect_method(&["POST"])?;
                 admit(req, ctx, Action::Cleanup).await?;
-                let report = run_cleanup(ctx).await?;
+                let group = req
+                    .query_params()?
+                    .into_iter()
+                    .find(|(name, _)| name == "group_id")
+                    .map(|(_, g)| g);
+                if let Some(g) = &group {
+                    validate_id("group_id", g)?;
+                }
+                // Asked for one group, where the group cleans itself up (it is this store):
+                // that group's cleanup. Anywhere else the whole pass covers it.
+                let report = match group.filter(|g| ctx.store.group_local() == Some(g.as_str())) {
+                    Some(g) => CleanupReport {
+                        messaging: run_group_cleanup(ctx, &g).await?.report,
+                        credentials_removed: 0,
+                    },
+                    None => run_cleanup(ctx).await?,
+                };
                 Ok(Response::json(200, &report))
             }
             .await,

@@ -92,6 +92,15 @@ impl KvStore for SteppedStore<'_> {
         self.enter().await;
         self.inner.compare_and_swap(key, expected, new).await
     }
+
+    fn group_local(&self) -> Option<&str> {
+        self.inner.group_local()
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.enter().await;
+        self.inner.keys_with_prefix(prefix).await
+    }
 }
 
 pub type Task<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;

@@ -610,9 +610,15 @@ fn revoke_key() {}
     post, path = "/admin/cleanup", tag = "admin", operation_id = "cleanup",
     summary = "Run one cleanup pass now",
     description = "Expires silent clients and old messages, at most `cleanup_batch` items; \
-        `complete` is false when more is left for the next run.",
+        `complete` is false when more is left for the next run. With `group_id`, on \
+        Cloudflare Workers, that group's own cleanup (what its object's alarm runs); \
+        elsewhere the whole pass, which covers every group.",
+    params(
+        ("group_id" = Option<String>, Query, description = "One group to clean up"),
+    ),
     responses(
         (status = 200, description = "What the pass removed", body = CleanupReport),
+        (status = 400, description = "`invalid_id`: a malformed `group_id`, or a malformed query", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]

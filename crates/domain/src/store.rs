@@ -40,6 +40,21 @@ pub trait KvStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError>;
+
+    /// The group whose own storage this store is, if it is one (a Durable Object's rows):
+    /// such a store cleans the group up itself (`messaging::Cleanup::group`, on an alarm),
+    /// so the domain lists nothing of the group in the global cleanup indexes there.
+    fn group_local(&self) -> Option<&str> {
+        None
+    }
+
+    /// The keys under `prefix`. Only a group-local store is asked, for its group's keys;
+    /// other backends cannot list cheaply (Spin's `list-keys` returns every key).
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Other(format!(
+            "this store does not list keys (asked for {prefix}…)"
+        )))
+    }
 }
 
 /// A store whose first read of each of a few keys is answered from one batch read made up
@@ -115,6 +130,14 @@ impl KvStore for ReadAhead<'_> {
     ) -> Result<bool, StoreError> {
         self.take(key);
         self.store.compare_and_swap(key, expected, new).await
+    }
+
+    fn group_local(&self) -> Option<&str> {
+        self.store.group_local()
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.store.keys_with_prefix(prefix).await
     }
 }
 

@@ -4,27 +4,17 @@
 //! name. And after a crash, the ID is usable again (no registration is refused for good).
 
 use super::members::{self, ClaimState, Lookup, Registration, lookup, read_claim};
+use super::testing::GroupLocal;
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::interleave::{self, Choice, SteppedStore, Task};
-use crate::store::MemoryStore;
+use crate::store::{KvStore, MemoryStore};
 
 const T0: u64 = 1_800_000_000_000;
 const GROUPS: [&str; 2] = ["g1", "g2"];
 
 fn settings() -> Settings {
-    Settings {
-        client_timeout_ms: 5_000,
-        retention_ms: 20_000,
-        max_messages_per_group: 1_000,
-        bucket_ms: 1_000,
-        budget: 1_000,
-        limits: crate::ratelimit::Limits {
-            requests: crate::ratelimit::DEFAULT_REQUESTS,
-            login_failures: crate::ratelimit::DEFAULT_LOGIN_FAILURES,
-            user_login_failures: crate::ratelimit::DEFAULT_USER_LOGIN_FAILURES,
-        },
-    }
+    super::testing::short_settings(1_000)
 }
 
 /// The invariant, read straight from the backing store (no scheduling point).
@@ -53,84 +43,125 @@ fn check(store: &MemoryStore, seed: u64) {
 #[test]
 fn one_owner_one_group_under_registrations_moves_expiries_and_crashes() {
     for seed in 0..1000u64 {
-        let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
-        let store = SteppedStore::new(&backing);
-        let m = Messaging::new(&store, &env).with_cleanup_index(1_000, 1_000);
-        let registrar = |owner: &'static str, groups: &'static [&'static str]| {
-            let m = &m;
-            let task: Task<'_, ()> = Box::pin(async move {
-                for g in groups {
-                    // Refusals (owned by the other, expiring, contention) are allowed;
-                    // the invariant is what is checked.
-                    let _ = m.register(owner, "c", g).await;
-                }
-            });
-            task
-        };
-        let (backing_ref, store_ref, env_ref) = (&backing, &store, &env);
-        let watcher: Task<'_, ()> = Box::pin(async move {
-            for _ in 0..400 {
-                check(backing_ref, seed);
-                let _ = store_ref.get("watch").await;
-            }
-        });
-        let cleanup: Task<'_, ()> = Box::pin(async move {
-            for _ in 0..3 {
-                let _ = Cleanup::new(store_ref, env_ref, settings()).run().await;
-            }
-        });
-        let tasks: Vec<(Task<'_, ()>, bool)> = vec![
-            (registrar("w", &["g1", "g2", "g1", "g2"]), true),
-            (registrar("x", &["g2", "g1", "g2"]), true),
-            (cleanup, true),
-            (watcher, false),
-        ];
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let mut choices = std::iter::from_fn(|| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let pick = (state >> 33) as usize;
-            Some(match pick % 40 {
-                0 => Choice::Crash(pick / 40),
-                1..=3 => Choice::Wait(2_000),
-                _ => Choice::Run(pick / 40),
-            })
-        })
-        .take(3_000);
-        interleave::run(tasks, &mut choices, |ms| env.advance(ms));
-        check(&backing, seed);
+        interleaved(seed, false);
+    }
+}
 
-        // Whatever crashed where, once timeouts have passed, a cleanup has run and its
-        // marks' leases have passed too, someone else registers the ID and it works.
-        env.advance(members::EXPIRY_LEASE_MS + 10_000);
-        pollster::block_on(async {
+/// The same where each group is its own storage and cleans itself up (Workers' objects):
+/// no global index, the groups' own cleanup instead of the scheduled pass.
+#[test]
+fn one_owner_one_group_where_each_group_cleans_itself_up() {
+    for seed in 0..1000u64 {
+        interleaved(seed, true);
+    }
+}
+
+fn interleaved(seed: u64, group_local: bool) {
+    let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let views: Vec<GroupLocal<'_>> = GROUPS
+        .iter()
+        .map(|g| GroupLocal::new(&backing, g))
+        .collect();
+    let global = SteppedStore::new(&backing);
+    let local: Vec<SteppedStore<'_>> = views.iter().map(|v| SteppedStore::new(v)).collect();
+    // The store a request for group `g` runs over.
+    let store_for = |g: &str| -> &dyn KvStore {
+        match GROUPS.iter().position(|x| *x == g) {
+            Some(i) if group_local => &local[i],
+            _ => &global,
+        }
+    };
+    let env_ref = &env;
+    let registrar = |owner: &'static str, groups: &'static [&'static str]| {
+        let store_for = &store_for;
+        let task: Task<'_, ()> = Box::pin(async move {
+            for g in groups {
+                let m = Messaging::new(store_for(g), env_ref).with_cleanup_index(1_000, 1_000);
+                // Refusals (owned by the other, expiring, contention) are allowed; the
+                // invariant is what is checked.
+                let _ = m.register(owner, "c", g).await;
+            }
+        });
+        task
+    };
+    let (backing_ref, global_ref) = (&backing, &global);
+    let watcher: Task<'_, ()> = Box::pin(async move {
+        for _ in 0..400 {
+            check(backing_ref, seed);
+            let _ = global_ref.get("watch").await;
+        }
+    });
+    let store_for_cleanup = &store_for;
+    let cleanup: Task<'_, ()> = Box::pin(async move {
+        for _ in 0..3 {
+            if group_local {
+                for g in GROUPS {
+                    let _ = Cleanup::new(store_for_cleanup(g), env_ref, settings())
+                        .group(g)
+                        .await;
+                }
+            } else {
+                let _ = Cleanup::new(global_ref, env_ref, settings()).run().await;
+            }
+        }
+    });
+    let tasks: Vec<(Task<'_, ()>, bool)> = vec![
+        (registrar("w", &["g1", "g2", "g1", "g2"]), true),
+        (registrar("x", &["g2", "g1", "g2"]), true),
+        (cleanup, true),
+        (watcher, false),
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut choices = std::iter::from_fn(|| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let pick = (state >> 33) as usize;
+        Some(match pick % 40 {
+            0 => Choice::Crash(pick / 40),
+            1..=3 => Choice::Wait(2_000),
+            _ => Choice::Run(pick / 40),
+        })
+    })
+    .take(3_000);
+    interleave::run(tasks, &mut choices, |ms| env.advance(ms));
+    check(&backing, seed);
+
+    // Whatever crashed where, once timeouts have passed, a cleanup has run and its marks'
+    // leases have passed too, someone else registers the ID and it works.
+    let settle = async |views: &[GroupLocal<'_>]| {
+        if group_local {
+            for (g, view) in GROUPS.iter().zip(views) {
+                Cleanup::new(view, &env, settings()).group(g).await.unwrap();
+            }
+        } else {
             Cleanup::new(&backing, &env, settings())
                 .run()
                 .await
                 .unwrap();
-            env.advance(members::EXPIRY_LEASE_MS);
-            let m = Messaging::new(&backing, &env).with_cleanup_index(1_000, 1_000);
-            let again = m.register("y", "c", "g1").await;
-            if again.is_err() {
-                for k in backing.keys() {
-                    let v = backing.get(&k).await.unwrap();
-                    eprintln!(
-                        "{k} = {:?}",
-                        v.map(|b| String::from_utf8_lossy(&b).into_owned())
-                    );
-                }
-            }
-            assert!(
-                matches!(again, Ok(Registration::Created(_))),
-                "seed {seed}: {again:?}"
-            );
-            m.send_value("y", "c", "g1", serde_json::json!("hi"))
-                .await
-                .unwrap();
-        });
-        check(&backing, seed);
-    }
+        }
+    };
+    env.advance(members::EXPIRY_LEASE_MS + 10_000);
+    pollster::block_on(async {
+        settle(&views).await;
+        env.advance(members::EXPIRY_LEASE_MS);
+        settle(&views).await;
+        let m = Messaging::new(&views[0], &env).with_cleanup_index(1_000, 1_000);
+        let m = if group_local {
+            m
+        } else {
+            Messaging::new(&backing, &env).with_cleanup_index(1_000, 1_000)
+        };
+        let again = m.register("y", "c", "g1").await;
+        assert!(
+            matches!(again, Ok(Registration::Created(_))),
+            "seed {seed} (group-local: {group_local}): {again:?}"
+        );
+        m.send_value("y", "c", "g1", serde_json::json!("hi"))
+            .await
+            .unwrap();
+    });
+    check(&backing, seed);
 }
 
 /// A record written by a release before member records (the whole record at `client/{c}`)

@@ -16,6 +16,7 @@
 
 use serde::Serialize;
 
+use super::housekeeping::is_group_local;
 use super::log::{abandoned, settled};
 use super::members::{
     ClaimState, EXPIRY_LEASE_MS, ExpiryClaim, JOIN_GRACE_MS, Lookup, expiring, free_abandoned,
@@ -81,7 +82,7 @@ pub struct Report {
 
 /// Why a trim stopped where it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(super) enum Stop {
     /// It reached the target.
     Target,
     /// The next message is younger than the retention (its timestamp).
@@ -93,9 +94,9 @@ enum Stop {
 }
 
 pub struct Cleanup<'a> {
-    store: &'a dyn KvStore,
-    env: &'a dyn Env,
-    settings: Settings,
+    pub(super) store: &'a dyn KvStore,
+    pub(super) env: &'a dyn Env,
+    pub(super) settings: Settings,
 }
 
 impl<'a> Cleanup<'a> {
@@ -157,7 +158,6 @@ impl<'a> Cleanup<'a> {
     /// whether the entry is dealt with (`false`: another run holds it, keep it listed) and
     /// whether this call removed a live client.
     async fn expire_client(&self, client_id: &str, now: u64) -> Result<(bool, bool), ApiError> {
-        let timeout = self.settings.client_timeout_ms;
         let client = client_key(client_id);
         let (claim_bytes, claim) = match read_claim(self.store, client_id).await? {
             ClaimState::Free(_) => return Ok((true, false)),
@@ -173,23 +173,37 @@ impl<'a> Cleanup<'a> {
             }
         };
         let group_id = claim.group_id.clone();
-        let key = member_key(&group_id, client_id);
+        if lookup(self.store, &group_id, client_id).await? == Lookup::Absent {
+            // A registration claimed the ID and died before writing the record. A live one
+            // renews the claim or writes the record first, and then lists the client anew
+            // itself.
+            if claim.at_ms + JOIN_GRACE_MS <= now {
+                free_abandoned(self.store, client_id, &claim_bytes, &claim, now).await?;
+            } else {
+                // Too recent to tell: looked at again in a later run.
+                index::HEARTBEATS
+                    .add(self.store, self.bucket_of(now), client_id)
+                    .await?;
+            }
+            return Ok((true, false));
+        }
+        self.expire_member(client_id, &group_id, now).await
+    }
+
+    /// Expires the member `client_id` of `group_id` if its heartbeat is older than the client
+    /// timeout, or takes over an expiry whose run died. Returns whether it is dealt with
+    /// (`false`: another run holds it) and whether this call removed a live client.
+    pub(super) async fn expire_member(
+        &self,
+        client_id: &str,
+        group_id: &str,
+        now: u64,
+    ) -> Result<(bool, bool), ApiError> {
+        let timeout = self.settings.client_timeout_ms;
+        let key = member_key(group_id, client_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let claim = match lookup(self.store, &group_id, client_id).await? {
-                Lookup::Absent => {
-                    // A registration claimed the ID and died before writing the record. A
-                    // live one renews the claim or writes the record first, and then lists
-                    // the client anew itself.
-                    if claim.at_ms + JOIN_GRACE_MS <= now {
-                        free_abandoned(self.store, client_id, &claim_bytes, &claim, now).await?;
-                    } else {
-                        // Too recent to tell: looked at again in a later run.
-                        index::HEARTBEATS
-                            .add(self.store, self.bucket_of(now), client_id)
-                            .await?;
-                    }
-                    return Ok((true, false));
-                }
+            let claim = match lookup(self.store, group_id, client_id).await? {
+                Lookup::Absent => return Ok((true, false)),
                 Lookup::Live(_, record) if record.last_heartbeat_ms + timeout > now => {
                     return Ok((true, false)); // alive: listed again in a later bucket
                 }
@@ -214,13 +228,13 @@ impl<'a> Cleanup<'a> {
             {
                 continue; // changed meanwhile: look again
             }
-            if fresh {
+            if fresh && !is_group_local(self.store, group_id) {
                 self.store
                     .increment(&registered_clients_key(client_id), -1)
                     .await?;
             }
             if let Some(record) = &record {
-                self.move_away(client_id, &group_id, record).await?;
+                self.move_away(client_id, group_id, record).await?;
             }
             // The ID is free again, unless a move re-pointed it elsewhere (a registration
             // waits while the record is claimed, so the claim cannot change in between).
@@ -230,18 +244,20 @@ impl<'a> Cleanup<'a> {
                 && held.group_id == group_id
                 && held.owner == record.owner
             {
-                self.store.delete(&client).await?;
+                self.store.delete(&client_key(client_id)).await?;
             }
             // Nobody else writes a claimed key (registration waits, other runs respect the
             // lease), so this deletes nothing newer.
             self.store.delete(&key).await?;
+            // Last, so that a run that dies before it leaves the entry that leads the next
+            // run (a group's own cleanup walks its member list) to what is left.
+            leave_group(self.store, group_id, client_id).await?;
             return Ok((true, fresh));
         }
         Ok((false, false))
     }
 
-    /// The rest of an expiry, once claimed: the group keeps the member's cursor and the
-    /// member leaves the live set.
+    /// The rest of an expiry, once claimed: the group keeps the member's cursor.
     async fn move_away(
         &self,
         client_id: &str,
@@ -257,11 +273,12 @@ impl<'a> Cleanup<'a> {
             registered_at_ms: record.registered_at_ms,
             expired_at_ms: now,
         };
-        index::RETAINED
-            .add(self.store, self.bucket_of(now), &key)
-            .await?;
+        if !is_group_local(self.store, group_id) {
+            index::RETAINED
+                .add(self.store, self.bucket_of(now), &key)
+                .await?;
+        }
         self.store.set(&key, &encode(&away)).await?;
-        leave_group(self.store, group_id, client_id).await?;
         Ok(())
     }
 
@@ -303,20 +320,7 @@ impl<'a> Cleanup<'a> {
                 budget,
                 async |key, budget| {
                     *budget -= 1;
-                    let since = if key.contains("/away/") {
-                        read_json::<AwayRecord>(self.store, key)
-                            .await
-                            .ok()
-                            .flatten()
-                            .map(|(_, a)| a.expired_at_ms)
-                    } else {
-                        read_json::<Claim>(self.store, key)
-                            .await
-                            .ok()
-                            .flatten()
-                            .map(|(_, c)| c.timestamp_ms)
-                    };
-                    match since {
+                    match retained_since(self.store, key).await {
                         None => {}
                         Some(at) if at + retention <= now => {
                             self.store.delete(key).await?;
@@ -340,7 +344,7 @@ impl<'a> Cleanup<'a> {
     /// once sealed as abandoned. The tail moves first, then the slots are deleted (and
     /// whatever an interrupted run left below the tail). Returns the slots trimmed and why
     /// it stopped.
-    async fn trim(
+    pub(super) async fn trim(
         &self,
         group_id: &str,
         target: u64,
@@ -527,5 +531,23 @@ impl<'a> Cleanup<'a> {
                 Ok(true)
             })
             .await
+    }
+}
+
+/// Since when a retained record (an away record or an idempotency claim, by its key) has
+/// been kept; `None` if it is gone or unreadable.
+pub(super) async fn retained_since(store: &dyn KvStore, key: &str) -> Option<u64> {
+    if key.contains("/away/") {
+        read_json::<AwayRecord>(store, key)
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, a)| a.expired_at_ms)
+    } else {
+        read_json::<Claim>(store, key)
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, c)| c.timestamp_ms)
     }
 }

@@ -11,18 +11,7 @@ const T0: u64 = 1_800_000_000_000;
 const BUCKET: u64 = 1_000;
 
 fn settings() -> Settings {
-    Settings {
-        client_timeout_ms: 5_000,
-        retention_ms: 20_000,
-        max_messages_per_group: 1_000,
-        bucket_ms: BUCKET,
-        budget: 1_000,
-        limits: crate::ratelimit::Limits {
-            requests: crate::ratelimit::DEFAULT_REQUESTS,
-            login_failures: crate::ratelimit::DEFAULT_LOGIN_FAILURES,
-            user_login_failures: crate::ratelimit::DEFAULT_USER_LOGIN_FAILURES,
-        },
-    }
+    super::testing::short_settings(1_000)
 }
 
 fn messaging<'a>(store: &'a MemoryStore, env: &'a FakeEnv, cap: u64) -> Messaging<'a> {

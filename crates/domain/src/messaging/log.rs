@@ -27,6 +27,7 @@
 
 use serde_json::value::RawValue;
 
+use super::housekeeping::is_group_local;
 use super::idempotency::{self, Prior};
 use super::members::{Lookup, client_expired, lookup};
 use super::{
@@ -176,7 +177,9 @@ impl Messaging<'_> {
         }
         let now = self.env.now_ms();
         self.index_group(group_id, now).await?;
-        if let Some(key) = &claim_key {
+        if let Some(key) = &claim_key
+            && !is_group_local(self.store, group_id)
+        {
             index::RETAINED
                 .add(self.store, now / self.limits.bucket_ms, key)
                 .await?;
@@ -300,6 +303,9 @@ impl Messaging<'_> {
 
     /// Lists the group in the message index for `now`'s bucket, once per bucket.
     async fn index_group(&self, group_id: &str, now: u64) -> Result<(), ApiError> {
+        if is_group_local(self.store, group_id) {
+            return Ok(());
+        }
         let bucket = now / self.limits.bucket_ms;
         let indexed = indexed_key(group_id);
         let listed = read_json::<u64>(self.store, &indexed)
@@ -318,6 +324,9 @@ impl Messaging<'_> {
     /// pass that races this call notice it and keep the flag.
     async fn flag_over_cap(&self, group_id: &str) -> Result<(), ApiError> {
         self.store.increment(&capmarks_key(group_id), 1).await?;
+        if is_group_local(self.store, group_id) {
+            return Ok(()); // its own cleanup checks the cap every time
+        }
         add_to_list(
             self.store,
             &capcheck_key(index::shard_of(group_id)),

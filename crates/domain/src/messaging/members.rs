@@ -27,6 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::housekeeping::is_group_local;
 use super::{
     AwayRecord, ClientRecord, EXPIRED_MARKER, MAX_CAS_ATTEMPTS, Messaging, away_key, client_key,
     corrupt, encode, head, member_key, members_key, read_json, registered_clients_key, tail,
@@ -67,7 +68,7 @@ impl Member {
         }
     }
 
-    fn joined_at(&self) -> u64 {
+    pub(crate) fn joined_at(&self) -> u64 {
         match self {
             Member::Joined { at, .. } => *at,
             Member::Bare(_) => 0,
@@ -153,6 +154,12 @@ pub(crate) async fn free_abandoned(
         store.delete(&key).await?;
         return Ok(None);
     }
+    // From now on a registration that claims the ID afresh may write its record over the
+    // mark; one that claimed before cannot (it expects no record at all).
+    let open = encode(&serde_json::json!({ "vacating": now, "open": true }));
+    if store.compare_and_swap(&key, Some(&mark), &open).await? {
+        return Ok(Some(open));
+    }
     Ok(Some(mark))
 }
 
@@ -165,6 +172,8 @@ pub(crate) fn vacating(at_ms: u64) -> Vec<u8> {
 #[derive(Deserialize)]
 struct Vacating {
     vacating: u64,
+    #[serde(default)]
+    open: bool,
 }
 
 /// Moves a record of the old layout (`client/{c}` holding the whole record) to its group,
@@ -211,10 +220,13 @@ pub(crate) enum Lookup {
 /// A cleanup run's claim on a client it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ExpiryClaim {
-    /// The record it claimed (`None` if written by an older release).
+    /// The record it claimed (`None` for a mark without a record, or a claim written by an
+    /// older release).
     pub record: Option<ClientRecord>,
     pub at_ms: u64,
     pub bytes: Vec<u8>,
+    /// A freed abandoned claim's mark: a registration holding a fresh claim may write over it.
+    pub open: bool,
 }
 
 #[derive(Deserialize)]
@@ -230,12 +242,13 @@ pub(crate) fn expiring(record: &ClientRecord, at_ms: u64) -> Vec<u8> {
 }
 
 /// A record's bytes, if they are one (live or claimed); `None` for anything else.
-fn decode_record(bytes: &[u8]) -> Option<Lookup> {
+pub(crate) fn decode_record(bytes: &[u8]) -> Option<Lookup> {
     if bytes == EXPIRED_MARKER {
         return Some(Lookup::Expiring(ExpiryClaim {
             record: None,
             at_ms: 0,
             bytes: bytes.to_vec(),
+            open: false,
         }));
     }
     if let Ok(mark) = serde_json::from_slice::<Vacating>(bytes) {
@@ -243,6 +256,7 @@ fn decode_record(bytes: &[u8]) -> Option<Lookup> {
             record: None,
             at_ms: mark.vacating,
             bytes: bytes.to_vec(),
+            open: mark.open,
         }));
     }
     if let Ok(claimed) = serde_json::from_slice::<Claimed>(bytes) {
@@ -250,6 +264,7 @@ fn decode_record(bytes: &[u8]) -> Option<Lookup> {
             record: Some(claimed.expired),
             at_ms: claimed.at,
             bytes: bytes.to_vec(),
+            open: false,
         }));
     }
     let record = serde_json::from_slice::<ClientRecord>(bytes).ok()?;
@@ -335,11 +350,19 @@ impl Messaging<'_> {
                 Lookup::Expiring(ExpiryClaim {
                     record: Some(r), ..
                 }) if r.owner == subject => return Err(client_expired(client_id)),
-                Lookup::Expiring(_) => return Err(not_registered(client_id)),
-                Lookup::Absent => match self.missing(subject, client_id, group_id).await? {
-                    Missing::Refused(err) => return Err(err),
-                    Missing::Migrated => {}
-                },
+                Lookup::Expiring(ExpiryClaim {
+                    record: Some(_), ..
+                }) => {
+                    return Err(not_registered(client_id));
+                }
+                // A mark without a record (an abandoned claim being freed) is as good as
+                // no record: the claim and the away record say why.
+                Lookup::Expiring(ExpiryClaim { record: None, .. }) | Lookup::Absent => {
+                    match self.missing(subject, client_id, group_id).await? {
+                        Missing::Refused(err) => return Err(err),
+                        Missing::Migrated => {}
+                    }
+                }
             }
         }
         Err(not_registered(client_id))
@@ -394,21 +417,22 @@ impl Messaging<'_> {
     ) -> Result<(), ApiError> {
         record.last_heartbeat_ms = now.max(record.last_heartbeat_ms);
         record.hb_bucket = self
-            .index_heartbeat(client_id, Some(record.hb_bucket), now)
+            .index_heartbeat(&record.group_id, client_id, Some(record.hb_bucket), now)
             .await?;
         Ok(())
     }
 
     /// Lists the client in the heartbeat bucket of `now` unless it already is there;
-    /// returns the bucket to record.
+    /// returns the bucket to record. A group that cleans itself up lists nothing.
     pub(crate) async fn index_heartbeat(
         &self,
+        group_id: &str,
         client_id: &str,
         listed_in: Option<u64>,
         now: u64,
     ) -> Result<u64, ApiError> {
         let bucket = now / self.limits.bucket_ms;
-        if listed_in != Some(bucket) {
+        if listed_in != Some(bucket) && !is_group_local(self.store, group_id) {
             index::HEARTBEATS.add(self.store, bucket, client_id).await?;
         }
         Ok(bucket)
@@ -432,7 +456,16 @@ impl Messaging<'_> {
         let key = member_key(group_id, client_id);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = self.env.now_ms();
-            match lookup(self.store, group_id, client_id).await? {
+            let mut found = lookup(self.store, group_id, client_id).await?;
+            // An open mark is no record, for a registration that claims the ID afresh.
+            let mut open_mark = None;
+            if let Lookup::Expiring(c) = &found
+                && c.open
+            {
+                open_mark = Some(c.bytes.clone());
+                found = Lookup::Absent;
+            }
+            match found {
                 Lookup::Expiring(c) if c.at_ms + EXPIRY_LEASE_MS <= now => {
                     // A move that died after re-pointing the claim leaves its old record
                     // claimed for good: no cleanup run reaches it through the claim.
@@ -471,7 +504,7 @@ impl Messaging<'_> {
                         last_heartbeat_ms: now,
                         // Listed before the ID is claimed: the cleanup frees the claim of a
                         // registration that dies before it writes the record.
-                        hb_bucket: self.index_heartbeat(client_id, None, now).await?,
+                        hb_bucket: self.index_heartbeat(group_id, client_id, None, now).await?,
                     };
                     // A full group refuses before the ID is claimed.
                     self.join(group_id, client_id).await?;
@@ -491,16 +524,21 @@ impl Messaging<'_> {
                     let claimed_at = self.env.now_ms();
                     record.last_heartbeat_ms = claimed_at;
                     record.hb_bucket = self
-                        .index_heartbeat(client_id, Some(record.hb_bucket), claimed_at)
+                        .index_heartbeat(group_id, client_id, Some(record.hb_bucket), claimed_at)
                         .await?;
                     if self
                         .store
-                        .compare_and_swap(&key, over.as_deref(), &encode(&record))
+                        .compare_and_swap(&key, over.or(open_mark).as_deref(), &encode(&record))
                         .await?
                     {
+                        // Listed (a group's cleanup may have dropped the entry while the
+                        // record was not there yet).
+                        ensure_listed(self.store, group_id, client_id, now).await?;
                         // The record is stored: what follows only keeps counts and tidies, and
                         // must not turn the registration into a failure.
-                        if !moved {
+                        // The gauge's counters are global: a group that cleans itself up
+                        // (where nothing reads them) keeps none.
+                        if !moved && !is_group_local(self.store, group_id) {
                             let _ = self
                                 .store
                                 .increment(&registered_clients_key(client_id), 1)
@@ -623,23 +661,28 @@ impl Messaging<'_> {
                     {
                         return Ok(Claiming::Again);
                     }
-                    (true, old.registered_at_ms)
+                    (Some((old_bytes, claimed)), old.registered_at_ms)
                 }
-                Lookup::Absent => (false, now),
+                Lookup::Absent => (None, now),
             };
         if !self
             .store
             .compare_and_swap(&key, Some(&bytes), &wanted)
             .await?
         {
-            // Unchanged by anyone else while the old record is claimed; should it happen,
-            // the old record's lease runs out and the next registration there drops it.
+            // The claim changed meanwhile (a cleanup freed it as abandoned): the old record
+            // is given back as it was, and the registration looks again.
+            if let Some((old_bytes, claimed)) = &claimed_old {
+                self.store
+                    .compare_and_swap(&old_key, Some(claimed), old_bytes)
+                    .await?;
+            }
             return Ok(Claiming::Again);
         }
-        if claimed_old {
-            // A leftover entry is dropped when the old group's list fills up.
-            let _ = leave_group(self.store, &old_group, client_id).await;
+        if claimed_old.is_some() {
             self.store.delete(&old_key).await?;
+            // A leftover entry is dropped by the old group's cleanup, or when its list fills.
+            let _ = leave_group(self.store, &old_group, client_id).await;
         }
         Ok(Claiming::Claimed {
             moved: Some(registered_at_ms),
@@ -671,8 +714,8 @@ impl Messaging<'_> {
             .compare_and_swap(&key, Some(&claimed.bytes), &vacating(self.env.now_ms()))
             .await?
         {
-            let _ = leave_group(self.store, group_id, client_id).await;
             self.store.delete(&key).await?;
+            let _ = leave_group(self.store, group_id, client_id).await;
         }
         Ok(true)
     }
@@ -690,8 +733,14 @@ impl Messaging<'_> {
             if members.iter().any(|m| m.id() == client_id) {
                 return Ok(());
             }
+            let mut pruned = Vec::new();
             if members.len() as u64 >= self.limits.max_clients {
-                members = self.live_members(group_id, members).await?;
+                let live = self.live_members(group_id, members.clone()).await?;
+                pruned = members
+                    .into_iter()
+                    .filter(|m| !live.iter().any(|l| l.id() == m.id()))
+                    .collect();
+                members = live;
                 if members.len() as u64 >= self.limits.max_clients {
                     return Err(ApiError::new(
                         409,
@@ -712,7 +761,7 @@ impl Messaging<'_> {
                 .compare_and_swap(&key, raw.as_deref(), &encode(&members))
                 .await?
             {
-                return Ok(());
+                return relist_if_member(self.store, group_id, &pruned).await;
             }
         }
         Err(ApiError::contention(&format!("group {group_id}")))
@@ -758,6 +807,40 @@ enum Claiming {
     Again,
 }
 
+/// Adds `client_id` to `group_id`'s member list if it is not there, whatever the group's
+/// size: for a member whose record is written. A group's own cleanup drops an entry whose
+/// registration seems dead; should that registration write its record after all, one of the
+/// two puts the entry back (each writes its side, then checks the other's).
+pub(crate) async fn ensure_listed(
+    store: &dyn KvStore,
+    group_id: &str,
+    client_id: &str,
+    at: u64,
+) -> Result<(), ApiError> {
+    let key = members_key(group_id);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let raw = store.get(&key).await?;
+        let mut members: Vec<Member> = match &raw {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| corrupt(&key, e))?,
+            None => Vec::new(),
+        };
+        if members.iter().any(|m| m.id() == client_id) {
+            return Ok(());
+        }
+        members.push(Member::Joined {
+            id: client_id.to_owned(),
+            at,
+        });
+        if store
+            .compare_and_swap(&key, raw.as_deref(), &encode(&members))
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(ApiError::contention(&format!("group {group_id}")))
+}
+
 /// Removes `client_id` from the member list of `group_id` (a leftover entry, should this
 /// not happen, is dropped when the list fills up).
 pub(crate) async fn leave_group(
@@ -772,17 +855,38 @@ pub(crate) async fn leave_group(
         };
         let mut members: Vec<Member> =
             serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
-        let before = members.len();
-        members.retain(|m| m.id() != client_id);
-        if members.len() == before {
+        let Some(at) = members.iter().position(|m| m.id() == client_id) else {
             return Ok(());
-        }
+        };
+        let removed = members.remove(at);
         if store
             .compare_and_swap(&key, Some(&raw), &encode(&members))
             .await?
         {
-            return Ok(());
+            return relist_if_member(store, group_id, &[removed]).await;
         }
     }
     Err(ApiError::contention(&format!("group {group_id}")))
+}
+
+/// Puts back those of `removed` whose record in the group is live: a registration may have
+/// written it after the remover looked (see [`ensure_listed`]).
+async fn relist_if_member(
+    store: &dyn KvStore,
+    group_id: &str,
+    removed: &[Member],
+) -> Result<(), ApiError> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = removed
+        .iter()
+        .map(|m| member_key(group_id, m.id()))
+        .collect();
+    for (member, record) in removed.iter().zip(store.get_many(&keys).await?) {
+        if let Some(Lookup::Live(..)) = record.as_deref().and_then(decode_record) {
+            ensure_listed(store, group_id, member.id(), member.joined_at()).await?;
+        }
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@
 //! writes.
 
 pub mod expiry;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod log;
 pub mod members;
@@ -33,6 +34,8 @@ pub mod members;
 mod claim_tests;
 #[cfg(test)]
 mod expiry_tests;
+#[cfg(test)]
+mod housekeeping_tests;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]
@@ -50,6 +53,7 @@ pub(crate) use crate::records::{corrupt, encode, read_json};
 use crate::store::KvStore;
 
 pub use expiry::{Cleanup, Report, Settings};
+pub use housekeeping::GroupReport;
 
 /// How long an allocated but unwritten slot may hold up readers once later messages exist.
 /// A sender that cannot write its slot within half of it gives the number up.

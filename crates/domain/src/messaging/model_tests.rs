@@ -22,12 +22,12 @@ use serde_json::json;
 
 use super::log::{Received, Sent};
 use super::members::{self, Registration};
-use super::testing::raw;
+use super::testing::{GroupLocal, raw};
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::interleave::{self, Choice, Ended, SteppedStore, Task};
 use crate::ratelimit::{DEFAULT_LOGIN_FAILURES, DEFAULT_REQUESTS, Limits};
-use crate::store::MemoryStore;
+use crate::store::{KvStore, MemoryStore};
 
 const T0: u64 = 1_800_000_000_000;
 const CAP: u64 = 4;
@@ -160,7 +160,10 @@ impl Model {
                 }
                 let retryable = matches!(e.status, 409 | 410 | 503);
                 if !(keyed && retryable) {
-                    assert!(!self.acked.contains_key(&(s, n)), "refused after 202");
+                    assert!(
+                        !self.acked.contains_key(&(s, n)),
+                        "refused after 202: {e:?}"
+                    );
                     self.refused.insert((s, n));
                     self.pending[s] = None;
                 }
@@ -199,6 +202,7 @@ fn task<'a>(
     env: &'a FakeEnv,
     model: &Model,
     op: &Op,
+    local: bool,
 ) -> (Task<'a, Outcome>, bool) {
     let m = Messaging::new(store, env).with_limits(limits());
     match *op {
@@ -235,7 +239,12 @@ fn task<'a>(
         }
         Op::Cleanup(budget) => {
             let task: Task<'a, Outcome> = Box::pin(async move {
-                let _ = Cleanup::new(store, env, settings(budget)).run().await;
+                let cleanup = Cleanup::new(store, env, settings(budget));
+                if local {
+                    let _ = cleanup.group(GROUP).await;
+                } else {
+                    let _ = cleanup.run().await;
+                }
                 Outcome::Cleaned
             });
             (task, true)
@@ -296,9 +305,18 @@ fn check(model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-async fn complete_cleanup(store: &MemoryStore, env: &FakeEnv) -> Result<(), TestCaseError> {
+async fn complete_cleanup(
+    store: &dyn KvStore,
+    env: &FakeEnv,
+    local: bool,
+) -> Result<(), TestCaseError> {
     for _ in 0..200 {
-        let report = Cleanup::new(store, env, settings(50)).run().await?;
+        let cleanup = Cleanup::new(store, env, settings(50));
+        let report = if local {
+            cleanup.group(GROUP).await?.report
+        } else {
+            cleanup.run().await?
+        };
         if report.complete {
             return Ok(());
         }
@@ -311,12 +329,16 @@ async fn complete_cleanup(store: &MemoryStore, env: &FakeEnv) -> Result<(), Test
     Err(TestCaseError::fail("cleanup never completes"))
 }
 
-fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>) -> Result<(), TestCaseError> {
-    let backing = MemoryStore::new();
-    let store = SteppedStore::new(&backing);
+/// `local`: the group is its own storage and cleans itself up (Workers' objects), instead of
+/// the scheduled pass over the global indexes.
+fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>, local: bool) -> Result<(), TestCaseError> {
+    let memory = MemoryStore::new();
+    let view = GroupLocal::new(&memory, GROUP);
+    let backing: &dyn KvStore = if local { &view } else { &memory };
+    let store = SteppedStore::new(backing);
     let env = FakeEnv::at(T0);
     let mut model = Model::default();
-    let direct = Messaging::new(&backing, &env).with_limits(limits());
+    let direct = Messaging::new(backing, &env).with_limits(limits());
     for c in 0..4 {
         let reg = pollster::block_on(direct.register(OWNER, client_name(c), GROUP));
         model.record_registration(c, &reg);
@@ -352,7 +374,7 @@ fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>) -> Result<(), TestCaseE
         }
         let tasks = ops
             .iter()
-            .map(|op| task(&store, &env, &model, op))
+            .map(|op| task(&store, &env, &model, op, local))
             .collect();
         let ended = interleave::run(tasks, &mut choices, |ms| env.advance(ms));
         for (op, result) in ops.iter().zip(ended) {
@@ -390,7 +412,7 @@ fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>) -> Result<(), TestCaseE
     env.advance(GAP_GRACE_MS * 2 + members::EXPIRY_LEASE_MS);
     let settle = async {
         // A pass that died mid-way is finished by the next one.
-        complete_cleanup(&backing, &env).await?;
+        complete_cleanup(backing, &env, local).await?;
         for c in 0..4 {
             let reg = direct.register(OWNER, client_name(c), GROUP).await;
             model.record_registration(c, &reg);
@@ -410,7 +432,7 @@ fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>) -> Result<(), TestCaseE
             }
             prop_assert!(model.pending[s].is_none(), "s{s} never got an answer");
         }
-        complete_cleanup(&backing, &env).await?;
+        complete_cleanup(backing, &env, local).await?;
         // No wedge: after a complete pass, the group takes a send, or refuses one and takes
         // it after the next complete pass (a send that died between taking its number and
         // flagging it leaves the group full but unflagged, and the refusal flags it).
@@ -421,21 +443,21 @@ fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>) -> Result<(), TestCaseE
         let payload = || raw(json!([0, n]));
         let mut sent = direct.send(OWNER, SENDERS[0], GROUP, payload(), None).await;
         if sent.as_ref().is_err_and(|e| e.code == "group_backlog_full") {
-            complete_cleanup(&backing, &env).await?;
+            complete_cleanup(backing, &env, local).await?;
             let reg = direct.register(OWNER, SENDERS[0], GROUP).await;
             model.record_registration(0, &reg);
             sent = direct.send(OWNER, SENDERS[0], GROUP, payload(), None).await;
         }
         if trace() && sent.is_err() {
-            let h = head(&backing, GROUP).await?;
-            let t = tail(&backing, GROUP).await?;
-            eprintln!("wedge: head {h} tail {t} keys {:?}", backing.keys());
+            let h = head(backing, GROUP).await?;
+            let t = tail(backing, GROUP).await?;
+            eprintln!("wedge: head {h} tail {t} keys {:?}", memory.keys());
         }
         prop_assert!(sent.is_ok(), "wedged after a complete cleanup: {:?}", sent);
         model.record_send(0, n, false, false, Ended::Done(Outcome::Sent(sent)));
         // Gaps left by crashed sends are sealed once a later message is past the grace.
         env.advance(GAP_GRACE_MS * 2);
-        let head = head(&backing, GROUP).await?;
+        let head = head(backing, GROUP).await?;
         for (r, receiver) in RECEIVERS.iter().enumerate() {
             for _ in 0..500 {
                 let after = (r == 0).then_some(model.after[0]);
@@ -478,6 +500,14 @@ proptest! {
         rounds in prop::collection::vec(prop::collection::vec(op(), 1..5), 1..25),
         choices in prop::collection::vec(choice(), 0..600),
     ) {
-        run_model(rounds, choices)?;
+        run_model(rounds, choices, false)?;
+    }
+
+    #[test]
+    fn the_same_where_the_group_cleans_itself_up(
+        rounds in prop::collection::vec(prop::collection::vec(op(), 1..5), 1..25),
+        choices in prop::collection::vec(choice(), 0..600),
+    ) {
+        run_model(rounds, choices, true)?;
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::log::{Received, Sent};
-use super::{Messaging, StoredMessage};
+use super::{Messaging, Settings, StoredMessage};
 use crate::error::ApiError;
 
 pub fn raw(value: Value) -> Box<RawValue> {
@@ -47,5 +47,91 @@ impl Messaging<'_> {
             |r| Ok(r.clone()),
         )
         .await
+    }
+}
+
+/// A view of a store as one group's own storage (a Durable Object's rows on Workers): the
+/// domain lists nothing of that group globally, and its cleanup lists keys by prefix.
+pub struct GroupLocal<'a> {
+    pub inner: &'a crate::store::MemoryStore,
+    pub group: String,
+}
+
+impl<'a> GroupLocal<'a> {
+    pub fn new(inner: &'a crate::store::MemoryStore, group: &str) -> Self {
+        Self {
+            inner,
+            group: group.to_owned(),
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::store::KvStore for GroupLocal<'_> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+        self.inner.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+        self.inner.delete(key).await
+    }
+
+    async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, crate::store::StoreError> {
+        self.inner.get_many(keys).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+        self.inner.increment(key, delta).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, crate::store::StoreError> {
+        self.inner.compare_and_swap(key, expected, new).await
+    }
+
+    fn group_local(&self) -> Option<&str> {
+        Some(&self.group)
+    }
+
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        let mut keys: Vec<String> = self
+            .inner
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// The cleanup settings of the wing's tests: a 5 s client timeout, a 20 s retention, 1 s
+/// buckets, `cap` messages a group.
+pub fn short_settings(cap: u64) -> Settings {
+    Settings {
+        client_timeout_ms: 5_000,
+        retention_ms: 20_000,
+        max_messages_per_group: cap,
+        bucket_ms: 1_000,
+        budget: 1_000,
+        limits: crate::ratelimit::Limits {
+            requests: crate::ratelimit::DEFAULT_REQUESTS,
+            login_failures: crate::ratelimit::DEFAULT_LOGIN_FAILURES,
+            user_login_failures: crate::ratelimit::DEFAULT_USER_LOGIN_FAILURES,
+        },
     }
 }
