@@ -25,7 +25,8 @@ use crate::store::SqlKv;
 
 /// The header that carries the forwarded request's method, path, query and headers.
 const REQUEST_HEADER: &str = "x-mcp-edge-request";
-/// The header of the object's answer that counts its onward calls: `all global`.
+/// The header of the object's answer that counts its onward calls: `all global
+/// global_writes`.
 const ONWARD_HEADER: &str = "x-mcp-edge-onward-calls";
 
 /// The path of every forwarded request (object calls of the store use `/op`).
@@ -131,10 +132,11 @@ pub async fn forward(
         .ok()
         .flatten()
         .and_then(|v| {
-            let (all, global) = v.split_once(' ')?;
+            let mut counts = v.split(' ').map(|n| n.parse().ok());
             Some(Calls {
-                all: all.parse().ok()?,
-                global: global.parse().ok()?,
+                all: counts.next()??,
+                global: counts.next()??,
+                global_writes: counts.next()??,
             })
         })
         .unwrap_or_default();
@@ -156,7 +158,7 @@ pub async fn forward(
 
 /// The local key that names the group whose object this is, for its alarm (not a domain
 /// key: never routed, never listed by the cleanup).
-const NAME_KEY: &str = "object/group";
+pub const NAME_KEY: &str = "object/group";
 
 /// The object's side: rebuilds the forwarded request and answers it with the route's
 /// handler over [`GroupKv`], then makes sure the group's cleanup is due within a bucket.
@@ -199,8 +201,10 @@ pub async fn serve(
     let calls = store.remote.calls();
     arm_cleanup(kv, state, env, &store.group).await?;
     let out = crate::http::to_worker(resp)?;
-    out.headers()
-        .set(ONWARD_HEADER, &format!("{} {}", calls.all, calls.global))?;
+    out.headers().set(
+        ONWARD_HEADER,
+        &format!("{} {} {}", calls.all, calls.global, calls.global_writes),
+    )?;
     Ok(out)
 }
 
@@ -214,54 +218,7 @@ async fn arm_cleanup(kv: &SqlKv, state: &State, env: &Env, group: &str) -> worke
     }
     let now = js_sys::Date::now() as u64;
     let due = api::group_cleanup_due(&WorkerConfig(env), now).map_err(failed)?;
-    arm(state, now, due).await
-}
-
-/// Sets the object's alarm to `due` unless it is set sooner.
-async fn arm(state: &State, now: u64, due: u64) -> worker::Result<()> {
-    let storage = state.storage();
-    match storage.get_alarm().await? {
-        Some(at) if (at as u64) <= due => Ok(()),
-        _ => {
-            let offset = i64::try_from(due.saturating_sub(now)).unwrap_or(i64::MAX);
-            storage.set_alarm(offset).await
-        }
-    }
-}
-
-/// A group object's alarm: the group's own cleanup (`Cleanup::group`), then the alarm again
-/// for when it is next due. An object that never served a group has nothing to clean.
-pub async fn alarm(kv: &SqlKv, state: &State, env: &Env) -> worker::Result<Response> {
-    let store_failed = |e: StoreError| worker::Error::RustError(e.to_string());
-    let Some(name) = kv.get(NAME_KEY).map_err(store_failed)? else {
-        return Response::ok("");
-    };
-    let group = String::from_utf8_lossy(&name).into_owned();
-    let store = GroupKv::new(kv, format!("group/{group}"), env)?;
-    let run = crate::with_ctx(env, &store, async |ctx| {
-        api::run_group_cleanup(ctx, &group).await
-    })
-    .await;
-    let now = js_sys::Date::now() as u64;
-    match run {
-        Ok(run) => {
-            if let Some(due) = run.next_due_ms {
-                arm(state, now, due.max(now)).await?;
-            }
-        }
-        Err(e) => {
-            worker::console_error!(
-                "{{\"cleanup\":\"failed\",\"group_id\":{:?},\"detail\":{:?}}}",
-                group,
-                e.message
-            );
-            // Tried again a bucket later, as the scheduled pass would be.
-            let due = api::group_cleanup_due(&WorkerConfig(env), now)
-                .map_err(|e| worker::Error::RustError(e.message))?;
-            arm(state, now, due).await?;
-        }
-    }
-    Response::ok("")
+    crate::alarm::arm(state, now, due).await
 }
 
 /// The store of a handler run inside the object `shard`: its keys in its own SQLite, the
@@ -275,7 +232,7 @@ pub struct GroupKv<'a> {
 }
 
 impl<'a> GroupKv<'a> {
-    fn new(local: &'a SqlKv, shard: String, env: &Env) -> worker::Result<Self> {
+    pub fn new(local: &'a SqlKv, shard: String, env: &Env) -> worker::Result<Self> {
         let group = shard.strip_prefix("group/").unwrap_or_default().to_owned();
         Ok(Self {
             local,
@@ -358,6 +315,16 @@ impl KvStore for GroupKv<'_> {
 
     fn group_local(&self) -> Option<&str> {
         (!self.group.is_empty()).then_some(self.group.as_str())
+    }
+
+    async fn schedule_cleanup(&self, key: &str, at_ms: u64) -> Result<bool, StoreError> {
+        if self.is_local(key) {
+            // The alarm is set for it when the request or the alarm run ends.
+            self.local.schedule(key, at_ms)?;
+            Ok(true)
+        } else {
+            self.remote.schedule_cleanup(key, at_ms).await
+        }
     }
 
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

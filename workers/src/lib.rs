@@ -7,6 +7,7 @@
 //!
 //! Compiled for `wasm32-unknown-unknown` by `worker-build` (see `workers/tools/`).
 
+mod alarm;
 mod config;
 mod docs;
 mod group;

@@ -91,8 +91,10 @@ pub fn log_request(route: &str, status: u16, calls: Calls, onward: Calls) {
             "status": status,
             "do_calls": calls.all,
             "global_do_calls": calls.global,
+            "global_do_writes": calls.global_writes,
             "onward_do_calls": onward.all,
             "onward_global_do_calls": onward.global,
+            "onward_global_do_writes": onward.global_writes,
         })
     );
 }

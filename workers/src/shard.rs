@@ -92,6 +92,11 @@ pub enum Op {
         expected: Option<String>,
         value: String,
     },
+    /// Have the object's alarm look at `key` at `at` (`KvStore::schedule_cleanup`).
+    Schedule {
+        key: String,
+        at: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,6 +128,10 @@ fn apply(kv: &SqlKv, op: Op) -> std::result::Result<Reply, StoreError> {
         }
         Op::Delete { key } => {
             kv.delete(&key)?;
+            Reply::Done { done: true }
+        }
+        Op::Schedule { key, at } => {
+            kv.schedule(&key, at)?;
             Reply::Done { done: true }
         }
         Op::Increment { key, delta } => Reply::Counter {
@@ -190,9 +199,20 @@ impl DurableObject for KvShard {
             Err(e) => Reply::Failed {
                 error: format!("shard protocol: {e}"),
             },
-            Ok(op) => self.run(op).unwrap_or_else(|e| Reply::Failed {
-                error: e.to_string(),
-            }),
+            Ok(op) => {
+                let scheduled = match &op {
+                    Op::Schedule { at, .. } => Some(*at),
+                    _ => None,
+                };
+                let reply = self.run(op).unwrap_or_else(|e| Reply::Failed {
+                    error: e.to_string(),
+                });
+                if let (Some(at), Reply::Done { .. }) = (scheduled, &reply) {
+                    let now = js_sys::Date::now() as u64;
+                    crate::alarm::arm(&self.state, now, at.max(now)).await?;
+                }
+                reply
+            }
         };
         Response::from_json(&reply)
     }
@@ -201,7 +221,7 @@ impl DurableObject for KvShard {
         let kv = self
             .kv()
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        crate::group::alarm(kv, &self.state, &self.env).await
+        crate::alarm::run(kv, &self.state, &self.env).await
     }
 }
 
@@ -224,6 +244,8 @@ pub fn is_global(shard: &str) -> bool {
 pub struct Calls {
     pub all: u32,
     pub global: u32,
+    /// Calls to global objects that change them (every operation but a read).
+    pub global_writes: u32,
 }
 
 /// The domain's store seam over the shards, used by the Worker. It counts its calls, for the
@@ -270,6 +292,11 @@ impl ShardedKv {
         init.with_method(worker::Method::Post)
             .with_body(Some(body.into()));
         let req = Request::new_with_init("https://shard/op", &init).map_err(failed)?;
+        if is_global(shard) && !matches!(op, Op::GetMany { .. }) {
+            let mut calls = self.calls.get();
+            calls.global_writes += 1;
+            self.calls.set(calls);
+        }
         let mut resp = self.fetch(shard, req).await?;
         match resp.json::<Reply>().await.map_err(failed)? {
             Reply::Failed { error } => Err(StoreError::Other(format!("shard {shard}: {error}"))),
@@ -347,6 +374,23 @@ impl KvStore for ShardedKv {
             Reply::Counter { counter } => Ok(counter),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Failed-login budgets and credentials are objects of their own: each one's alarm
+    /// looks at it (one call to that object, never to a global one).
+    async fn schedule_cleanup(
+        &self,
+        key: &str,
+        at_ms: u64,
+    ) -> std::result::Result<bool, StoreError> {
+        if !(key.starts_with("ratelimit/") || key.starts_with("refresh/")) {
+            return Ok(false);
+        }
+        let op = Op::Schedule {
+            key: key.to_owned(),
+            at: at_ms,
+        };
+        self.call(shard_for(key), &op).await.map(|_| true)
     }
 
     async fn compare_and_swap(

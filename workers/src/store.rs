@@ -18,6 +18,11 @@ fn text(s: &str) -> SqlStorageValue {
     SqlStorageValue::String(s.to_owned())
 }
 
+/// A time in ms as SQLite's integer (times beyond `i64` do not occur).
+fn clamp(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
 fn blob(b: &[u8]) -> SqlStorageValue {
     SqlStorageValue::Blob(b.to_vec())
 }
@@ -47,8 +52,48 @@ impl SqlKv {
         self.exec(
             "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             vec![],
+        )?;
+        // Keys to be looked at by the object's alarm, and when (`KvStore::schedule_cleanup`).
+        self.exec(
+            "CREATE TABLE IF NOT EXISTS due (key TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+            vec![],
         )
         .map(drop)
+    }
+
+    /// Has `key` looked at by the alarm at `at_ms` (the latest request wins).
+    pub fn schedule(&self, key: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO due (key, at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
+            vec![text(key), SqlStorageValue::Integer(clamp(at_ms))],
+        )
+        .map(drop)
+    }
+
+    /// The keys due by `now_ms`, taken off the schedule.
+    pub fn take_due(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let keys = self
+            .exec(
+                "DELETE FROM due WHERE at <= ? RETURNING key",
+                vec![SqlStorageValue::Integer(clamp(now_ms))],
+            )?
+            .raw()
+            .map(|row| match row.map_err(failed)?.into_iter().next() {
+                Some(SqlStorageValue::String(key)) => Ok(key),
+                other => Err(StoreError::Other(format!(
+                    "due key of unexpected type: {other:?}"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(keys)
+    }
+
+    /// When the next scheduled key is due, if any.
+    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        match first_value(self.exec("SELECT min(at) FROM due", vec![])?)? {
+            Some(SqlStorageValue::Integer(at)) => Ok(Some(u64::try_from(at).unwrap_or(0))),
+            _ => Ok(None),
+        }
     }
 
     fn exec(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<SqlCursor, StoreError> {

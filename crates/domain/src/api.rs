@@ -567,6 +567,21 @@ pub async fn run_group_cleanup(
     result
 }
 
+/// The cleanup of one key that its store looks at by itself (`KvStore::schedule_cleanup`:
+/// a failed-login budget or a credential, on Workers by its object's alarm): deleted when
+/// due (a budget full again, a credential expired), else scheduled again for when it will
+/// be. Returns whether it was deleted.
+pub async fn expire_key(ctx: &Ctx<'_>, key: &str) -> Result<bool, ApiError> {
+    if key.starts_with("ratelimit/") {
+        let limits = Limits::from_config(ctx.config)?;
+        let bucket_ms = config::cleanup_bucket_ms(ctx.config)?;
+        return Limiter::new(ctx.store, ctx.env.now_ms(), bucket_ms)
+            .expire(key, &limits)
+            .await;
+    }
+    accounts(ctx)?.expire_credential(key).await
+}
+
 /// When a group that cleans itself up should next be cleaned, at the latest, after a
 /// request at `now`: within a cleanup bucket, as the scheduled pass would.
 pub fn group_cleanup_due(config: &dyn ConfigSource, now: u64) -> Result<u64, ApiError> {

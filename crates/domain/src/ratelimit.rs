@@ -328,6 +328,9 @@ impl<'a> Limiter<'a> {
     }
 
     async fn list(&self, key: &str, full_at: u64) -> Result<(), ApiError> {
+        if self.store.schedule_cleanup(key, full_at).await? {
+            return Ok(()); // its object looks at it then
+        }
         let bucket = full_at / self.index_bucket_ms;
         Ok(index::RATE_LIMITS.add(self.store, bucket, key).await?)
     }

@@ -48,6 +48,14 @@ pub trait KvStore {
         None
     }
 
+    /// Asks the store to have `key` looked at by the cleanup at `at_ms` by itself (the alarm
+    /// of the Durable Object that holds it): `true` if it will, and the key then needs no
+    /// listing in a cleanup index. The look is `api::expire_key`.
+    async fn schedule_cleanup(&self, key: &str, at_ms: u64) -> Result<bool, StoreError> {
+        let _ = (key, at_ms);
+        Ok(false)
+    }
+
     /// The keys under `prefix`. Only a group-local store is asked, for its group's keys;
     /// other backends cannot list cheaply (Spin's `list-keys` returns every key).
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -134,6 +142,10 @@ impl KvStore for ReadAhead<'_> {
 
     fn group_local(&self) -> Option<&str> {
         self.store.group_local()
+    }
+
+    async fn schedule_cleanup(&self, key: &str, at_ms: u64) -> Result<bool, StoreError> {
+        self.store.schedule_cleanup(key, at_ms).await
     }
 
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -209,6 +209,9 @@ impl Accounts<'_> {
 
     /// Lists a credential for the sweep in the bucket in which it expires.
     async fn list_until(&self, key: &str, expires_at_ms: u64) -> Result<(), ApiError> {
+        if self.store.schedule_cleanup(key, expires_at_ms).await? {
+            return Ok(()); // its object looks at it then
+        }
         index::CREDENTIALS
             .add(self.store, expires_at_ms / self.bucket_ms, key)
             .await?;
@@ -252,6 +255,22 @@ impl Accounts<'_> {
             .await
     }
 
+    /// Deletes the refresh token or session at `key` if it is past its expiry, else lists it
+    /// again for when it is. Returns whether it deleted it.
+    pub async fn expire_credential(&self, key: &str) -> Result<bool, ApiError> {
+        match read_json::<Expiring>(self.store, key).await.ok().flatten() {
+            None => Ok(false),
+            Some((_, r)) if r.expires_at_ms <= self.env.now_ms() => {
+                self.store.delete(key).await?;
+                Ok(true)
+            }
+            Some((_, r)) => {
+                self.list_until(key, r.expires_at_ms).await?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Deletes refresh tokens and sessions past their expiry, at most `budget` of them; lists
     /// again what was extended since. Returns how many it deleted and whether it is done.
     pub async fn sweep(&self, budget: &mut usize) -> Result<(u64, bool), ApiError> {
@@ -261,14 +280,7 @@ impl Accounts<'_> {
         let done = index::CREDENTIALS
             .walk(self.store, last, budget, async |key, budget| {
                 *budget -= 1;
-                match read_json::<Expiring>(self.store, key).await.ok().flatten() {
-                    None => {}
-                    Some((_, r)) if r.expires_at_ms <= now => {
-                        self.store.delete(key).await?;
-                        removed += 1;
-                    }
-                    Some((_, r)) => self.list_until(key, r.expires_at_ms).await?,
-                }
+                removed += u64::from(self.expire_credential(key).await?);
                 Ok::<bool, ApiError>(true)
             })
             .await?;
