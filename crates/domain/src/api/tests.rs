@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
@@ -8,6 +7,7 @@ use crate::accounts::{Role, hash_password};
 use crate::audit::MemoryAudit;
 use crate::config::keys;
 use crate::env::testing::FakeEnv;
+use crate::messaging::testing::ObjectStore;
 use crate::store::MemoryStore;
 
 const T0: u64 = 1_800_000_000_000;
@@ -840,49 +840,11 @@ async fn store_calls_per_request_in_the_steady_state() {
     println!("{}", report.join("\n"));
 }
 
-/// A store whose objects look at their own keys when asked (Workers): it records what was
-/// scheduled, and the domain lists nothing in the global cleanup indexes.
-#[derive(Default)]
-struct SchedulingStore {
-    inner: MemoryStore,
-    scheduled: Mutex<Vec<(String, u64)>>,
-}
-
-#[async_trait::async_trait(?Send)]
-impl KvStore for SchedulingStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys).await
-    }
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        self.inner.compare_and_swap(key, expected, new).await
-    }
-    async fn schedule_cleanup(&self, key: &str, at_ms: u64) -> Result<bool, StoreError> {
-        self.scheduled.lock().unwrap().push((key.to_owned(), at_ms));
-        Ok(true)
-    }
-}
-
 #[pollster::test]
 async fn credentials_and_failed_login_budgets_can_be_cleaned_up_by_their_own_objects() {
     let w = World::new();
-    let store = SchedulingStore::default();
+    let backing = MemoryStore::new();
+    let store = ObjectStore::scheduling(&backing);
     let ctx = Ctx {
         store: &store,
         config: &w.config,
@@ -894,11 +856,11 @@ async fn credentials_and_failed_login_budgets_can_be_cleaned_up_by_their_own_obj
     let wrong = json!({"username": "wendy", "password": "guess"});
     assert_eq!(login(&post("/login", None, wrong), &ctx).await.status, 401);
     assert!(
-        store.inner.keys().iter().all(|k| !k.starts_with("index/")),
+        backing.keys().iter().all(|k| !k.starts_with("index/")),
         "nothing listed globally: {:?}",
-        store.inner.keys()
+        backing.keys()
     );
-    let scheduled = store.scheduled.lock().unwrap().clone();
+    let scheduled = store.scheduled();
     let kinds = |prefix: &str| {
         scheduled
             .iter()
@@ -913,22 +875,19 @@ async fn credentials_and_failed_login_budgets_can_be_cleaned_up_by_their_own_obj
     w.env.advance(last.saturating_sub(w.env.now_ms()));
     for (key, _) in &scheduled {
         assert!(expire_key(&ctx, key).await.unwrap(), "{key}");
-        assert!(store.inner.get(key).await.unwrap().is_none(), "{key}");
+        assert!(backing.get(key).await.unwrap().is_none(), "{key}");
     }
     // Looked at too early, a key is kept and scheduled again.
     let creds = json!({"username": "will", "password": "will-pw"});
     assert_eq!(login(&post("/login", None, creds), &ctx).await.status, 200);
     let token = store
-        .scheduled
-        .lock()
-        .unwrap()
-        .iter()
+        .scheduled()
+        .into_iter()
         .rev()
         .find(|(k, _)| k.starts_with("refresh/token/"))
-        .cloned()
         .unwrap();
-    let before = store.scheduled.lock().unwrap().len();
+    let before = store.scheduled().len();
     assert!(!expire_key(&ctx, &token.0).await.unwrap());
-    assert_eq!(store.scheduled.lock().unwrap().len(), before + 1);
-    assert_eq!(store.scheduled.lock().unwrap().last(), Some(&token));
+    assert_eq!(store.scheduled().len(), before + 1);
+    assert_eq!(store.scheduled().last(), Some(&token));
 }

@@ -4,7 +4,7 @@
 //! name. And after a crash, the ID is usable again (no registration is refused for good).
 
 use super::members::{self, ClaimState, Lookup, Registration, lookup, read_claim};
-use super::testing::GroupLocal;
+use super::testing::ObjectStore;
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::interleave::{self, Choice, SteppedStore, Task};
@@ -58,9 +58,9 @@ fn one_owner_one_group_where_each_group_cleans_itself_up() {
 
 fn interleaved(seed: u64, group_local: bool) {
     let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
-    let views: Vec<GroupLocal<'_>> = GROUPS
+    let views: Vec<ObjectStore<'_>> = GROUPS
         .iter()
-        .map(|g| GroupLocal::new(&backing, g))
+        .map(|g| ObjectStore::group(&backing, g))
         .collect();
     let global = SteppedStore::new(&backing);
     let local: Vec<SteppedStore<'_>> = views.iter().map(|v| SteppedStore::new(v)).collect();
@@ -129,7 +129,7 @@ fn interleaved(seed: u64, group_local: bool) {
 
     // Whatever crashed where, once timeouts have passed, a cleanup has run and its marks'
     // leases have passed too, someone else registers the ID and it works.
-    let settle = async |views: &[GroupLocal<'_>]| {
+    let settle = async |views: &[ObjectStore<'_>]| {
         if group_local {
             for (g, view) in GROUPS.iter().zip(views) {
                 Cleanup::new(view, &env, settings()).group(g).await.unwrap();

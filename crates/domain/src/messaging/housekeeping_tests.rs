@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::members::{ClaimState, Lookup, Registration, lookup, read_claim};
-use super::testing::{GroupLocal, raw};
+use super::testing::{ObjectStore, raw};
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::store::MemoryStore;
@@ -16,14 +16,14 @@ fn settings() -> Settings {
     super::testing::short_settings(CAP)
 }
 
-fn messaging<'a>(store: &'a GroupLocal<'a>, env: &'a FakeEnv) -> Messaging<'a> {
+fn messaging<'a>(store: &'a ObjectStore<'a>, env: &'a FakeEnv) -> Messaging<'a> {
     Messaging::new(store, env).with_cleanup_index(1_000, CAP)
 }
 
 #[pollster::test]
 async fn a_groups_requests_write_only_its_own_keys_and_the_ids_claims() {
     let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
-    let g = GroupLocal::new(&backing, "g");
+    let g = ObjectStore::group(&backing, "g");
     let m = messaging(&g, &env);
     for c in ["a", "b"] {
         m.register("w", c, "g").await.unwrap();
@@ -44,7 +44,7 @@ async fn a_groups_requests_write_only_its_own_keys_and_the_ids_claims() {
         .collect();
     assert_eq!(outside, Vec::<String>::new());
     // Moving a client to another group touches the old group's keys and the claim only.
-    let other = GroupLocal::new(&backing, "h");
+    let other = ObjectStore::group(&backing, "h");
     messaging(&other, &env)
         .register("w", "b", "h")
         .await
@@ -62,7 +62,7 @@ async fn a_groups_requests_write_only_its_own_keys_and_the_ids_claims() {
 #[pollster::test]
 async fn the_groups_own_cleanup_expires_trims_and_forgets_and_says_when_it_is_next_due() {
     let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
-    let g = GroupLocal::new(&backing, "g");
+    let g = ObjectStore::group(&backing, "g");
     let m = messaging(&g, &env);
     let clean = || Cleanup::new(&g, &env, settings());
     assert_eq!(clean().group("g").await.unwrap().next_due_ms, None);
@@ -128,7 +128,7 @@ async fn the_groups_own_cleanup_expires_trims_and_forgets_and_says_when_it_is_ne
 #[pollster::test]
 async fn a_list_entry_whose_registration_died_is_dropped_and_its_claim_freed() {
     let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
-    let g = GroupLocal::new(&backing, "g");
+    let g = ObjectStore::group(&backing, "g");
     let m = messaging(&g, &env);
     m.register("w", "c", "g").await.unwrap();
     // As if the registration had died between its claim and its record.

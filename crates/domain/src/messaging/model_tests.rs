@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::log::{Received, Sent};
 use super::members::{self, Registration};
-use super::testing::{GroupLocal, raw};
+use super::testing::{ObjectStore, raw};
 use super::*;
 use crate::env::testing::FakeEnv;
 use crate::interleave::{self, Choice, Ended, SteppedStore, Task};
@@ -333,7 +333,7 @@ async fn complete_cleanup(
 /// the scheduled pass over the global indexes.
 fn run_model(rounds: Vec<Vec<Op>>, choices: Vec<Choice>, local: bool) -> Result<(), TestCaseError> {
     let memory = MemoryStore::new();
-    let view = GroupLocal::new(&memory, GROUP);
+    let view = ObjectStore::group(&memory, GROUP);
     let backing: &dyn KvStore = if local { &view } else { &memory };
     let store = SteppedStore::new(backing);
     let env = FakeEnv::at(T0);

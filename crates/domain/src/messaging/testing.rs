@@ -50,24 +50,43 @@ impl Messaging<'_> {
     }
 }
 
-/// A view of a store as one group's own storage (a Durable Object's rows on Workers): the
-/// domain lists nothing of that group globally, and its cleanup lists keys by prefix.
-pub struct GroupLocal<'a> {
+/// A view of a store as a Durable Object's own storage on Workers: one group's (the domain
+/// lists nothing of that group globally, and its cleanup lists keys by prefix), or one that
+/// looks at its own keys when asked (`schedule_cleanup`, recorded here).
+pub struct ObjectStore<'a> {
     pub inner: &'a crate::store::MemoryStore,
-    pub group: String,
+    group: Option<String>,
+    scheduled: Option<std::sync::Mutex<Vec<(String, u64)>>>,
 }
 
-impl<'a> GroupLocal<'a> {
-    pub fn new(inner: &'a crate::store::MemoryStore, group: &str) -> Self {
+impl<'a> ObjectStore<'a> {
+    pub fn group(inner: &'a crate::store::MemoryStore, group: &str) -> Self {
         Self {
             inner,
-            group: group.to_owned(),
+            group: Some(group.to_owned()),
+            scheduled: None,
         }
+    }
+
+    pub fn scheduling(inner: &'a crate::store::MemoryStore) -> Self {
+        Self {
+            inner,
+            group: None,
+            scheduled: Some(Default::default()),
+        }
+    }
+
+    /// What was scheduled so far, in order.
+    pub fn scheduled(&self) -> Vec<(String, u64)> {
+        self.scheduled
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
     }
 }
 
 #[async_trait::async_trait(?Send)]
-impl crate::store::KvStore for GroupLocal<'_> {
+impl crate::store::KvStore for ObjectStore<'_> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
         self.inner.get(key).await
     }
@@ -101,7 +120,22 @@ impl crate::store::KvStore for GroupLocal<'_> {
     }
 
     fn group_local(&self) -> Option<&str> {
-        Some(&self.group)
+        self.group.as_deref()
+    }
+
+    async fn schedule_cleanup(
+        &self,
+        key: &str,
+        at_ms: u64,
+    ) -> Result<bool, crate::store::StoreError> {
+        let Some(scheduled) = &self.scheduled else {
+            return Ok(false);
+        };
+        scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_owned(), at_ms));
+        Ok(true)
     }
 
     async fn keys_with_prefix(
