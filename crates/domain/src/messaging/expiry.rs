@@ -219,7 +219,7 @@ impl<'a> Cleanup<'a> {
             // run at a time moves it away, and only a fresh claim counts it.
             let claimed = match &record {
                 Some(r) => expiring(r, now),
-                None => vacating(now),
+                None => vacating(now, false),
             };
             if !self
                 .store

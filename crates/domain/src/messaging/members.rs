@@ -141,7 +141,7 @@ pub(crate) async fn free_abandoned(
     now: u64,
 ) -> Result<Option<Vec<u8>>, ApiError> {
     let key = member_key(&claim.group_id, client_id);
-    let mark = vacating(now);
+    let mark = vacating(now, false);
     if !store.compare_and_swap(&key, None, &mark).await? {
         return Ok(None);
     }
@@ -156,7 +156,7 @@ pub(crate) async fn free_abandoned(
     }
     // From now on a registration that claims the ID afresh may write its record over the
     // mark; one that claimed before cannot (it expects no record at all).
-    let open = encode(&serde_json::json!({ "vacating": now, "open": true }));
+    let open = vacating(now, true);
     if store.compare_and_swap(&key, Some(&mark), &open).await? {
         return Ok(Some(open));
     }
@@ -164,9 +164,14 @@ pub(crate) async fn free_abandoned(
 }
 
 /// The mark of a member key taken without a record, at `at_ms`: read as a claimed record
-/// whose lease runs from then.
-pub(crate) fn vacating(at_ms: u64) -> Vec<u8> {
-    encode(&serde_json::json!({ "vacating": at_ms }))
+/// whose lease runs from then. An `open` mark (a freed abandoned claim's) may be written over
+/// by a registration that holds a fresh claim.
+pub(crate) fn vacating(at_ms: u64, open: bool) -> Vec<u8> {
+    if open {
+        encode(&serde_json::json!({ "vacating": at_ms, "open": true }))
+    } else {
+        encode(&serde_json::json!({ "vacating": at_ms }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -582,18 +587,7 @@ impl Messaging<'_> {
         let (bytes, held) = match read_claim(self.store, client_id).await? {
             ClaimState::Free(None) => return Ok(Claiming::Again),
             ClaimState::Free(Some(freed)) => {
-                let swapped = self
-                    .store
-                    .compare_and_swap(&key, Some(&freed), &wanted)
-                    .await?;
-                return Ok(if swapped {
-                    Claiming::Claimed {
-                        moved: None,
-                        over: None,
-                    }
-                } else {
-                    Claiming::Again
-                });
+                return self.swap_claim(&key, &freed, &wanted, None).await;
             }
             ClaimState::Legacy(bytes, old) => {
                 migrate(self.store, client_id, &bytes, &old).await?;
@@ -615,36 +609,16 @@ impl Messaging<'_> {
                 else {
                     return Ok(Claiming::Again);
                 };
-                if !self
-                    .store
-                    .compare_and_swap(&key, Some(FREED_CLAIM), &wanted)
-                    .await?
-                {
-                    return Ok(Claiming::Again);
-                }
                 // The mark is this registration's own: its record replaces it.
-                return Ok(Claiming::Claimed {
-                    moved: None,
-                    over: (held.group_id == group_id).then_some(mark),
-                });
+                let over = (held.group_id == group_id).then_some(mark);
+                return self.swap_claim(&key, FREED_CLAIM, &wanted, over).await;
             }
             return Err(owned_by_other(client_id));
         }
         if held.group_id == group_id {
             // Claimed here by a registration that did not write the record: renewed, so that
             // a cleanup about to free it as abandoned fails to.
-            let renewed = self
-                .store
-                .compare_and_swap(&key, Some(&bytes), &wanted)
-                .await?;
-            return Ok(if renewed {
-                Claiming::Claimed {
-                    moved: None,
-                    over: None,
-                }
-            } else {
-                Claiming::Again
-            });
+            return self.swap_claim(&key, &bytes, &wanted, None).await;
         }
         let old_group = held.group_id;
         let old_key = member_key(&old_group, client_id);
@@ -690,6 +664,28 @@ impl Messaging<'_> {
         })
     }
 
+    /// Swaps the claim at `key` from `expected` to `wanted`: claimed (the record then
+    /// written over `over`), or changed meanwhile.
+    async fn swap_claim(
+        &self,
+        key: &str,
+        expected: &[u8],
+        wanted: &[u8],
+        over: Option<Vec<u8>>,
+    ) -> Result<Claiming, ApiError> {
+        Ok(
+            if self
+                .store
+                .compare_and_swap(key, Some(expected), wanted)
+                .await?
+            {
+                Claiming::Claimed { moved: None, over }
+            } else {
+                Claiming::Again
+            },
+        )
+    }
+
     /// Deletes `group_id`'s claimed record of `client_id` when the client's claim names
     /// another group (a move died half-way). Returns whether it did.
     async fn drop_orphan(
@@ -711,7 +707,11 @@ impl Messaging<'_> {
         // the mark it leaves makes any other drop wait for a lease of its own.
         if self
             .store
-            .compare_and_swap(&key, Some(&claimed.bytes), &vacating(self.env.now_ms()))
+            .compare_and_swap(
+                &key,
+                Some(&claimed.bytes),
+                &vacating(self.env.now_ms(), false),
+            )
             .await?
         {
             self.store.delete(&key).await?;
