@@ -1,5 +1,7 @@
 //! `mcp-edge`: run the mcp-edge components (or any Spin HTTP app) on wasmtime.
 
+mod allocator;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -227,6 +229,9 @@ struct UpArgs {
     /// Component instances alive at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// Threads serving connections, each with its own event loop (0: one per CPU core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Requests one component instance serves, one after another, before it is dropped
     /// (1: a fresh instance for every request). An instance that failed is never reused.
     #[arg(long, default_value_t = 128)]
@@ -285,6 +290,7 @@ impl UpArgs {
                 max_connections: self.max_connections.max(1),
             },
             max_instances: self.max_instances.max(1),
+            threads: self.threads,
             reuse: mcp_edge_host::dispatch::Reuse {
                 max_requests: self.max_instance_reuse_count.max(1),
                 idle_timeout: self.idle_instance_timeout,
@@ -560,6 +566,7 @@ fn key_command(action: KeyAction, store: &StoreArgs) -> Result<()> {
 /// Errors a user can cause (a missing target, a port in use, a bad manifest) are shown as
 /// one line with their causes, never with a backtrace.
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -24,7 +24,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use wasmtime::component::GuestTaskId;
-use wasmtime::{ResourceLimiter, Store, StoreContextMut, StoreLimits};
+use wasmtime::{AsContextMut, ResourceLimiter, Store, StoreContextMut, StoreLimits};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -32,7 +32,7 @@ use wasmtime_wasi_http::handler::{
 
 use crate::audit::{AuditCapture, AuditLog};
 use crate::metrics;
-use crate::server::{InstanceState, Limits, Prepared, epoch_ticks, new_store};
+use crate::server::{InstanceState, Limits, Prepared, arm_deadline, new_store};
 
 /// When an instance may serve another request.
 #[derive(Debug, Clone)]
@@ -337,7 +337,7 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
         self.gate.awaiting.store(true, SeqCst);
         let _ = ticket.worker.set(self.gate.clone());
-        store.set_epoch_deadline(epoch_ticks(self.timeout));
+        arm_deadline(store.as_context_mut(), self.timeout);
         self.audit.begin(&ticket.request_id);
         Box::pin(tokio::time::sleep(self.timeout))
     }

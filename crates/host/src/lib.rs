@@ -13,6 +13,7 @@ pub mod docs_site;
 pub mod engine;
 pub mod first_run;
 pub mod kv;
+pub mod lanes;
 pub mod manifest;
 pub mod metrics;
 pub mod router;
@@ -73,6 +74,9 @@ pub struct UpOptions {
     pub kv: KvBackendKind,
     pub limits: Limits,
     pub max_instances: u32,
+    /// Threads that serve connections, each with its own event loop and dispatchers
+    /// (`--threads`; 0: one per CPU core).
+    pub threads: usize,
     /// When an instance serves another request (`--max-instance-reuse-count`,
     /// `--idle-instance-timeout`).
     pub reuse: dispatch::Reuse,
@@ -339,7 +343,7 @@ pub fn prepare(
         .collect();
     let app = App {
         shared,
-        router,
+        router: Arc::new(router),
         handlers,
         metrics: Arc::new(server::MetricsEndpoint {
             handle: metrics_handle,
@@ -454,7 +458,8 @@ pub async fn up(
         let _ = stop.send(true);
     });
     tracing::info!(%addr, kv = ?opts.kv, "listening");
-    server::serve(prepared.app, listener, tls, wait(stopped), opts.drain).await
+    let lanes = lanes::Lanes::start(&prepared.app, opts.threads, tls, opts.drain)?;
+    server::serve(prepared.app, listener, lanes, wait(stopped)).await
 }
 
 /// `mcp-edge cleanup`: one cleanup pass over the data directory; returns its audit records.

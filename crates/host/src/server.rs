@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    AsContextMut, Engine, Store, StoreContextMut, StoreLimitsBuilder, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, ProxyPre};
@@ -61,6 +63,8 @@ pub struct InstanceState {
     config: ComponentConfig,
     limits: InstanceLimits,
     hooks: DenyOutbound,
+    /// Epoch ticks the current request may still run (`arm_deadline`).
+    ticks_left: u64,
 }
 
 /// No manifest component is granted outbound hosts (`allowed_outbound_hosts`), so outgoing
@@ -134,7 +138,7 @@ pub struct Prepared {
 pub struct App {
     /// The engine, limits, pool slots and audit log every component's dispatcher shares.
     pub shared: Arc<Shared>,
-    pub router: Router,
+    pub router: Arc<Router>,
     /// Each component's dispatcher (instance reuse, `crate::dispatch`), by component id.
     pub handlers: std::collections::HashMap<String, ProxyHandler<ComponentHandler>>,
     pub metrics: Arc<MetricsEndpoint>,
@@ -400,6 +404,29 @@ impl App {
         self.run(handler, req, request_id).await
     }
 
+    /// The same application with dispatchers of its own (for another thread's runtime):
+    /// the same components, engine, pool slots and audit log.
+    pub fn replicate(&self) -> App {
+        App {
+            shared: self.shared.clone(),
+            router: self.router.clone(),
+            handlers: self
+                .handlers
+                .iter()
+                .map(|(id, h)| {
+                    let state = h.state();
+                    let handler = ComponentHandler {
+                        component: state.component.clone(),
+                        shared: state.shared.clone(),
+                    };
+                    (id.clone(), ProxyHandler::new(handler))
+                })
+                .collect(),
+            metrics: self.metrics.clone(),
+            metrics_on_main: self.metrics_on_main.clone(),
+        }
+    }
+
     /// A loaded component, by id.
     pub fn component(&self, id: &str) -> Option<&Arc<Prepared>> {
         self.handlers.get(id).map(|h| &h.state().component)
@@ -481,12 +508,32 @@ pub(crate) fn new_store(
             gate,
         },
         hooks: DenyOutbound,
+        ticks_left: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(epoch_ticks(limits.timeout));
-    store.epoch_deadline_trap();
+    // Guest code yields its thread at every epoch tick, so a guest that computes for long
+    // (an Argon2 hash, a runaway loop) delays nobody else on its lane; past the deadline it
+    // is interrupted.
+    store.epoch_deadline_callback(|mut store| {
+        let left = &mut store.data_mut().ticks_left;
+        *left = left.saturating_sub(1);
+        Ok(if *left == 0 {
+            UpdateDeadline::Interrupt
+        } else {
+            // tokio's yield lets the event loop poll for I/O before the guest resumes.
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+    arm_deadline(store.as_context_mut(), limits.timeout);
     Ok(store)
+}
+
+/// Starts a request's deadline: the guest is interrupted at the `epoch_ticks(deadline)`th
+/// tick from now, and yields at each one before.
+pub(crate) fn arm_deadline(mut store: StoreContextMut<'_, InstanceState>, deadline: Duration) {
+    store.data_mut().ticks_left = epoch_ticks(deadline);
+    store.set_epoch_deadline(1);
 }
 
 /// Sets the headers Spin gives components, replacing any a client sent under those names.
@@ -536,17 +583,14 @@ fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, cl
     }
 }
 
-/// Accepts connections until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish (up to `drain`), and returns. With `tls`, every connection is HTTPS, and
-/// HTTP/2 where the client's ALPN asks for it.
+/// Accepts connections until `shutdown` resolves and gives each to a lane
+/// (`crate::lanes`); then stops accepting and lets the lanes drain their in-flight requests.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    lanes: crate::lanes::Lanes,
     shutdown: impl std::future::Future<Output = ()>,
-    drain: Duration,
 ) -> Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(app.shared.limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
@@ -570,35 +614,19 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let watcher = graceful.watcher();
-                let (app, tls) = (app.clone(), tls.clone());
-                tokio::spawn(async move {
-                    let ended = match tls {
-                        None => serve_http1(app, stream, client, watcher).await.map_err(Into::into),
-                        Some(tls) => serve_tls(app, tls, stream, client, watcher).await,
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!(error = %e, %client, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
+                lanes.assign(stream, client, permit);
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; closing remaining connections");
-    }
+    lanes.finish().await;
     Ok(())
 }
 
 /// One HTTP/1.1 connection (keep-alive), on plain TCP or inside TLS.
-async fn serve_http1<S>(
+pub(crate) async fn serve_http1<S>(
     app: Arc<App>,
     stream: S,
     client: SocketAddr,
@@ -619,7 +647,7 @@ where
 
 /// One HTTPS connection: the handshake (bounded like reading headers), then HTTP/2 or
 /// HTTP/1.1 as ALPN agreed.
-async fn serve_tls(
+pub(crate) async fn serve_tls(
     app: Arc<App>,
     tls: TlsAcceptor,
     stream: tokio::net::TcpStream,
