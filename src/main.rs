@@ -1,7 +1,5 @@
 //! `mcp-edge`: run the mcp-edge components (or any Spin HTTP app) on wasmtime.
 
-mod allocator;
-
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -566,7 +564,6 @@ fn key_command(action: KeyAction, store: &StoreArgs) -> Result<()> {
 /// Errors a user can cause (a missing target, a port in use, a bad manifest) are shown as
 /// one line with their causes, never with a backtrace.
 fn main() -> std::process::ExitCode {
-    allocator::tune();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

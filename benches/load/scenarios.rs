@@ -207,6 +207,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         if !wanted(scenario) {
             continue;
         }
+        target.settle().await;
         target.reset_peak_rss();
         let sample = closed_loop(
             &target.addrs,
@@ -231,6 +232,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         }
         let payload = json!("x".repeat(1024 - 2));
         let token = writer.clone();
+        target.settle().await;
         target.reset_peak_rss();
         let sample = closed_loop(
             &target.addrs,
@@ -260,6 +262,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         for g in 0..BOUNDARY_GROUPS {
             register(addr, &writer, &format!("edge-{g}"), &format!("edge-{g}")).await?;
         }
+        target.settle().await;
         // Start so that the measured window opens just before a cleanup-bucket boundary (a
         // minute, the default): every group's first send after it lists the group anew.
         let bucket = Duration::from_secs(60);
@@ -298,6 +301,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
     }
 
     if wanted("round trip") {
+        target.settle().await;
         target.reset_peak_rss();
         let sample = round_trip(addr, &writer, plan).await?;
         out.push(Outcome {
@@ -317,6 +321,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
             started.elapsed().as_secs_f64()
         );
         let token = writer.clone();
+        target.settle().await;
         target.reset_peak_rss();
         let sample = closed_loop(
             &target.addrs,

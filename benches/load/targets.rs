@@ -201,6 +201,13 @@ impl Target {
             .unwrap_or(0)
     }
 
+    /// Waits until the instances the previous scenario left idle have been dropped (after the
+    /// runtime's idle-instance timeout, 1 s by default), so that a scenario's peak memory is
+    /// its own, not what the one before it still held.
+    pub async fn settle(&self) {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+
     /// Starts a new peak-memory window (Linux: writing 5 to `clear_refs` resets `VmHWM`).
     pub fn reset_peak_rss(&self) {
         for child in &self.children {

@@ -16,8 +16,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of each pooled memory slot kept resident between instances (a Rust component's
 /// memory starts at about a megabyte).
 const KEEP_RESIDENT_BYTES: usize = 0;
-/// Slots returned to the kernel together, one TLB shootdown per batch.
-const DECOMMIT_BATCH: usize = 8;
+/// Slots returned to the kernel together. With instances reused, few are freed, and a batch
+/// of 8 held up to seven freed memories (each up to the 19 MiB of an Argon2 login) resident
+/// until the eighth came: the sends after the login benchmark started 100 MiB higher.
+const DECOMMIT_BATCH: usize = 1;
 
 pub struct EngineOptions {
     /// Largest linear memory one instance may grow to.

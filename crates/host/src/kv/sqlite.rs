@@ -30,8 +30,6 @@ type WriteOp = Box<dyn FnOnce(&Connection) -> KvResult<Done> + Send>;
 /// Where the committing writer leaves an operation's result.
 type Slot = Arc<Mutex<Option<KvResult<Done>>>>;
 
-/// How much of the database file reads may map.
-const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 /// Read connections: WAL lets them read beside each other and beside the writer.
 const READERS: usize = 4;
 
@@ -46,9 +44,10 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // Measured (docs/performance.md): reading pages through the kernel's page cache with a
-    // syscall each was a visible share of a send; map the file instead.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // Pages are read with `pread`, not memory-mapped (`mmap_size` stays 0): measured with
+    // reads on the calling thread (docs/performance.md), mapping the file made sends and the
+    // mixed workload about a fifth slower and counted every touched page of the file in the
+    // server's resident memory.
     Ok(conn)
 }
 
