@@ -3,7 +3,8 @@
 //! opened only to check an API key when docs need a reader (a deployment that grants docs no
 //! store still serves them).
 
-use mcp_edge_domain::{api, docs::FsSite};
+use mcp_edge_domain::api;
+use mcp_edge_guest::files::PreopenedSite;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Docs;
@@ -11,7 +12,7 @@ struct Docs;
 impl wasi::exports::http::incoming_handler::Guest for Docs {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve_with_lazy_store(request, out, async |req, ctx| {
-            api::docs(req, &FsSite::at("/"), ctx).await
+            api::docs(req, &PreopenedSite::at("/"), ctx).await
         });
     }
 }

@@ -2,7 +2,8 @@
 //! The docs tools and resources read the built site the host mounts at `/`, as the docs
 //! component does; the store is opened only for the message tools and for API keys.
 
-use mcp_edge_domain::{api, docs::FsSite};
+use mcp_edge_domain::api;
+use mcp_edge_guest::files::PreopenedSite;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Mcp;
@@ -10,7 +11,7 @@ struct Mcp;
 impl wasi::exports::http::incoming_handler::Guest for Mcp {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         mcp_edge_guest::serve_with_lazy_store(request, out, async |req, ctx| {
-            api::mcp(req, &FsSite::at("/"), ctx).await
+            api::mcp(req, &PreopenedSite::at("/"), ctx).await
         });
     }
 }

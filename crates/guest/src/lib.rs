@@ -1,11 +1,12 @@
 //! Glue between standard WASI 0.2 interfaces and the domain crate, shared by every
 //! component so that none of them repeats it: `wasi:http` requests and responses
 //! ([`http`]), a [`KvStore`](mcp_edge_domain::store::KvStore) over `wasi:keyvalue`
-//! ([`kv`]) and a [`ConfigSource`](mcp_edge_domain::config::ConfigSource) over `wasi:config`
-//! ([`config`]). (Docs files need no glue: the domain's `FsDocs` reads them with `std::fs`,
-//! which is `wasi:filesystem` here.) What a component actually imports is only what it calls.
+//! ([`kv`]), a [`ConfigSource`](mcp_edge_domain::config::ConfigSource) over `wasi:config`
+//! ([`config`]) and the built docs site over `wasi:filesystem` ([`files`]). What a component
+//! actually imports is only what it calls.
 
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod kv;
 

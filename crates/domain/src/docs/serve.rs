@@ -17,8 +17,8 @@ pub trait SiteFiles {
     async fn read(&self, path: &str) -> Option<Vec<u8>>;
 }
 
-/// A built site in a directory, read with `std::fs`: through `wasi:filesystem` inside a
-/// component (the host mounts the site read-only) and directly natively.
+/// A built site in a directory, read with `std::fs` (natively; the components read the site
+/// the host mounts through `mcp_edge_guest::files`).
 pub struct FsSite {
     root: std::path::PathBuf,
 }
