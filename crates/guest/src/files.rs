@@ -6,8 +6,12 @@ use mcp_edge_domain::docs::SiteFiles;
 use wasi::filesystem::preopens::get_directories;
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 
-/// Bytes asked for per read: a whole page in one call (the host allocates what is asked).
-const CHUNK: u64 = 64 * 1024;
+/// Bytes asked for by the first read: most route records and pages fit. The host allocates
+/// and zeroes what is asked for whatever the file holds, so a read asks little first and
+/// twice as much each time it came back full.
+const FIRST_READ: u64 = 8 * 1024;
+/// The most one read asks for.
+const LARGEST_READ: u64 = 1024 * 1024;
 
 /// The site at the preopened directory `name` (the host mounts it at `/`).
 pub struct PreopenedSite {
@@ -36,15 +40,16 @@ impl SiteFiles for PreopenedSite {
                 DescriptorFlags::READ,
             )
             .ok()?;
-        let mut contents = Vec::new();
-        loop {
-            let (chunk, end) = file.read(CHUNK, contents.len() as u64).ok()?;
-            let short = (chunk.len() as u64) < CHUNK;
+        let (mut contents, mut end) = file.read(FIRST_READ, 0).ok()?;
+        let mut asked = FIRST_READ;
+        // A regular file reads short only at its end.
+        let mut full = contents.len() as u64 == asked;
+        while full && !end {
+            asked = (asked * 2).min(LARGEST_READ);
+            let (chunk, at_end) = file.read(asked, contents.len() as u64).ok()?;
+            (full, end) = (chunk.len() as u64 == asked, at_end);
             contents.extend_from_slice(&chunk);
-            // A regular file reads short only at its end.
-            if end || short {
-                return Some(contents);
-            }
         }
+        Some(contents)
     }
 }
