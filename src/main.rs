@@ -224,6 +224,16 @@ struct UpArgs {
     /// Connections open at once; more wait in the listen backlog until one closes.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Receives waiting for a message (`wait=`) at once; beyond it they are refused with
+    /// 503. A waiting request holds no instance.
+    #[arg(long, default_value_t = 10_000)]
+    max_waiting: usize,
+    /// Waiting receives from one client address at once (429 beyond).
+    #[arg(long, default_value_t = 1_000)]
+    max_waiting_per_address: usize,
+    /// Waiting receives for one client of a group at once (429 beyond).
+    #[arg(long, default_value_t = 4)]
+    max_waiting_per_client: usize,
     /// Component instances alive at once (more requests wait for one). Each waiting on the
     /// store holds about 200 KiB; 128 kept the 256-group send within 128 MiB at the same rate.
     #[arg(long, default_value_t = 128)]
@@ -287,6 +297,11 @@ impl UpArgs {
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
                 body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
                 max_connections: self.max_connections.max(1),
+                parking: mcp_edge_host::parking::ParkLimits {
+                    total: self.max_waiting,
+                    per_address: self.max_waiting_per_address,
+                    per_client: self.max_waiting_per_client,
+                },
             },
             max_instances: self.max_instances.max(1),
             threads: self.threads,

@@ -73,6 +73,9 @@ pub fn schemathesis_finds_no_failures(kind: Kind) {
             ("rate_limit_burst", "1000000"),
             ("login_failure_burst", "1000000"),
             ("login_user_failure_burst", "1000000"),
+            // Receives that wait do so for a second at most (the sender's own poll, through
+            // the document's link, has nothing to wait for).
+            ("receive_max_wait_seconds", "1"),
         ],
     );
     let token = s.token("admin");

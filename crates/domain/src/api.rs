@@ -16,8 +16,9 @@ use crate::ids::validate_id;
 use crate::messaging::log::Received;
 use crate::messaging::members::Registration;
 use crate::messaging::{
-    self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging,
+    self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging, message_key,
 };
+use crate::park::{Park, Parkable, PollBackoff};
 use crate::ratelimit::{Limiter, Limits, PlatformLimiter, Policy, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
@@ -234,8 +235,11 @@ async fn audited(
     endpoint(req, config, methods, async || {
         let mut record = AuditRecord::new(action);
         let resp = respond(handler(&mut record).await);
-        record.status = resp.status;
-        audit.record(record);
+        // A parked request leaves its record when it is answered.
+        if !Park::is_park(&resp) {
+            record.status = resp.status;
+            audit.record(record);
+        }
         resp
     })
     .await
@@ -359,7 +363,9 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
     })
 }
 
-/// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N]`
+/// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N][&wait=SECONDS]`: with
+/// `wait`, an answer with no messages waits up to that long for one ([`crate::park`]): parked
+/// by a host that can, else polled with backoff here.
 pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
     audited(
         req,
@@ -371,8 +377,8 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             req.expect_method(&["GET"])?;
             let who = admit(req, ctx, Action::Receive).await?;
             rec.subject = Some(who.subject.clone());
-            let (mut client_id, mut group_id, mut after, mut limit) =
-                (None, None, None, DEFAULT_RECEIVE_LIMIT);
+            let (mut client_id, mut group_id, mut after, mut limit, mut wait_s) =
+                (None, None, None, DEFAULT_RECEIVE_LIMIT, 0);
             for (key, value) in req.query_params()? {
                 match key.as_str() {
                     "client_id" => client_id = Some(value),
@@ -390,8 +396,20 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                                 )
                             })?;
                     }
+                    "wait" => wait_s = number_param("wait", &value)?,
                     _ => {}
                 }
+            }
+            let max_wait_s = config::number(
+                ctx.config,
+                config::keys::RECEIVE_MAX_WAIT_SECONDS,
+                config::DEFAULT_RECEIVE_MAX_WAIT_SECONDS,
+            )?;
+            if wait_s > max_wait_s {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("wait must be 0-{max_wait_s} seconds"),
+                ));
             }
             let missing = |name: &str| {
                 ApiError::bad_request(
@@ -403,14 +421,42 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             let group_id = group_id.ok_or_else(|| missing("group_id"))?;
             rec.client_id = Some(client_id.clone());
             rec.group_id = Some(group_id.clone());
-            // The answer is built before the cursor moves past what it holds.
-            let (count, resp) = messaging(ctx)?
-                .receive(&who.subject, &client_id, &group_id, after, limit, |got| {
-                    Ok((got.messages.len(), receive_answer(got)?))
-                })
-                .await?;
-            rec.message_count = Some(count);
-            Ok(resp)
+            let wait_ms = wait_s * 1000;
+            let parkable = Parkable::of(req);
+            let started = ctx.env.now_ms();
+            let mut backoff = PollBackoff::default();
+            loop {
+                // The answer is built before the cursor moves past what it holds.
+                let (count, resp, next) = messaging(ctx)?
+                    .receive(&who.subject, &client_id, &group_id, after, limit, |got| {
+                        // Where the next message this client may get will be written.
+                        let next = (got.missed.is_none() && got.messages.is_empty())
+                            .then(|| message_key(&group_id, got.next_after + 1));
+                        Ok((got.messages.len(), receive_answer(got)?, next))
+                    })
+                    .await?;
+                let waited =
+                    parkable.map_or(0, |p| p.waited_ms) + ctx.env.now_ms().saturating_sub(started);
+                let left = wait_ms.saturating_sub(waited);
+                match next {
+                    Some(key) if left > 0 => {
+                        if parkable.is_some() {
+                            let park = Park {
+                                wait_ms: left,
+                                key,
+                                holder: format!("{group_id}/{client_id}"),
+                            };
+                            return Ok(park.response());
+                        }
+                        if ctx.env.sleep_ms(backoff.next(left)) {
+                            continue;
+                        }
+                    }
+                    _ => {}
+                }
+                rec.message_count = Some(count);
+                return Ok(resp);
+            }
         },
     )
     .await

@@ -29,6 +29,7 @@ pub mod keys {
     pub const REFRESH_TOKEN_TTL_SECONDS: &str = "refresh_token_ttl_seconds";
     pub const CORS_ALLOWED_ORIGINS: &str = "cors_allowed_origins";
     pub const MCP_ALLOWED_HOSTS: &str = "mcp_allowed_hosts";
+    pub const RECEIVE_MAX_WAIT_SECONDS: &str = "receive_max_wait_seconds";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
@@ -39,6 +40,8 @@ pub const DEFAULT_MAX_RECEIVE_BYTES: usize = 4 * 1024 * 1024;
 pub const MIN_SECRET_BYTES: usize = 32;
 pub const DEFAULT_MAX_CLIENTS_PER_GROUP: u64 = 1000;
 pub const DEFAULT_MAX_MESSAGES_PER_GROUP: u64 = 10_000;
+/// The longest `wait` a receive may ask for.
+pub const DEFAULT_RECEIVE_MAX_WAIT_SECONDS: u64 = 30;
 
 /// A source of configuration values.
 pub trait ConfigSource {

@@ -15,6 +15,11 @@ pub trait Env {
     fn platform_limiter(&self) -> Option<&dyn crate::ratelimit::PlatformLimiter> {
         None
     }
+    /// Blocks for `ms` milliseconds: how a request waits where no host parks it
+    /// ([`crate::park`]). `false` where the platform cannot block (the wait then ends).
+    fn sleep_ms(&self, _ms: u64) -> bool {
+        false
+    }
 }
 
 pub struct SystemEnv;
@@ -38,6 +43,12 @@ impl Env for SystemEnv {
         }
         hex::encode(bytes)
     }
+
+    /// A component's thread is its own (inside Spin, `wasi:clocks` blocks it, not the host).
+    fn sleep_ms(&self, ms: u64) -> bool {
+        std::thread::sleep(Duration::from_millis(ms));
+        true
+    }
 }
 
 /// RFC 3339 UTC timestamp with millisecond precision, as the API returns it.
@@ -51,12 +62,17 @@ pub fn rfc3339_ms(ms: u64) -> String {
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod testing {
     use super::Env;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A clock tests move by hand, with sequential IDs.
+    /// A clock tests move by hand, with sequential IDs. Sleeping moves the clock and runs
+    /// the test's hook, if any, with the time after the sleep.
     pub struct FakeEnv {
         pub now: AtomicU64,
         next_id: AtomicU64,
+        #[allow(clippy::type_complexity)]
+        on_sleep: Mutex<Option<Box<dyn FnMut(u64) + Send>>>,
+        pub sleeps: Mutex<Vec<u64>>,
     }
 
     impl FakeEnv {
@@ -64,7 +80,13 @@ pub mod testing {
             Self {
                 now: AtomicU64::new(ms),
                 next_id: AtomicU64::new(1),
+                on_sleep: Mutex::new(None),
+                sleeps: Mutex::new(Vec::new()),
             }
+        }
+
+        pub fn on_sleep(&self, hook: impl FnMut(u64) + Send + 'static) {
+            *self.on_sleep.lock().expect("hook") = Some(Box::new(hook));
         }
 
         pub fn advance(&self, ms: u64) {
@@ -79,6 +101,15 @@ pub mod testing {
 
         fn random_id(&self) -> String {
             format!("{:032x}", self.next_id.fetch_add(1, Ordering::SeqCst))
+        }
+
+        fn sleep_ms(&self, ms: u64) -> bool {
+            self.advance(ms);
+            self.sleeps.lock().expect("sleeps").push(ms);
+            if let Some(hook) = self.on_sleep.lock().expect("hook").as_mut() {
+                hook(self.now_ms());
+            }
+            true
         }
     }
 }

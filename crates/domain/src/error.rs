@@ -224,6 +224,11 @@ pub const CODES: &[(&str, &str)] = &[
         "the group's log is full until the next cleanup (see Retry-After)",
     ),
     (
+        "too_many_waiting",
+        "as many receives are waiting for this client, address or server as may (see \
+         Retry-After)",
+    ),
+    (
         "server_misconfigured",
         "the deployment lacks configuration it needs",
     ),
@@ -254,6 +259,10 @@ pub const CODES: &[(&str, &str)] = &[
         "a cleanup run is expiring this client right now; retry",
     ),
     ("not_ready", "the store check failed (see Retry-After)"),
+    (
+        "shutting_down",
+        "the server is shutting down; retry shortly or on another replica",
+    ),
     ("unavailable", "the platform could not serve the request"),
     (
         "timeout",

@@ -29,6 +29,7 @@ pub mod mcp;
 pub mod messaging;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod park;
 pub mod ratelimit;
 pub mod records;
 pub mod store;

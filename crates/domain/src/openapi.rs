@@ -376,6 +376,10 @@ fn send() {}
         ("after" = Option<u64>, Query, description = "The sequence number received last"),
         ("limit" = Option<u16>, Query, description = "Most messages in one answer (default 100)",
             minimum = 1, maximum = 1000),
+        ("wait" = Option<u16>, Query, description = "Seconds to wait for a message when there is \
+            none yet: the answer comes as soon as one arrives, else empty when the time is up \
+            (default 0; at most the deployment's `receive_max_wait_seconds`, 30 by default)",
+            minimum = 0, maximum = 30),
     ),
     responses(
         (status = 200, description = "The messages after the cursor, maybe none", body = ReceiveOut),
@@ -722,7 +726,7 @@ const SHARED: &[(&str, &str, &str, bool, &str)] = &[
     (
         "TooManyRequests",
         "429",
-        "`rate_limited`, `too_many_login_failures`, `group_backlog_full`",
+        "`rate_limited`, `too_many_login_failures`, `group_backlog_full`, `too_many_waiting`",
         true,
         "ErrorBody",
     ),
@@ -736,7 +740,7 @@ const SHARED: &[(&str, &str, &str, bool, &str)] = &[
     (
         "Unavailable",
         "503",
-        "`store_unavailable`, `contention`, `client_expiring`: retry",
+        "`store_unavailable`, `contention`, `client_expiring`, `too_many_waiting`: retry",
         true,
         "ErrorBody",
     ),

@@ -52,6 +52,9 @@ pub struct Shared {
     pub slots: Arc<Semaphore>,
     pub audit: Arc<AuditLog>,
     pub pressure: Arc<Pressure>,
+    /// Writes to the store, for parked requests to wake on.
+    pub changes: Arc<crate::kv::changes::Changes>,
+    pub parking: Arc<crate::parking::Parking>,
 }
 
 impl Shared {

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod lanes;
 pub mod manifest;
 pub mod metrics;
+pub mod parking;
 pub mod router;
 pub mod scheduler;
 pub mod server;
@@ -251,7 +252,21 @@ pub fn prepare(
 
     // Routes first: a manifest whose routes cannot be served is refused before any work.
     let router = Router::from_manifest(&manifest)?;
-    let backend = open_backend(&opts.kv, &opts.data_dir)?;
+    // Every write is reported, so that requests parked on a key wake when it changes.
+    let changes = Arc::new(kv::changes::Changes::default());
+    // Replicas on one Redis tell each other what they wrote.
+    let relay = match &opts.kv {
+        KvBackendKind::Redis(url) => Some(kv::relay::Relay::start(
+            kv::redis::client(url, std::env::var(kv::redis::PASSWORD_ENV).ok())?,
+            changes.clone(),
+        )),
+        _ => None,
+    };
+    let backend: SharedBackend = Arc::new(kv::changes::Watched::new(
+        open_backend(&opts.kv, &opts.data_dir)?,
+        changes.clone(),
+        relay,
+    ));
     let engine = engine::new_engine(&EngineOptions {
         memory_limit_bytes: opts.limits.memory_limit_bytes,
         max_instances: opts.max_instances,
@@ -330,6 +345,8 @@ pub fn prepare(
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
         audit: Arc::new(audit),
         pressure: Arc::default(),
+        changes,
+        parking: Arc::new(parking::Parking::new(opts.limits.parking.clone())),
     });
     let handlers = components
         .into_iter()

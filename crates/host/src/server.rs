@@ -29,12 +29,14 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::http::{body_too_large, request_id as choose_request_id, respond};
+use mcp_edge_domain::park::{PARK_HEADER, Park};
 
 use crate::body::{self, Gathered};
 use crate::dispatch::{ComponentHandler, Gate, InstanceLimits, Shared, Ticket};
 use crate::engine::EPOCH_TICK;
-use crate::kv::SharedBackend;
+use crate::kv::changes::Woken;
 use crate::kv::wasi::{KvGrant, KvView};
+use crate::kv::{DEFAULT_STORE, SharedBackend};
 use crate::manifest::Mount;
 use crate::metrics;
 use crate::router::{RouteMatch, Router};
@@ -52,6 +54,8 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// Connections open at once; beyond it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Requests parked at once while they wait for a message (`crate::parking`).
+    pub parking: crate::parking::ParkLimits,
 }
 
 /// What one request's `Store` holds.
@@ -400,8 +404,53 @@ impl App {
             }
         };
         set_spin_headers(&mut parts, &route, client);
-        let req = Request::from_parts(parts, Full::new(body));
-        self.run(handler, req, request_id).await
+        self.run_parked(handler, parts, body, client, request_id)
+            .await
+    }
+
+    /// Runs a request; while its component asks to park it (`crate::parking`), holds it,
+    /// with no instance, until the store key it names is written or its wait is over, and
+    /// runs it again, telling the component how long it has waited.
+    async fn run_parked(
+        &self,
+        handler: &ProxyHandler<ComponentHandler>,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        client: SocketAddr,
+        request_id: &str,
+    ) -> Response<Body> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let mut held = None;
+        let mut closing = false;
+        loop {
+            // Shutting down: every wait counts as over, so the component answers now.
+            let waited = if closing {
+                WAIT_OVER_MS
+            } else {
+                started.elapsed().as_millis() as u64
+            };
+            parts.headers.insert(PARK_HEADER, HeaderValue::from(waited));
+            let since = shared.changes.now();
+            let resp = self
+                .run(handler, again(&parts, body.clone()), request_id)
+                .await;
+            let Some(park) = park_answer(&resp) else {
+                return resp;
+            };
+            if closing {
+                return json_error(503, "shutting_down", "the server is shutting down");
+            }
+            if held.is_none() {
+                match shared.parking.hold(client.ip(), &park.holder) {
+                    Ok(place) => held = Some(place),
+                    Err(refused) => return error_response(refused),
+                }
+            }
+            let until = Instant::now() + Duration::from_millis(park.wait_ms);
+            let woken = shared.changes.wait(DEFAULT_STORE, &park.key, since, until);
+            closing = woken.await == Woken::Closed;
+        }
     }
 
     /// The same application with dispatchers of its own (for another thread's runtime):
@@ -467,6 +516,27 @@ impl App {
         }
         json_error(status, code, message)
     }
+}
+
+/// The time a request is told it has waited when the server shuts down: longer than any wait.
+const WAIT_OVER_MS: u64 = 24 * 3600 * 1000;
+
+/// The same request again (its body was read once, into `body`).
+fn again(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+/// A component's request to be parked, if that is what `resp` is.
+fn park_answer(resp: &Response<Body>) -> Option<Park> {
+    if resp.status() != StatusCode::NO_CONTENT {
+        return None;
+    }
+    Park::parse(resp.headers().get(PARK_HEADER)?.to_str().ok()?)
 }
 
 /// The epoch ticks of a deadline: never less than the deadline. The first tick may come at
@@ -621,6 +691,8 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
+    // Parked requests are answered now, with what they have.
+    app.shared.changes.close();
     lanes.finish().await;
     Ok(())
 }

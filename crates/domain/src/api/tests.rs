@@ -15,7 +15,8 @@ const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 /// A deployment in memory: a store, configuration with three users, a clock, an audit trail.
 pub(super) struct World {
-    pub(super) store: MemoryStore,
+    /// Shared, so that a test's sleep hook can write to it in the middle of a request.
+    pub(super) store: std::sync::Arc<MemoryStore>,
     pub(super) config: HashMap<String, String>,
     pub(super) env: FakeEnv,
     pub(super) audit: MemoryAudit,
@@ -34,7 +35,7 @@ impl World {
             (keys::MAX_PAYLOAD_BYTES.to_string(), "100".to_string()),
         ]);
         Self {
-            store: MemoryStore::new(),
+            store: std::sync::Arc::new(MemoryStore::new()),
             config,
             env: FakeEnv::at(T0),
             audit: MemoryAudit::default(),
@@ -43,7 +44,7 @@ impl World {
 
     pub(super) fn ctx(&self) -> Ctx<'_> {
         Ctx {
-            store: &self.store,
+            store: &*self.store,
             config: &self.config,
             env: &self.env,
             audit: &self.audit,
@@ -324,7 +325,7 @@ async fn auth_table_for_messaging() {
     );
     let expired_env = FakeEnv::at(T0 + 3_600_000);
     let ctx = Ctx {
-        store: &w.store,
+        store: &*w.store,
         config: &w.config,
         env: &expired_env,
         audit: &w.audit,
@@ -890,4 +891,153 @@ async fn credentials_and_failed_login_budgets_can_be_cleaned_up_by_their_own_obj
     assert!(!expire_key(&ctx, &token.0).await.unwrap());
     assert_eq!(store.scheduled().len(), before + 1);
     assert_eq!(store.scheduled().last(), Some(&token));
+}
+
+/// Registers `a` (wendy) and `b` (will) in group `g`; returns their tokens.
+async fn two_members(w: &World) -> (String, String) {
+    let (wendy, will) = (w.token("wendy"), w.token("will"));
+    for (token, client) in [(&wendy, "a"), (&will, "b")] {
+        let r = register(
+            &post(
+                "/mcp/register",
+                Some(token),
+                json!({"client_id": client, "group_id": "g"}),
+            ),
+            &w.ctx(),
+        )
+        .await;
+        assert!(r.status == 200 || r.status == 201, "{}", r.status);
+    }
+    (wendy, will)
+}
+
+fn parked_get(query: &str, token: &str, waited_ms: Option<u64>) -> Request {
+    let mut req = get("/mcp/receive", query, Some(token));
+    if let Some(ms) = waited_ms {
+        req.headers
+            .push((crate::park::PARK_HEADER.into(), ms.to_string().into_bytes()));
+    }
+    req
+}
+
+#[pollster::test]
+async fn a_waiting_receive_is_parked_on_the_next_slot_where_the_host_parks() {
+    let w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    let q = "client_id=b&group_id=g&wait=5";
+    let audited_before = w.audit.records().len();
+
+    let r = receive(&parked_get(q, &will, Some(0)), &w.ctx()).await;
+    assert_eq!(r.status, 204);
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!(park.wait_ms, 5000);
+    assert_eq!(park.key, crate::messaging::message_key("g", 1));
+    assert_eq!(park.holder, "g/b");
+    assert_eq!(
+        w.audit.records().len(),
+        audited_before,
+        "a park leaves no record"
+    );
+
+    let s = send(
+        &post(
+            "/mcp/send",
+            Some(&wendy),
+            json!({"sender_id": "a", "group_id": "g", "payload": "hi"}),
+        ),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(s.status, 202);
+    // Dispatched again after 1.2 s: the message is there.
+    let r = receive(&parked_get(q, &will, Some(1200)), &w.ctx()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(body(&r)["messages"][0]["payload"], "hi");
+    let records = w.audit.records();
+    let last = records.last().unwrap();
+    assert_eq!((last.audit, last.message_count), ("receive", Some(1)));
+
+    // Acknowledged: the next wait parks on the slot after it.
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=5&after=1", &will, Some(0)),
+        &w.ctx(),
+    )
+    .await;
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!(park.key, crate::messaging::message_key("g", 2));
+    // The time is up: an empty answer, not another park.
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=5&after=1", &will, Some(5000)),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(body(&r)["messages"], json!([]));
+}
+
+#[pollster::test]
+async fn a_waiting_receive_polls_with_backoff_where_no_host_parks() {
+    let w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    // Another member sends once the receive has waited 300 ms.
+    let (store, config, start) = (w.store.clone(), w.config.clone(), w.env.now_ms());
+    let mut sent = false;
+    w.env.on_sleep(move |now| {
+        if !sent && now >= start + 300 {
+            sent = true;
+            let env = FakeEnv::at(now);
+            let audit = MemoryAudit::default();
+            let ctx = Ctx {
+                store: &*store,
+                config: &config,
+                env: &env,
+                audit: &audit,
+            };
+            let req = post(
+                "/mcp/send",
+                Some(&wendy),
+                json!({"sender_id": "a", "group_id": "g", "payload": "late"}),
+            );
+            assert_eq!(pollster::block_on(send(&req, &ctx)).status, 202);
+        }
+    });
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=10", &will, None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(body(&r)["messages"][0]["payload"], "late");
+    assert_eq!(*w.env.sleeps.lock().unwrap(), [25, 50, 100, 200]);
+
+    // Nothing comes: the answer is empty once the wait is over, never later.
+    let before = w.env.now_ms();
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=2&after=1", &will, None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(body(&r)["messages"], json!([]));
+    assert_eq!(w.env.now_ms() - before, 2000);
+}
+
+#[pollster::test]
+async fn a_wait_beyond_the_maximum_is_refused() {
+    let mut w = World::new();
+    let (_, will) = two_members(&w).await;
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=31", &will, None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "invalid_query"));
+    w.config
+        .insert(keys::RECEIVE_MAX_WAIT_SECONDS.into(), "60".into());
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=31", &will, Some(31_000)),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
 }

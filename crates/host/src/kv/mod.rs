@@ -1,9 +1,11 @@
 //! The host's key-value capability: pluggable backends ([`sqlite`], [`memory`], [`redis`]) behind
 //! [`Backend`], and the `wasi:keyvalue` implementation over them ([`wasi`]).
 
+pub mod changes;
 pub mod memory;
 pub mod native;
 pub mod redis;
+pub mod relay;
 pub mod sqlite;
 pub mod wasi;
 

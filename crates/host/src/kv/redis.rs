@@ -57,6 +57,17 @@ pub struct RedisBackend {
     swap_if: redis::Script,
 }
 
+/// A client for `url` (not yet connected); `password` is used when the URL has none.
+pub fn client(url: &str, password: Option<String>) -> KvResult<redis::Client> {
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))?;
+    if info.redis.password.is_none() {
+        info.redis.password = password;
+    }
+    redis::Client::open(info).map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))
+}
+
 /// Whether repeating a call after an unknown outcome is harmless.
 #[derive(Clone, Copy, PartialEq)]
 enum Retry {
@@ -95,14 +106,7 @@ impl RedisBackend {
     /// Checks the URL; connects lazily (a server that is down at start-up is not fatal).
     /// `password` is used when the URL has none (see [`PASSWORD_ENV`]).
     pub fn new(url: &str, password: Option<String>) -> KvResult<Self> {
-        let mut info = url
-            .into_connection_info()
-            .map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))?;
-        if info.redis.password.is_none() {
-            info.redis.password = password;
-        }
-        let client = redis::Client::open(info)
-            .map_err(|e| KvError::Backend(format!("invalid Redis URL: {e}")))?;
+        let client = client(url, password)?;
         Ok(Self {
             client,
             pool: Mutex::new(Vec::new()),
