@@ -169,14 +169,18 @@ fn waits_are_capped_per_client_and_overall_with_clear_errors() {
         assert_eq!(s.register(&will, m, "g").status, 201);
     }
     thread::scope(|scope| {
-        let first = scope.spawn(|| wait(&s, &will, "b1", "g", None, 3));
-        settle();
-        let (again, _) = wait(&s, &will, "b1", "g", None, 3);
+        let first = scope.spawn(|| wait(&s, &will, "b1", "g", None, 6));
+        // The refusals below need the earlier waits parked: a generous margin on a busy
+        // machine, well inside their 6 s.
+        thread::sleep(Duration::from_secs(1));
+        let (again, _) = wait(&s, &will, "b1", "g", None, 6);
         assert_eq!(again.status, 429, "{}", again.text());
         assert_eq!(again.error_code(), "too_many_waiting");
-        let second = scope.spawn(|| wait(&s, &will, "b2", "g", None, 3));
-        settle();
-        let (third, _) = wait(&s, &will, "b3", "g", None, 3);
+        let second = scope.spawn(|| wait(&s, &will, "b2", "g", None, 6));
+        // The refusals below need the earlier waits parked: a generous margin on a busy
+        // machine, well inside their 6 s.
+        thread::sleep(Duration::from_secs(1));
+        let (third, _) = wait(&s, &will, "b3", "g", None, 6);
         assert_eq!(third.status, 503, "{}", third.text());
         assert_eq!(third.error_code(), "too_many_waiting");
         for w in [first, second] {
