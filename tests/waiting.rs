@@ -161,6 +161,69 @@ fn waiting_receives_hold_no_instance() {
     }
 }
 
+/// The MCP tool `receive_messages` with `wait` in group `g`, as an MCP client calls it: the
+/// tool's result.
+fn mcp_wait(c: &Client, token: &str, client: &str, after: u64, seconds: u64) -> (Value, Duration) {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "receive_messages",
+            "arguments": {"client_id": client, "group_id": "g", "after": after, "wait": seconds},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}
+            }
+        }
+    });
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "receive_messages"),
+    ];
+    let began = Instant::now();
+    let reply = c.request("POST", "/mcp", &headers, Some(body.to_string().as_bytes()));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    (reply.json()["result"].clone(), began.elapsed())
+}
+
+#[test]
+fn the_mcp_tool_waits_as_the_endpoint_does() {
+    // One instance: the waiting tool call must not hold it, or the send could not run.
+    let s = start(&["--max-instances", "1"]);
+    let (wendy, will) = (s.token("wendy"), s.token("will"));
+    assert_eq!(s.register(&wendy, "a", "g").status, 201);
+    assert_eq!(s.register(&will, "b", "g").status, 201);
+    let (result, took) = thread::scope(|scope| {
+        let waiter = scope.spawn(|| mcp_wait(&s, &will, "b", 0, 20));
+        settle();
+        assert_eq!(s.send(&wendy, "a", "g", json!("to the model")).status, 202);
+        waiter.join().expect("waiter")
+    });
+    assert_ne!(result["isError"], true, "{result}");
+    assert_eq!(
+        payloads(&result["structuredContent"]),
+        [json!("to the model")],
+        "{result}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // Nothing after it: the tool's wait runs out with an empty list.
+    let next = result["structuredContent"]["next_after"]
+        .as_u64()
+        .expect("next_after");
+    let (result, took) = mcp_wait(&s, &will, "b", next, 1);
+    assert_eq!(
+        result["structuredContent"]["messages"],
+        json!([]),
+        "{result}"
+    );
+    assert!(took >= Duration::from_secs(1), "took {took:?}");
+}
+
 #[test]
 fn waits_are_capped_per_client_and_overall_with_clear_errors() {
     let s = start(&["--max-waiting-per-client", "1", "--max-waiting", "2"]);

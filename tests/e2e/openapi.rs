@@ -76,6 +76,9 @@ pub fn schemathesis_finds_no_failures(kind: Kind) {
             // Receives that wait do so for a second at most (the sender's own poll, through
             // the document's link, has nothing to wait for).
             ("receive_max_wait_seconds", "1"),
+            // Streams end within a second, as their lifetime.
+            ("stream_lifetime_seconds", "1"),
+            ("stream_keepalive_seconds", "1"),
         ],
     );
     let token = s.token("admin");
@@ -87,7 +90,10 @@ pub fn schemathesis_finds_no_failures(kind: Kind) {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "all", "--exclude-checks", LEFT_OUT])
         .args(["--max-examples", "12", "--seed", "20261205"])
-        .args(["--workers", "2", "--request-timeout", "20"])
+        // One worker: with two, Hypothesis on this machine's Python 3.11 now and then fails to
+        // parse its own source ("AST constructor recursion depth mismatch"), a tool error
+        // that is no finding. One worker takes no longer here.
+        .args(["--workers", "1", "--request-timeout", "20"])
         .args(["--generation-database", "none", "--no-color"])
         .args(["--report", "junit", "--report-dir"])
         .arg(report.path())

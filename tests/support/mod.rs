@@ -272,6 +272,19 @@ impl ServerBuilder {
     }
 }
 
+/// A response's headers, as names and text values.
+fn headers_of<B>(resp: &http::Response<B>) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -415,16 +428,7 @@ impl Client {
         };
         let mut resp = result.map_err(|e| format!("{method} {path}: {e}"))?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
+        let headers = headers_of(&resp);
         let mut body = Vec::new();
         resp.body_mut()
             .as_reader()
@@ -435,6 +439,24 @@ impl Client {
             headers,
             body,
         })
+    }
+
+    /// Opens a `GET` whose body is read as it comes (an event stream): its status, headers and
+    /// a reader of the body. A request with an error status has its body in the reader too.
+    pub fn open(&self, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        let mut builder = http::Request::builder().method("GET").uri(self.url(path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let resp = self
+            .agent
+            .run(builder.body(()).expect("request"))
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        EventStream {
+            status: resp.status().as_u16(),
+            headers: headers_of(&resp),
+            reader: BufReader::new(Box::new(resp.into_body().into_reader())),
+        }
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -701,5 +723,87 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         self.0.url()
+    }
+}
+
+/// One Server-Sent Event, or one comment line (`event` is then `"comment"`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Event {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+impl Event {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// An open `text/event-stream` response ([`Client::open`]).
+pub struct EventStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    reader: BufReader<Box<dyn Read + Send>>,
+}
+
+impl EventStream {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next event or comment, or `None` when the stream has ended.
+    pub fn next(&mut self) -> Option<Event> {
+        let mut event = Event::default();
+        let mut any = false;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if any {
+                    return Some(event);
+                }
+                continue;
+            }
+            any = true;
+            if let Some(comment) = line.strip_prefix(':') {
+                event.event = "comment".into();
+                event.data = comment.trim().to_owned();
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => event.id = value.parse().ok(),
+                "event" => event.event = value.to_owned(),
+                "data" => event.data = value.to_owned(),
+                "retry" => event.retry = value.parse().ok(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Events until one named `name` comes (skipping comments and `retry`), or the end.
+    pub fn next_named(&mut self, name: &str) -> Option<Event> {
+        loop {
+            let e = self.next()?;
+            if e.event == name {
+                return Some(e);
+            }
+        }
+    }
+
+    /// The rest of the body, read to its end.
+    pub fn rest(mut self) -> String {
+        let mut rest = String::new();
+        let _ = self.reader.read_to_string(&mut rest);
+        rest
     }
 }

@@ -33,7 +33,7 @@ const ONWARD_HEADER: &str = "x-mcp-edge-onward-calls";
 pub const PATH: &str = "/group";
 
 /// The group a message route's request is for, when it names a valid one: `group_id` in the
-/// body of register and send, in the query of receive, in the arguments of an MCP message
+/// body of register and send, in the query of receive and stream, in the arguments of an MCP message
 /// tool's call. Anything else is answered by the
 /// Worker itself (the domain refuses it before it touches the store).
 pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
@@ -43,8 +43,9 @@ pub fn of(route: &Route, req: &ApiRequest) -> Option<String> {
             .get("group_id")?
             .as_str()?
             .to_owned(),
-        // A receive, and a cleanup asked for one group (its object runs the group's own).
-        Route::Receive | Route::Cleanup => {
+        // A receive or stream, and a cleanup asked for one group (its object runs the
+        // group's own).
+        Route::Receive | Route::Stream | Route::Cleanup => {
             req.query_params()
                 .ok()?
                 .into_iter()
@@ -192,6 +193,7 @@ pub async fn serve(
         "register" => Some(api::register(&api_req, ctx).await),
         "send" => Some(api::send(&api_req, ctx).await),
         "receive" => Some(api::receive(&api_req, ctx).await),
+        "stream" => Some(api::stream(&api_req, ctx).await),
         "mcp" => Some(crate::docs::mcp_with(&api_req, env, ctx).await),
         "cleanup" => Some(api::cleanup(&api_req, ctx).await),
         _ => None,

@@ -22,6 +22,7 @@ pub enum Route {
     Register,
     Send,
     Receive,
+    Stream,
     Cleanup,
     /// `POST /mcp`: the MCP endpoint.
     Mcp,
@@ -51,6 +52,7 @@ impl Route {
             "/mcp/register" => Route::Register,
             "/mcp/send" => Route::Send,
             "/mcp/receive" => Route::Receive,
+            "/mcp/stream" => Route::Stream,
             "/admin/cleanup" => Route::Cleanup,
             "/mcp" => Route::Mcp,
             "/openapi.json" => Route::OpenApi,
@@ -77,6 +79,7 @@ impl Route {
             Route::Register => "register",
             Route::Send => "send",
             Route::Receive => "receive",
+            Route::Stream => "stream",
             Route::Cleanup => "cleanup",
             Route::Mcp => "mcp",
             Route::Docs(_) | Route::OpenApi => "docs",
@@ -217,6 +220,7 @@ mod tests {
                 "register" => Route::Register,
                 "send" => Route::Send,
                 "receive" => Route::Receive,
+                "stream" => Route::Stream,
                 "cleanup" => Route::Cleanup,
                 "docs" if path == "/openapi.json" => Route::OpenApi,
                 "docs" => Route::Docs(String::new()),
@@ -227,7 +231,7 @@ mod tests {
             assert_eq!(Route::of(path), expected, "{route}");
             seen.push(component);
         }
-        assert_eq!(seen.len(), 13, "{seen:?}");
+        assert_eq!(seen.len(), 14, "{seen:?}");
         assert_eq!(
             Route::of("/admin/users/ann"),
             Route::Admin("/users/ann".into())

@@ -92,6 +92,7 @@ async fn answer_here(
         Route::Register => stateful(env, store, api_req, api::register).await,
         Route::Send => stateful(env, store, api_req, api::send).await,
         Route::Receive => stateful(env, store, api_req, api::receive).await,
+        Route::Stream => stateful(env, store, api_req, api::stream).await,
         Route::Cleanup => stateful(env, store, api_req, api::cleanup).await,
         Route::Docs(_) => docs::serve(api_req, env, store).await,
         Route::OpenApi => docs::openapi(api_req, env, store).await,

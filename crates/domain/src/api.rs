@@ -26,8 +26,10 @@ mod credentials;
 mod mcp;
 #[cfg(test)]
 mod mcp_tests;
+mod stream;
 pub mod wire;
 pub use credentials::{admin, login, logout, refresh, session};
+pub use stream::stream;
 use wire::{
     Liveness, Readiness, ReadinessChecks, ReceiveOut, RegisterBody, Registered, SendBody, Sent,
 };
@@ -236,7 +238,7 @@ async fn audited(
         let mut record = AuditRecord::new(action);
         let resp = respond(handler(&mut record).await);
         // A parked request leaves its record when it is answered.
-        if !Park::is_park(&resp) {
+        if !Park::is_park(&resp) && !record.withheld {
             record.status = resp.status;
             audit.record(record);
         }
@@ -363,6 +365,35 @@ fn number_param(name: &str, raw: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// A member's query (receive, stream): `client_id` and `group_id`, required and recorded in
+/// `rec`, and `after`; any other parameter goes to `other`.
+fn member_query(
+    req: &Request,
+    rec: &mut AuditRecord,
+    mut other: impl FnMut(&str, &str) -> Result<(), ApiError>,
+) -> Result<(String, String, Option<u64>), ApiError> {
+    let (mut client_id, mut group_id, mut after) = (None, None, None);
+    for (key, value) in req.query_params()? {
+        match key.as_str() {
+            "client_id" => client_id = Some(value),
+            "group_id" => group_id = Some(value),
+            "after" => after = Some(number_param("after", &value)?),
+            _ => other(&key, &value)?,
+        }
+    }
+    let missing = |name: &str| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("query parameter {name} is required"),
+        )
+    };
+    let client_id = client_id.ok_or_else(|| missing("client_id"))?;
+    let group_id = group_id.ok_or_else(|| missing("group_id"))?;
+    rec.client_id = Some(client_id.clone());
+    rec.group_id = Some(group_id.clone());
+    Ok((client_id, group_id, after))
+}
+
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N][&wait=SECONDS]`: with
 /// `wait`, an answer with no messages waits up to that long for one ([`crate::park`]): parked
 /// by a host that can, else polled with backoff here.
@@ -377,15 +408,11 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             req.expect_method(&["GET"])?;
             let who = admit(req, ctx, Action::Receive).await?;
             rec.subject = Some(who.subject.clone());
-            let (mut client_id, mut group_id, mut after, mut limit, mut wait_s) =
-                (None, None, None, DEFAULT_RECEIVE_LIMIT, 0);
-            for (key, value) in req.query_params()? {
-                match key.as_str() {
-                    "client_id" => client_id = Some(value),
-                    "group_id" => group_id = Some(value),
-                    "after" => after = Some(number_param("after", &value)?),
+            let (mut limit, mut wait_s) = (DEFAULT_RECEIVE_LIMIT, 0);
+            let (client_id, group_id, after) = member_query(req, rec, |key, value| {
+                match key {
                     "limit" => {
-                        limit = number_param("limit", &value)?
+                        limit = number_param("limit", value)?
                             .try_into()
                             .ok()
                             .filter(|l| (1..=MAX_RECEIVE_LIMIT).contains(l))
@@ -396,10 +423,11 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                                 )
                             })?;
                     }
-                    "wait" => wait_s = number_param("wait", &value)?,
+                    "wait" => wait_s = number_param("wait", value)?,
                     _ => {}
                 }
-            }
+                Ok(())
+            })?;
             let max_wait_s = config::number(
                 ctx.config,
                 config::keys::RECEIVE_MAX_WAIT_SECONDS,
@@ -411,16 +439,6 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                     format!("wait must be 0-{max_wait_s} seconds"),
                 ));
             }
-            let missing = |name: &str| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("query parameter {name} is required"),
-                )
-            };
-            let client_id = client_id.ok_or_else(|| missing("client_id"))?;
-            let group_id = group_id.ok_or_else(|| missing("group_id"))?;
-            rec.client_id = Some(client_id.clone());
-            rec.group_id = Some(group_id.clone());
             let wait_ms = wait_s * 1000;
             let parkable = Parkable::of(req);
             let started = ctx.env.now_ms();
@@ -445,6 +463,7 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                                 wait_ms: left,
                                 key,
                                 holder: format!("{group_id}/{client_id}"),
+                                after: None,
                             };
                             return Ok(park.response());
                         }
@@ -481,8 +500,11 @@ pub async fn mcp(req: &Request, site: &dyn SiteFiles, ctx: &Ctx<'_>) -> Response
             }
             Err(e) => respond(Err(e)),
         };
-        record.status = resp.status;
-        ctx.audit.record(record);
+        // A parked request leaves its record when it is answered.
+        if !Park::is_park(&resp) {
+            record.status = resp.status;
+            ctx.audit.record(record);
+        }
         resp
     })
     .await

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
-    /// The action: `login`, `token_refresh`, `logout`, `register`, `send`, `receive`,
+    /// The action: `login`, `token_refresh`, `logout`, `register`, `send`, `receive`, `stream`,
     /// `docs`, `cleanup`, and the account changes `user_add`, `user_update`, `user_remove`,
     /// `api_key_create`, `api_key_revoke` (with the listings `user_list`, `api_key_list`).
     pub audit: &'static str,
@@ -45,6 +45,9 @@ pub struct AuditRecord {
     /// The API key a request authenticated with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Set by a handler whose answer leaves no record (a stream's keepalive).
+    #[serde(skip)]
+    pub withheld: bool,
 }
 
 impl AuditRecord {

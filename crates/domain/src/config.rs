@@ -30,6 +30,8 @@ pub mod keys {
     pub const CORS_ALLOWED_ORIGINS: &str = "cors_allowed_origins";
     pub const MCP_ALLOWED_HOSTS: &str = "mcp_allowed_hosts";
     pub const RECEIVE_MAX_WAIT_SECONDS: &str = "receive_max_wait_seconds";
+    pub const STREAM_LIFETIME_SECONDS: &str = "stream_lifetime_seconds";
+    pub const STREAM_KEEPALIVE_SECONDS: &str = "stream_keepalive_seconds";
 }
 
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 900;
@@ -42,6 +44,10 @@ pub const DEFAULT_MAX_CLIENTS_PER_GROUP: u64 = 1000;
 pub const DEFAULT_MAX_MESSAGES_PER_GROUP: u64 = 10_000;
 /// The longest `wait` a receive may ask for.
 pub const DEFAULT_RECEIVE_MAX_WAIT_SECONDS: u64 = 30;
+/// How long a message stream lasts before the client reconnects.
+pub const DEFAULT_STREAM_LIFETIME_SECONDS: u64 = 300;
+/// How often an idle stream sends a comment line, so proxies keep it open.
+pub const DEFAULT_STREAM_KEEPALIVE_SECONDS: u64 = 15;
 
 /// A source of configuration values.
 pub trait ConfigSource {

@@ -209,6 +209,21 @@ struct JsonRpcMessage {
     params: Option<()>,
 }
 
+/// One Server-Sent Event of `GET /mcp/stream`, as an EventSource parses it: a `message` (its
+/// `data` a message as `receive` gives it, its `id` the sequence number), a `missed` gap, or
+/// only a `retry` hint.
+#[derive(ToSchema)]
+struct StreamEvent {
+    #[schema(example = "message")]
+    event: Option<String>,
+    /// JSON: the message, or the gap as `receive`'s `missed`.
+    data: Option<String>,
+    #[schema(example = "42")]
+    id: Option<String>,
+    /// Milliseconds to wait before reconnecting.
+    retry: Option<u64>,
+}
+
 /// A JSON-RPC 2.0 answer: a `result`, or an `error` with the protocol's code.
 #[derive(ToSchema)]
 struct JsonRpcAnswer {
@@ -244,7 +259,7 @@ struct JsonRpcError {
     servers((url = "/", description = "this deployment")),
     paths(
         login, refresh, logout,
-        register, send, receive,
+        register, send, receive, stream,
         docs_index, docs_version, docs_page, openapi_json,
         health, ready,
         list_users, add_user, update_user, remove_user,
@@ -393,6 +408,41 @@ fn send() {}
     security(("bearer" = [])),
 )]
 fn receive() {}
+
+/// `GET /mcp/stream`
+#[utoipa::path(
+    get, path = "/mcp/stream", tag = "messaging", operation_id = "stream",
+    summary = "The group's messages for this client as Server-Sent Events",
+    description = "Each message is an event `message` whose `id` is its sequence number and \
+        whose `data` is the message as `receive` gives it; a gap the cleanup left is an event \
+        `missed`. The stream starts after `Last-Event-ID` (a reconnect), else after `after`, \
+        else at the client's cursor, and moves the cursor as it sends. An idle stream sends a \
+        comment every `stream_keepalive_seconds` (15); it ends after \
+        `stream_lifetime_seconds` (300) and the client reconnects with `Last-Event-ID`. \
+        Needs the reader role.",
+    params(
+        ("client_id" = String, Query, description = "The receiving client",
+            pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("group_id" = String, Query, description = "Its group", pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("after" = Option<u64>, Query, description = "The sequence number received last"),
+        ("last-event-id" = Option<String>, Header,
+            description = "The id of the last event received (a reconnect), a sequence number; \
+            wins over `after`"),
+    ),
+    responses(
+        (status = 200, description = "The events, as they come",
+            content((StreamEvent = "text/event-stream"))),
+        (status = 400, description = "A missing, repeated or malformed query parameter, or a \
+            `Last-Event-ID` that is not a sequence number", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`insufficient_role`, `client_owned_by_other`, `not_in_group`",
+            body = ErrorBody),
+        (status = 404, description = "`client_not_found`", body = ErrorBody),
+        (status = 410, description = "`client_expired`: register again", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+fn stream() {}
 
 /// `GET /docs/`
 #[utoipa::path(
@@ -675,6 +725,7 @@ const LIMITED: &[&str] = &[
     "register",
     "send",
     "receive",
+    "stream",
     "list_users",
     "add_user",
     "update_user",

@@ -9,6 +9,13 @@
 //! the request, with no instance, until that key of the default store is written or the
 //! milliseconds run out, and dispatches it again with the time waited so far. The holder is
 //! who waits, for the host's per-client cap. The host never shows a park answer to a client.
+//!
+//! A stream is parked between its segments: a component answers a segment with status 200,
+//! its events as the body and the same header with `; after=<seq>`. The host sends the head
+//! and body of the first segment to the client, the body of each later one, and dispatches
+//! the request again, once the key is written or the milliseconds run out, with
+//! `<ms waited>; after=<seq>` in the request header, so that the component reads on from
+//! there. A segment without the header ends the stream.
 
 use crate::http::{Request, Response};
 
@@ -20,36 +27,73 @@ pub const PARK_HEADER: &str = "mcp-edge-park";
 pub const POLL_FIRST_MS: u64 = 25;
 pub const POLL_MAX_MS: u64 = 1000;
 
-/// What the host said about this request: it can park it, and it has waited this long.
+/// What the host said about this request: it can park it, it has waited this long, and (a
+/// stream's later dispatch) its last segment ended after this sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parkable {
     pub waited_ms: u64,
+    pub after: Option<u64>,
 }
 
 impl Parkable {
-    /// `None` where no host parks (the header is absent or not a number).
+    /// `None` where no host parks (the header is absent or malformed).
     pub fn of(req: &Request) -> Option<Self> {
-        let waited_ms = req.header(PARK_HEADER)?.trim().parse().ok()?;
-        Some(Self { waited_ms })
+        let mut parts = req.header(PARK_HEADER)?.split(';').map(str::trim);
+        let waited_ms = parts.next()?.parse().ok()?;
+        let after = match parts.next().map(|p| p.split_once('=')) {
+            None => None,
+            Some(Some(("after", n))) => Some(n.parse().ok()?),
+            Some(_) => return None,
+        };
+        Some(Self { waited_ms, after })
+    }
+
+    /// The request header value the host sends.
+    pub fn header_value(&self) -> String {
+        match self.after {
+            Some(after) => format!("{}; after={after}", self.waited_ms),
+            None => self.waited_ms.to_string(),
+        }
     }
 }
 
-/// A component's request to be parked: until `key` is written, for at most `wait_ms`.
+/// A component's request to be parked: until `key` is written, for at most `wait_ms` (with no
+/// key, for `wait_ms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Park {
     pub wait_ms: u64,
     pub key: String,
     pub holder: String,
+    /// A stream's position: where the next dispatch reads on.
+    pub after: Option<u64>,
 }
 
 impl Park {
+    fn header_value(&self) -> String {
+        let mut value = self.wait_ms.to_string();
+        if !self.key.is_empty() {
+            value.push_str(&format!("; key={}", self.key));
+        }
+        value.push_str(&format!("; holder={}", self.holder));
+        if let Some(after) = self.after {
+            value.push_str(&format!("; after={after}"));
+        }
+        value
+    }
+
     /// The answer that asks the host to park the request (never shown to a client).
     pub fn response(&self) -> Response {
         let mut resp = Response::new(204);
-        resp.headers.push((
-            PARK_HEADER.to_owned(),
-            format!("{}; key={}; holder={}", self.wait_ms, self.key, self.holder),
-        ));
+        resp.headers
+            .push((PARK_HEADER.to_owned(), self.header_value()));
+        resp
+    }
+
+    /// A stream's segment: `resp` goes to the client (its head only with the first), then
+    /// the request is parked.
+    pub fn segment(&self, mut resp: Response) -> Response {
+        resp.headers
+            .push((PARK_HEADER.to_owned(), self.header_value()));
         resp
     }
 
@@ -57,24 +101,31 @@ impl Park {
     pub fn parse(value: &str) -> Option<Self> {
         let mut parts = value.split(';').map(str::trim);
         let wait_ms = parts.next()?.parse().ok()?;
-        let (mut key, mut holder) = (None, None);
+        let (mut key, mut holder, mut after) = (None, None, None);
         for part in parts {
             match part.split_once('=') {
                 Some(("key", k)) if !k.is_empty() => key = Some(k.to_owned()),
                 Some(("holder", h)) => holder = Some(h.to_owned()),
+                Some(("after", n)) => after = Some(n.parse().ok()?),
                 _ => return None,
             }
         }
         Some(Self {
             wait_ms,
-            key: key?,
+            key: key.unwrap_or_default(),
             holder: holder.unwrap_or_default(),
+            after,
         })
     }
 
     /// Whether `resp` is a park answer.
     pub fn is_park(resp: &Response) -> bool {
         resp.status == 204 && resp.header(PARK_HEADER).is_some()
+    }
+
+    /// Whether `resp` is a stream's segment with more to follow.
+    pub fn is_segment(resp: &Response) -> bool {
+        resp.status == 200 && resp.header(PARK_HEADER).is_some()
     }
 }
 
@@ -112,17 +163,43 @@ mod tests {
             wait_ms: 2500,
             key: "group/g-1/msg/7".into(),
             holder: "c-1".into(),
+            after: None,
         };
         let resp = park.response();
         assert!(Park::is_park(&resp));
         let value = resp.header(PARK_HEADER).expect("header");
         assert_eq!(value, "2500; key=group/g-1/msg/7; holder=c-1");
-        assert_eq!(Park::parse(value), Some(park));
+        assert_eq!(Park::parse(value), Some(park.clone()));
+
+        let park = Park {
+            after: Some(6),
+            ..park
+        };
+        let resp = park.segment(Response::new(200));
+        assert!(Park::is_segment(&resp) && !Park::is_park(&resp));
+        let value = resp.header(PARK_HEADER).expect("header");
+        assert_eq!(value, "2500; key=group/g-1/msg/7; holder=c-1; after=6");
+        assert_eq!(Park::parse(value), Some(park.clone()));
+
+        // Parked for the time only.
+        let park = Park {
+            key: String::new(),
+            ..park
+        };
+        let value = park.header_value();
+        assert_eq!(value, "2500; holder=c-1; after=6");
+        assert_eq!(Park::parse(&value), Some(park));
     }
 
     #[test]
     fn malformed_park_answers_are_refused() {
-        for bad in ["", "x; key=k", "10", "10; key=", "10; what=1; key=k"] {
+        for bad in [
+            "",
+            "x; key=k",
+            "10; key=",
+            "10; what=1; key=k",
+            "10; key=k; after=x",
+        ] {
             assert_eq!(Park::parse(bad), None, "{bad:?}");
         }
     }
@@ -133,12 +210,16 @@ mod tests {
             headers: vec![(PARK_HEADER.into(), v.as_bytes().to_vec())],
             ..Default::default()
         };
-        assert_eq!(Parkable::of(&req("0")), Some(Parkable { waited_ms: 0 }));
-        assert_eq!(
-            Parkable::of(&req("1200")),
-            Some(Parkable { waited_ms: 1200 })
-        );
-        assert_eq!(Parkable::of(&req("soon")), None);
+        let parkable = |waited_ms, after| Some(Parkable { waited_ms, after });
+        assert_eq!(Parkable::of(&req("0")), parkable(0, None));
+        assert_eq!(Parkable::of(&req("1200")), parkable(1200, None));
+        assert_eq!(Parkable::of(&req("1200; after=9")), parkable(1200, Some(9)));
+        for p in [parkable(0, None), parkable(15, Some(3))] {
+            assert_eq!(Parkable::of(&req(&p.unwrap().header_value())), p);
+        }
+        for bad in ["soon", "5; after=", "5; before=2", "5;after=x"] {
+            assert_eq!(Parkable::of(&req(bad)), None, "{bad:?}");
+        }
         assert_eq!(Parkable::of(&Request::default()), None);
     }
 

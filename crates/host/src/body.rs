@@ -90,3 +90,26 @@ impl Body for Resumed {
         SizeHint::default()
     }
 }
+
+/// A body whose chunks come through a channel as they are produced (a stream's segments); it
+/// ends when the sender is dropped, and the sender sees the client go when it is dropped.
+pub struct Channel(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// All of a body (a stream's segment), or `None` if it failed.
+pub async fn collect(body: WasiBody) -> Option<Bytes> {
+    body.collect().await.ok().map(|c| c.to_bytes())
+}

@@ -64,7 +64,7 @@ pub fn from_audit(record: &Value) {
     let status = record["status"].as_u64().unwrap_or(0);
     match record["audit"].as_str() {
         Some("send") if status == 202 => counter!("mcp_edge_messages_sent_total").increment(1),
-        Some("receive") if status == 200 => {
+        Some("receive" | "stream") if status == 200 => {
             counter!("mcp_edge_messages_delivered_total")
                 .increment(record["message_count"].as_u64().unwrap_or(0));
         }

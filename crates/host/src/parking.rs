@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mcp_edge_domain::ApiError;
 
@@ -42,9 +42,10 @@ pub struct Parking {
     counts: Mutex<Counts>,
 }
 
-/// A request's place among the parked; given back when dropped.
-pub struct Held<'a> {
-    parking: &'a Parking,
+/// A request's place among the parked (a waiting receive, an open stream); given back when
+/// dropped.
+pub struct Held {
+    parking: Arc<Parking>,
     address: IpAddr,
     client: String,
 }
@@ -71,7 +72,7 @@ impl Parking {
     }
 
     /// A place for a request from `address` for `client`, or the error that refuses it.
-    pub fn hold(&self, address: IpAddr, client: &str) -> Result<Held<'_>, ApiError> {
+    pub fn hold(self: &Arc<Self>, address: IpAddr, client: &str) -> Result<Held, ApiError> {
         let mut counts = self.counts();
         if counts.total >= self.limits.total {
             return Err(ApiError::new(
@@ -100,7 +101,7 @@ impl Parking {
         *counts.by_address.entry(address).or_default() += 1;
         *counts.by_client.entry(client.to_owned()).or_default() += 1;
         Ok(Held {
-            parking: self,
+            parking: self.clone(),
             address,
             client: client.to_owned(),
         })
@@ -112,7 +113,7 @@ impl Parking {
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
         let mut counts = self.parking.counts();
         counts.total -= 1;
@@ -127,11 +128,11 @@ mod tests {
 
     #[test]
     fn each_cap_refuses_with_its_own_status_and_places_come_back() {
-        let parking = Parking::new(ParkLimits {
+        let parking = Arc::new(Parking::new(ParkLimits {
             total: 3,
             per_address: 2,
             per_client: 1,
-        });
+        }));
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
         let first = parking.hold(a, "g/c1").unwrap();
         assert_eq!(parking.hold(a, "g/c1").err().unwrap().status, 429);

@@ -29,7 +29,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::http::{body_too_large, request_id as choose_request_id, respond};
-use mcp_edge_domain::park::{PARK_HEADER, Park};
+use mcp_edge_domain::park::{PARK_HEADER, Park, Parkable};
 
 use crate::body::{self, Gathered};
 use crate::dispatch::{ComponentHandler, Gate, InstanceLimits, Shared, Ticket};
@@ -353,7 +353,7 @@ impl App {
     }
 
     async fn dispatch(
-        &self,
+        self: &Arc<Self>,
         req: Request<Incoming>,
         route: RouteMatch<'_>,
         client: SocketAddr,
@@ -412,7 +412,7 @@ impl App {
     /// with no instance, until the store key it names is written or its wait is over, and
     /// runs it again, telling the component how long it has waited.
     async fn run_parked(
-        &self,
+        self: &Arc<Self>,
         handler: &ProxyHandler<ComponentHandler>,
         mut parts: http::request::Parts,
         body: Bytes,
@@ -441,15 +441,27 @@ impl App {
             if closing {
                 return json_error(503, "shutting_down", "the server is shutting down");
             }
-            if held.is_none() {
-                match shared.parking.hold(client.ip(), &park.holder) {
-                    Ok(place) => held = Some(place),
+            let place = match held.take() {
+                Some(place) => place,
+                None => match shared.parking.hold(client.ip(), &park.holder) {
+                    Ok(place) => place,
                     Err(refused) => return error_response(refused),
-                }
+                },
+            };
+            if resp.status() == StatusCode::OK {
+                let stream = Stream {
+                    handler: handler.clone(),
+                    parts,
+                    body,
+                    request_id: request_id.to_owned(),
+                    started,
+                    _place: place,
+                };
+                return stream.start(self.clone(), resp, park, since);
             }
+            held = Some(place);
             let until = Instant::now() + Duration::from_millis(park.wait_ms);
-            let woken = shared.changes.wait(DEFAULT_STORE, &park.key, since, until);
-            closing = woken.await == Woken::Closed;
+            closing = park_until(&shared.changes, &park, since, until).await == Woken::Closed;
         }
     }
 
@@ -521,6 +533,112 @@ impl App {
 /// The time a request is told it has waited when the server shuts down: longer than any wait.
 const WAIT_OVER_MS: u64 = 24 * 3600 * 1000;
 
+/// A stream the host holds between its segments (`mcp_edge_domain::park`): the request to
+/// dispatch again, and its place among the parked for as long as it is open.
+struct Stream {
+    handler: ProxyHandler<ComponentHandler>,
+    parts: http::request::Parts,
+    body: Bytes,
+    request_id: String,
+    started: Instant,
+    _place: crate::parking::Held,
+}
+
+impl Stream {
+    /// Answers with the first segment's head and a body that the segments feed as they come.
+    fn start(self, app: Arc<App>, first: Response<Body>, park: Park, since: u64) -> Response<Body> {
+        let (mut head, first_body) = first.into_parts();
+        head.headers.remove(PARK_HEADER);
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        let (segments, body) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            if let Some(bytes) = body::collect(first_body).await
+                && segments.send(bytes).await.is_ok()
+            {
+                self.follow(&app, &segments, park, since).await;
+            }
+        });
+        Response::from_parts(head, body::Channel(body).boxed_unsync())
+    }
+
+    /// Parks, dispatches the next segment and sends it on, until a segment ends the stream,
+    /// the client goes, or (at shutdown) the component has answered its last.
+    async fn follow(
+        mut self,
+        app: &App,
+        segments: &tokio::sync::mpsc::Sender<Bytes>,
+        mut park: Park,
+        mut since: u64,
+    ) {
+        let changes = &app.shared.changes;
+        loop {
+            let until = Instant::now() + Duration::from_millis(park.wait_ms);
+            let woken = tokio::select! {
+                woken = park_until(changes, &park, since, until) => woken,
+                () = segments.closed() => return,
+            };
+            // A busy stream is woken by writes; it still ends at shutdown.
+            let closing = woken == Woken::Closed || changes.is_closed();
+            let waited = if closing {
+                WAIT_OVER_MS
+            } else {
+                self.started.elapsed().as_millis() as u64
+            };
+            let parkable = Parkable {
+                waited_ms: waited,
+                after: park.after,
+            };
+            if let Ok(value) = HeaderValue::from_str(&parkable.header_value()) {
+                self.parts.headers.insert(PARK_HEADER, value);
+            }
+            since = changes.now();
+            let resp = app
+                .run(
+                    &self.handler,
+                    again(&self.parts, self.body.clone()),
+                    &self.request_id,
+                )
+                .await;
+            let next = park_answer(&resp);
+            let ok = resp.status() == StatusCode::OK;
+            let Some(bytes) = body::collect(resp.into_body()).await else {
+                return;
+            };
+            // A refusal now (an expired credential, a client expired meanwhile) ends the
+            // stream with it as an event; the client's reconnect gets it as an answer.
+            let chunk = if ok { bytes } else { error_event(&bytes) };
+            if segments.send(chunk).await.is_err() {
+                return;
+            }
+            match next {
+                Some(next) if ok && !closing => park = next,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Holds a parked request until its key is written after `since` (no key: only the time),
+/// `until` passes, or the server shuts down.
+async fn park_until(
+    changes: &crate::kv::changes::Changes,
+    park: &Park,
+    since: u64,
+    until: Instant,
+) -> Woken {
+    if park.key.is_empty() {
+        changes.sleep(until).await
+    } else {
+        changes.wait(DEFAULT_STORE, &park.key, since, until).await
+    }
+}
+
+/// An error answer's JSON body as a Server-Sent Event (`event: error`).
+fn error_event(body: &[u8]) -> Bytes {
+    let data = String::from_utf8_lossy(body).replace(['\r', '\n'], " ");
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+}
+
 /// The same request again (its body was read once, into `body`).
 fn again(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
     let mut req = Request::new(Full::new(body));
@@ -531,9 +649,10 @@ fn again(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
     req
 }
 
-/// A component's request to be parked, if that is what `resp` is.
+/// A component's request to be parked (204), or a stream's segment with more to follow
+/// (200), if that is what `resp` is.
 fn park_answer(resp: &Response<Body>) -> Option<Park> {
-    if resp.status() != StatusCode::NO_CONTENT {
+    if resp.status() != StatusCode::NO_CONTENT && resp.status() != StatusCode::OK {
         return None;
     }
     Park::parse(resp.headers().get(PARK_HEADER)?.to_str().ok()?)

@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::mcp::server::{Caching, Call, Outcome, Page, Server, content};
 use crate::mcp::wire::Failure;
+use crate::park::{PARK_HEADER, Park};
 
 /// Pages per `resources/list` page.
 const RESOURCES_PAGE: usize = 100;
@@ -157,13 +158,15 @@ fn tools() -> Vec<Tool> {
             "receive_messages",
             "Receive a group's messages",
             "The group's messages client_id has not seen yet, oldest first. Pass after (the \
-             next_after of the previous answer) to receive exactly once across retries.",
+             next_after of the previous answer) to receive exactly once across retries, and \
+             wait (seconds) to wait for a message when there is none yet.",
             schema(
                 json!({
                     "client_id": {"type": "string"},
                     "group_id": {"type": "string"},
                     "after": {"type": "integer", "minimum": 0},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": crate::messaging::MAX_RECEIVE_LIMIT}
+                    "limit": {"type": "integer", "minimum": 1, "maximum": crate::messaging::MAX_RECEIVE_LIMIT},
+                    "wait": {"type": "integer", "minimum": 0, "description": "Seconds to wait for a message (long-poll), up to the deployment's receive_max_wait_seconds (30 by default)"}
                 }),
                 &["client_id", "group_id"],
             ),
@@ -399,7 +402,13 @@ impl EdgeMcp<'_, '_> {
         mut inner: Request,
         handler: impl AsyncFnOnce(&Request, &Ctx<'_>) -> Response,
     ) -> ToolResult {
-        for name in ["authorization", "spin-client-addr", "x-request-id"] {
+        // The host's park header too: a message tool that waits is parked like its endpoint.
+        for name in [
+            "authorization",
+            "spin-client-addr",
+            "x-request-id",
+            PARK_HEADER,
+        ] {
             if let Some(v) = call.req.header_values(name).next() {
                 inner.headers.push((name.into(), v.to_vec()));
             }
@@ -410,6 +419,10 @@ impl EdgeMcp<'_, '_> {
                 .push(("content-type".into(), b"application/json".to_vec()));
         }
         let resp = handler(&inner, self.ctx).await;
+        if Park::is_park(&resp) {
+            call.defer(resp);
+            return Ok(content::structured(Value::Null));
+        }
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         if (200..300).contains(&resp.status) {
             return Ok(content::structured(body));
@@ -470,6 +483,10 @@ impl EdgeMcp<'_, '_> {
                 let max = crate::messaging::MAX_RECEIVE_LIMIT as u64;
                 if let Some(limit) = number_arg(args, "limit", 1..=max)? {
                     query.append_pair("limit", &limit.to_string());
+                }
+                // The endpoint checks it against the deployment's maximum.
+                if let Some(wait) = number_arg(args, "wait", 0..=u32::MAX as u64)? {
+                    query.append_pair("wait", &wait.to_string());
                 }
                 let req = Request {
                     method: "GET".into(),

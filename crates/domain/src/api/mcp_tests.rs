@@ -489,3 +489,65 @@ async fn reader_only_docs_need_a_token_for_everything() {
     assert_eq!(status, 200);
     assert_eq!(v["result"]["cacheScope"], "private");
 }
+
+#[pollster::test]
+async fn a_waiting_receive_messages_is_parked_as_a_whole_request() {
+    let w = World::new();
+    let writer = w.base.token("wendy");
+    for client in ["a", "b"] {
+        w.tool(
+            "register_client",
+            json!({"client_id": client, "group_id": "g"}),
+            Some(&writer),
+        )
+        .await;
+    }
+    let waiting = |waited_ms: u64| {
+        let mut req = request(
+            "tools/call",
+            json!({"name": "receive_messages", "arguments": {"client_id": "b", "group_id": "g", "after": 0, "wait": 5}}),
+            Some(&writer),
+        );
+        req.headers.push((
+            crate::park::PARK_HEADER.into(),
+            waited_ms.to_string().into_bytes(),
+        ));
+        req
+    };
+    let audited = w.base.audit.records().len();
+
+    // Nothing there: the HTTP answer is the receive's park, with no JSON-RPC body and no record.
+    let resp = w.post(waiting(0)).await;
+    assert_eq!(resp.status, 204);
+    let park = crate::park::Park::parse(resp.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!(
+        (park.wait_ms, park.key.as_str()),
+        (5000, crate::messaging::message_key("g", 1).as_str())
+    );
+    assert!(resp.body.is_empty());
+    assert_eq!(w.base.audit.records().len(), audited);
+
+    w.tool(
+        "send_message",
+        json!({"sender_id": "a", "group_id": "g", "payload": "late"}),
+        Some(&writer),
+    )
+    .await;
+    // Dispatched again once the key is written: the tool's result.
+    let resp = w.post(waiting(800)).await;
+    assert_eq!(resp.status, 200);
+    let got = &body(&resp)["result"]["structuredContent"];
+    assert_eq!(got["messages"][0]["payload"], "late", "{got}");
+    let audits: Vec<&str> = w.base.audit.records().iter().map(|r| r.audit).collect();
+    assert_eq!(audits[audits.len() - 2..], ["receive", "mcp"]);
+
+    // A wait beyond the deployment's maximum is a tool error the model can read.
+    let r = w
+        .tool(
+            "receive_messages",
+            json!({"client_id": "b", "group_id": "g", "wait": 31}),
+            Some(&writer),
+        )
+        .await;
+    assert_eq!(r["isError"], true, "{r}");
+}

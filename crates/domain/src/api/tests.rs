@@ -1041,3 +1041,226 @@ async fn a_wait_beyond_the_maximum_is_refused() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+/// A dispatch of `GET /mcp/stream` as a parking host makes it: `park` is the value of its park
+/// header (`None`: no host parks).
+fn stream_get(
+    query: &str,
+    token: &str,
+    park: Option<&str>,
+    last_event_id: Option<&str>,
+) -> Request {
+    let mut req = get("/mcp/stream", query, Some(token));
+    if let Some(p) = park {
+        req.headers
+            .push((crate::park::PARK_HEADER.into(), p.as_bytes().to_vec()));
+    }
+    if let Some(id) = last_event_id {
+        req.headers
+            .push(("last-event-id".into(), id.as_bytes().to_vec()));
+    }
+    req
+}
+
+/// The `(id, payload)` of each message event of a stream's body, in order.
+fn stream_events(resp: &Response) -> Vec<(u64, Value)> {
+    let text = String::from_utf8_lossy(&resp.body);
+    text.split("\n\n")
+        .filter(|e| e.contains("event: message"))
+        .map(|e| {
+            let field = |name: &str| {
+                e.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let data: Value = serde_json::from_str(&field("data: ")).unwrap();
+            (field("id: ").parse().unwrap(), data["payload"].clone())
+        })
+        .collect()
+}
+
+async fn send_text(w: &World, token: &str, text: &str) {
+    let req = post(
+        "/mcp/send",
+        Some(token),
+        json!({"sender_id": "a", "group_id": "g", "payload": text}),
+    );
+    assert_eq!(send(&req, &w.ctx()).await.status, 202);
+}
+
+#[pollster::test]
+async fn a_stream_is_segments_parked_between_and_resumes_after_the_last_event_id() {
+    let w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    send_text(&w, &wendy, "one").await;
+    send_text(&w, &wendy, "two").await;
+    let q = "client_id=b&group_id=g&after=0";
+    let streams = |w: &World| {
+        w.audit
+            .records()
+            .iter()
+            .filter(|r| r.audit == "stream")
+            .map(|r| r.message_count)
+            .collect::<Vec<_>>()
+    };
+
+    // Opening: what is there, then a park on the next slot for the keepalive interval.
+    let r = stream(&stream_get(q, &will, Some("0"), None), &w.ctx()).await;
+    assert!(crate::park::Park::is_segment(&r), "{r:?}");
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert!(String::from_utf8_lossy(&r.body).starts_with("retry: 1000\n\n"));
+    assert_eq!(stream_events(&r), [(1, json!("one")), (2, json!("two"))]);
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!(
+        (park.wait_ms, park.key, park.after),
+        (15_000, crate::messaging::message_key("g", 3), Some(2))
+    );
+    assert_eq!(streams(&w), [Some(2)]);
+
+    // Woken with nothing new (the keepalive interval): a comment, and no audit record.
+    let r = stream(
+        &stream_get(q, &will, Some("15000; after=2"), None),
+        &w.ctx(),
+    )
+    .await;
+    assert!(crate::park::Park::is_segment(&r));
+    assert_eq!(r.body, stream::KEEPALIVE.as_bytes());
+    assert_eq!(streams(&w), [Some(2)]);
+
+    // Woken by a send: the next event only; the query's after no longer counts.
+    send_text(&w, &wendy, "three").await;
+    let r = stream(
+        &stream_get(q, &will, Some("16000; after=2"), None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(stream_events(&r), [(3, json!("three"))]);
+    assert_eq!(streams(&w), [Some(2), Some(1)]);
+
+    // The lifetime is over: a last segment that ends the stream.
+    let r = stream(
+        &stream_get(q, &will, Some("300000; after=3"), None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header(crate::park::PARK_HEADER).is_none());
+
+    // The client reconnects with the last id it got: exactly what follows it.
+    let r = stream(&stream_get(q, &will, Some("0"), Some("1")), &w.ctx()).await;
+    assert_eq!(stream_events(&r), [(2, json!("two")), (3, json!("three"))]);
+}
+
+#[pollster::test]
+async fn a_full_segment_asks_to_be_dispatched_again_at_once() {
+    let mut w = World::new();
+    w.config.insert(keys::MAX_RECEIVE_BYTES.into(), "1".into());
+    let (wendy, will) = two_members(&w).await;
+    send_text(&w, &wendy, "one").await;
+    send_text(&w, &wendy, "two").await;
+    let q = "client_id=b&group_id=g&after=0";
+    let r = stream(&stream_get(q, &will, Some("0"), None), &w.ctx()).await;
+    assert_eq!(stream_events(&r), [(1, json!("one"))]);
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!((park.wait_ms, park.after), (0, Some(1)));
+    let r = stream(&stream_get(q, &will, Some("1; after=1"), None), &w.ctx()).await;
+    assert_eq!(stream_events(&r), [(2, json!("two"))]);
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!((park.wait_ms, park.after), (15_000, Some(2)));
+}
+
+#[pollster::test]
+async fn a_stream_where_no_host_parks_polls_then_ends_for_the_client_to_reconnect() {
+    let w = World::new();
+    let (_, will) = two_members(&w).await;
+    let before = w.env.now_ms();
+    let r = stream(
+        &stream_get("client_id=b&group_id=g", &will, None, None),
+        &w.ctx(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header(crate::park::PARK_HEADER).is_none());
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        format!("retry: 1000\n\n{}", stream::KEEPALIVE)
+    );
+    // It polled for the keepalive interval, backing off, and no longer.
+    assert_eq!(w.env.now_ms() - before, 15_000);
+    assert_eq!(w.env.sleeps.lock().unwrap()[..3], [25, 50, 100]);
+}
+
+#[pollster::test]
+async fn a_stream_checks_what_a_receive_checks() {
+    let w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    let cases = [
+        (
+            stream_get("group_id=g", &will, Some("0"), None),
+            400,
+            "invalid_query",
+        ),
+        (
+            stream_get("client_id=b&group_id=g", &will, Some("0"), Some("x")),
+            400,
+            "invalid_query",
+        ),
+        (
+            stream_get("client_id=b&group_id=g", &wendy, Some("0"), None),
+            403,
+            "client_owned_by_other",
+        ),
+        (
+            stream_get("client_id=b&group_id=h", &will, Some("0"), None),
+            403,
+            "not_in_group",
+        ),
+        (
+            stream_get("client_id=b&group_id=g", "forged", Some("0"), None),
+            401,
+            "unauthorized",
+        ),
+        // a later segment's credential is checked again
+        (
+            stream_get(
+                "client_id=b&group_id=g",
+                "forged",
+                Some("10; after=0"),
+                None,
+            ),
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (req, status, expected) in cases {
+        let r = stream(&req, &w.ctx()).await;
+        assert_eq!((r.status, code(&r).as_str()), (status, expected), "{req:?}");
+    }
+}
+
+#[pollster::test]
+async fn a_stream_over_its_rate_limit_pauses_instead_of_failing() {
+    let mut w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    send_text(&w, &wendy, "one").await;
+    // From here on, one request per address and subject, refilled after a minute.
+    w.config.insert(keys::RATE_LIMIT_BURST.into(), "1".into());
+    w.config
+        .insert(keys::RATE_LIMIT_REFILL_MS.into(), "60000".into());
+    let q = "client_id=b&group_id=g&after=0";
+    let r = stream(&stream_get(q, &will, Some("0"), None), &w.ctx()).await;
+    assert_eq!(stream_events(&r), [(1, json!("one"))]);
+    let records = w.audit.records().len();
+    // The next segment is over the limit: no events and no error, a pause at the same place.
+    let r = stream(&stream_get(q, &will, Some("40; after=1"), None), &w.ctx()).await;
+    assert!(crate::park::Park::is_segment(&r), "{r:?}");
+    assert!(r.body.is_empty());
+    let park = crate::park::Park::parse(r.header(crate::park::PARK_HEADER).unwrap()).unwrap();
+    assert_eq!((park.key.as_str(), park.after), ("", Some(1)));
+    assert!(park.wait_ms >= 1000, "{park:?}");
+    assert_eq!(w.audit.records().len(), records);
+    // A new stream over the limit is refused as a receive is.
+    let r = stream(&stream_get(q, &will, Some("0"), None), &w.ctx()).await;
+    assert_eq!((r.status, code(&r).as_str()), (429, "rate_limited"));
+}

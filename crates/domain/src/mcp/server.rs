@@ -30,9 +30,17 @@ pub struct Call<'a> {
     pub request_state: Option<String>,
     /// Notifications about this request, sent before its result (as an SSE response).
     notifications: RefCell<Vec<Value>>,
+    /// An answer to the whole HTTP request in place of the method's result ([`Call::defer`]).
+    deferred: RefCell<Option<Response>>,
 }
 
 impl Call<'_> {
+    /// Answers the HTTP request with `resp` instead of the method's result: a park answer
+    /// ([`crate::park`]), which the host holds and dispatches again, never shows a client.
+    pub fn defer(&self, resp: Response) {
+        *self.deferred.borrow_mut() = Some(resp);
+    }
+
     /// Reports progress, when the client asked for it (`notifications/progress`).
     pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
         let Some(token) = &self.progress_token else {
@@ -201,7 +209,10 @@ pub async fn handle(
         // Notifications (`notifications/initialized` from earlier revisions) need no answer.
         return (Response::new(202), handled);
     };
-    let (result, notifications) = answer(req, server, message).await;
+    let (result, notifications, deferred) = answer(req, server, message).await;
+    if let Some(resp) = deferred {
+        return (resp, handled);
+    }
     let resp = match result {
         Ok(result) if notifications.is_empty() || !accepts_event_stream(req) => {
             wire::result_response(id, result)
@@ -234,12 +245,13 @@ fn accepts_event_stream(req: &Request) -> bool {
     })
 }
 
-/// The result of a request, and the notifications its method sent on the way.
+/// The result of a request, the notifications its method sent on the way, and an answer that
+/// replaces them both ([`Call::defer`]).
 async fn answer(
     req: &Request,
     server: &dyn Server,
     message: Message,
-) -> (Result<Value, Failure>, Vec<Value>) {
+) -> (Result<Value, Failure>, Vec<Value>, Option<Response>) {
     let progress_token = message
         .params
         .get("_meta")
@@ -256,7 +268,7 @@ async fn answer(
     });
     let (era, client, input_responses) = match checked {
         Ok(checked) => checked,
-        Err(f) => return (Err(f), Vec::new()),
+        Err(f) => return (Err(f), Vec::new(), None),
     };
     let call = Call {
         req,
@@ -270,9 +282,14 @@ async fn answer(
             .and_then(Value::as_str)
             .map(str::to_owned),
         notifications: RefCell::new(Vec::new()),
+        deferred: RefCell::new(None),
     };
     let result = dispatch(&call, server, message).await;
-    (result, call.notifications.into_inner())
+    (
+        result,
+        call.notifications.into_inner(),
+        call.deferred.into_inner(),
+    )
 }
 
 async fn dispatch(

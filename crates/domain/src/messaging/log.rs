@@ -83,6 +83,8 @@ pub struct Received {
     /// Pass as `after` to acknowledge this batch and get the next one.
     pub next_after: u64,
     pub missed: Option<Missed>,
+    /// More messages were ready than this answer could hold (its limit or byte bound).
+    pub full: bool,
 }
 
 impl Messaging<'_> {
@@ -362,13 +364,14 @@ impl Messaging<'_> {
             first_seq: from + 1,
             last_seq: tail,
         });
-        let (messages, last) = self
+        let (messages, last, full) = self
             .scan(group_id, client_id, from.max(tail), head, limit.max(1))
             .await?;
         let received = Received {
             messages,
             next_after: last,
             missed,
+            full,
         };
         let answer = render(&received)?;
         let delivered_to = after.unwrap_or(last);
@@ -408,8 +411,8 @@ impl Messaging<'_> {
     }
 
     /// Reads slots `start+1 ..= head` in order until `limit` messages for `reader` are found,
-    /// the byte bound is reached, or an in-flight slot is reached. Returns the messages and
-    /// the last slot passed.
+    /// the byte bound is reached, or an in-flight slot is reached. Returns the messages, the
+    /// last slot passed, and whether the limit or the byte bound stopped it.
     async fn scan(
         &self,
         group_id: &str,
@@ -417,7 +420,7 @@ impl Messaging<'_> {
         start: u64,
         head: u64,
         limit: usize,
-    ) -> Result<(Vec<StoredMessage>, u64), ApiError> {
+    ) -> Result<(Vec<StoredMessage>, u64, bool), ApiError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut last = start;
@@ -432,25 +435,25 @@ impl Messaging<'_> {
                 let seq = last + 1;
                 let Some(slot) = settled(self.store, self.env, group_id, seq, head, value).await?
                 else {
-                    return Ok((out, last));
+                    return Ok((out, last, false));
                 };
                 if let Slot::Message(m) = slot
                     && m.sender_id != reader
                 {
                     let size = m.answer_len();
                     if !out.is_empty() && bytes + size > self.limits.max_receive_bytes {
-                        return Ok((out, last));
+                        return Ok((out, last, true));
                     }
                     bytes += size;
                     out.push(m);
                 }
                 last = seq;
                 if out.len() == limit {
-                    return Ok((out, last));
+                    return Ok((out, last, last < head));
                 }
             }
         }
-        Ok((out, last))
+        Ok((out, last, false))
     }
 }
 

@@ -116,6 +116,16 @@ impl Changes {
             key: &key,
             id,
         };
+        self.watch(until, notify.notified()).await
+    }
+
+    /// Waits until `until` passes or the server shuts down (a park on no key).
+    pub async fn sleep(&self, until: Instant) -> Woken {
+        self.watch(until, std::future::pending()).await
+    }
+
+    /// Waits for `written`, `until`, or the shutdown, whichever comes first.
+    async fn watch(&self, until: Instant, written: impl Future<Output = ()>) -> Woken {
         let closed = self.on_close.notified();
         tokio::pin!(closed);
         closed.as_mut().enable();
@@ -123,7 +133,7 @@ impl Changes {
             return Woken::Closed;
         }
         tokio::select! {
-            () = notify.notified() => Woken::Written,
+            () = written => Woken::Written,
             () = tokio::time::sleep_until(until.into()) => Woken::TimedOut,
             () = closed => Woken::Closed,
         }
@@ -144,6 +154,11 @@ impl Changes {
     pub fn close(&self) {
         self.closed.store(true, SeqCst);
         self.on_close.notify_waiters();
+    }
+
+    /// Whether the server is shutting down ([`Changes::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
     }
 
     /// Requests waiting now.
