@@ -11,11 +11,14 @@
 //! `appendfsync always`; the load spreads over them round-robin by connection. The Markdown
 //! table goes to stdout.
 //! Both targets serve the same docs: `static/docs` plus a generated 1 000-page version
-//! ([`docs_tree`]), whose site build time is reported too.
+//! ([`docs_tree`]), whose site build time is reported too. The round trip of a message is
+//! measured with polling, long-poll and the event stream ([`push`]), and on `mcp-edge` what a
+//! thousand idle waiting clients cost (`--only idle`).
 
 mod docs_tree;
 mod generator;
 mod native;
+mod push;
 mod report;
 mod scenarios;
 mod targets;
@@ -24,6 +27,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+/// Waiting clients in the idle scenarios.
+const IDLE_CLIENTS: usize = 1000;
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; the harness has no use for it.
@@ -97,6 +103,7 @@ fn main() -> Result<()> {
     up_args.extend(["--docs".to_owned(), tree.source.display().to_string()]);
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
+    let mut idle_rows = Vec::new();
     for name in ["wasm", "native"] {
         if which != "both" && which != name {
             continue;
@@ -108,8 +115,29 @@ fn main() -> Result<()> {
         };
         let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;
         rows.extend(outcomes.into_iter().map(report::Row::from));
+        // Only mcp-edge parks a waiting request; the baseline would hold a thread each.
+        if name == "wasm" && (only.is_empty() || only.iter().any(|o| o.starts_with("idle"))) {
+            let window = if quick {
+                Duration::from_secs(3)
+            } else {
+                Duration::from_secs(10)
+            };
+            for delivery in [push::Delivery::LongPoll, push::Delivery::Stream] {
+                let idle = runtime.block_on(async {
+                    let token = scenarios::token(target.addr, "bench").await?;
+                    push::idle_waiters(&target, &token, IDLE_CLIENTS, delivery, window).await
+                })?;
+                idle_rows.push(idle);
+            }
+        }
     }
     println!("{}", report::markdown(&rows));
+    if !idle_rows.is_empty() {
+        println!("\n{}", push::IDLE_HEADER);
+        for idle in &idle_rows {
+            println!("{}", idle.markdown());
+        }
+    }
     println!(
         "\nDocs site build ({} pages, the domain's build as `up --docs` runs it): {:.0} ms",
         tree.pages,
@@ -119,11 +147,10 @@ fn main() -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report::json(&rows, mode))?,
-    )
-    .with_context(|| format!("write {}", out.display()))?;
+    let mut json = report::json(&rows, mode);
+    json["idle"] = idle_rows.iter().map(push::Idle::json).collect();
+    std::fs::write(&out, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("write {}", out.display()))?;
     eprintln!(
         "{mode} run took {:.0} s; JSON in {}",
         started.elapsed().as_secs_f64(),

@@ -1,14 +1,14 @@
 //! The scenarios, each run the same way against each target.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::generator::{Conn, MakeReq, Req, Sample, closed_loop};
+use crate::push::{Delivery, round_trip};
 use crate::targets::Target;
 
 pub const PASSWORD: &str = "bench-password";
@@ -36,7 +36,7 @@ async fn call(addr: SocketAddr, req: Req) -> Result<(u16, Value)> {
     Ok((answer.status, body))
 }
 
-async fn token(addr: SocketAddr, user: &str) -> Result<String> {
+pub async fn token(addr: SocketAddr, user: &str) -> Result<String> {
     let (status, body) = call(
         addr,
         Req::post_json("/login", &json!({"username": user, "password": PASSWORD})),
@@ -51,7 +51,7 @@ async fn token(addr: SocketAddr, user: &str) -> Result<String> {
         .context("no access_token")
 }
 
-async fn register(addr: SocketAddr, token: &str, client: &str, group: &str) -> Result<()> {
+pub async fn register(addr: SocketAddr, token: &str, client: &str, group: &str) -> Result<()> {
     let (status, body) = call(
         addr,
         Req::post_json(
@@ -67,7 +67,7 @@ async fn register(addr: SocketAddr, token: &str, client: &str, group: &str) -> R
     Ok(())
 }
 
-fn send_req(token: &str, sender: &str, group: &str, payload: Value) -> Req {
+pub fn send_req(token: &str, sender: &str, group: &str, payload: Value) -> Req {
     Req::post_json(
         "/mcp/send",
         &json!({"sender_id": sender, "group_id": group, "payload": payload}),
@@ -75,7 +75,7 @@ fn send_req(token: &str, sender: &str, group: &str, payload: Value) -> Req {
     .bearer(token)
 }
 
-fn receive_req(token: &str, client: &str, group: &str, after: Option<u64>) -> Req {
+pub fn receive_req(token: &str, client: &str, group: &str, after: Option<u64>) -> Req {
     let mut path = format!("/mcp/receive?client_id={client}&group_id={group}");
     if let Some(a) = after {
         path.push_str(&format!("&after={a}"));
@@ -300,12 +300,21 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         });
     }
 
-    if wanted("round trip") {
+    // The native baseline has no host to park a waiting request: only polling is compared.
+    let deliveries: &[Delivery] = if target.name == "native" {
+        &[Delivery::Poll]
+    } else {
+        &[Delivery::Poll, Delivery::LongPoll, Delivery::Stream]
+    };
+    for &delivery in deliveries {
+        if !wanted(delivery.scenario()) {
+            continue;
+        }
         target.settle().await;
         target.reset_peak_rss();
-        let sample = round_trip(addr, &writer, plan).await?;
+        let sample = round_trip(addr, &writer, plan, delivery).await?;
         out.push(Outcome {
-            scenario: "round trip, 10 ms poll",
+            scenario: delivery.scenario(),
             target: target.name,
             sample,
             peak_rss_mib: target.peak_rss_mib(),
@@ -382,96 +391,4 @@ async fn register_mixed(addr: SocketAddr, token: &str) -> Result<()> {
         task.await??;
     }
     Ok(())
-}
-
-/// A sender sends one message every 20 ms; a receiver polls every 10 ms. Each sample is the
-/// time from the send's 202 until the receiver holds the message.
-async fn round_trip(addr: SocketAddr, token: &str, plan: &Plan) -> Result<Sample> {
-    register(addr, token, "rt-sender", "rt").await?;
-    register(addr, token, "rt-receiver", "rt").await?;
-    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let end = measure_from + plan.duration;
-    let stop_receiving = end + Duration::from_secs(2);
-
-    let sender = {
-        let (token, acked) = (token.to_owned(), acked.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(addr);
-            let mut errors = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            while Instant::now() < end {
-                tick.tick().await;
-                let req = send_req(&token, "rt-sender", "rt", json!("ping"));
-                match conn.send(&req).await {
-                    Ok(a) if a.status == 202 => {
-                        let id = serde_json::from_slice::<Value>(&a.body)
-                            .ok()
-                            .and_then(|v| v["message_id"].as_str().map(str::to_owned));
-                        if let Some(id) = id {
-                            acked
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(id, Instant::now());
-                        }
-                    }
-                    _ => errors += 1,
-                }
-            }
-            errors
-        })
-    };
-    let receiver = {
-        let (token, received) = (token.to_owned(), received.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(addr);
-            let mut errors = 0u64;
-            let mut after = None;
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            while Instant::now() < stop_receiving {
-                tick.tick().await;
-                match conn
-                    .send(&receive_req(&token, "rt-receiver", "rt", after))
-                    .await
-                {
-                    Ok(a) if a.status == 200 => {
-                        let now = Instant::now();
-                        let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                        after = body["next_after"].as_u64();
-                        let mut got = received.lock().unwrap_or_else(|p| p.into_inner());
-                        for m in body["messages"].as_array().into_iter().flatten() {
-                            if let Some(id) = m["message_id"].as_str() {
-                                got.insert(id.to_owned(), now);
-                            }
-                        }
-                    }
-                    _ => errors += 1,
-                }
-            }
-            errors
-        })
-    };
-    let errors = sender.await? + receiver.await?;
-    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let received = received.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut sample = Sample {
-        errors,
-        elapsed: plan.duration,
-        ..Default::default()
-    };
-    for (id, at) in &acked {
-        if *at < measure_from {
-            continue;
-        }
-        match received.get(id) {
-            Some(got) => sample
-                .latencies_us
-                .push(got.saturating_duration_since(*at).as_micros() as u64),
-            // Never delivered within 2 s of the run's end: a loss.
-            None => sample.errors += 1,
-        }
-    }
-    Ok(sample)
 }

@@ -215,6 +215,27 @@ impl Target {
         }
     }
 
+    /// Resident memory now, in KiB (of the largest replica).
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// CPU time (user and system) the servers have used, in milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        // `/proc/PID/stat` counts in clock ticks, 100 a second on Linux.
+        self.children
+            .iter()
+            .filter_map(|child| std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok())
+            .filter_map(|stat| {
+                // Fields after the command name (which may hold spaces), from field 3 on.
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+                Some((ticks(11)? + ticks(12)?) * 10)
+            })
+            .sum()
+    }
+
     /// Peak resident memory since the last reset, in MiB (of the largest replica).
     pub fn peak_rss_mib(&self) -> f64 {
         self.proc_status("VmHWM:") as f64 / 1024.0

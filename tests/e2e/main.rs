@@ -19,6 +19,7 @@ mod mcp;
 mod members;
 mod object_calls;
 mod openapi;
+mod push;
 mod wrangler;
 
 /// One `#[test]` per runtime for each scenario: `<scenario>::runtime` and `<scenario>::workers`.
@@ -67,6 +68,7 @@ on_every_runtime!(
     accounts::an_admin_adds_disables_and_removes_users,
     accounts::tokens_signed_with_a_previous_key_verify_until_it_is_removed,
     mcp::an_mcp_client_searches_reads_and_sends_exactly_once,
+    push::a_wait_wakes_on_a_send_and_the_stream_delivers_in_order,
     openapi::the_document_is_served_public_cacheable_with_an_etag,
     openapi::schemathesis_finds_no_failures,
 );

@@ -10,6 +10,8 @@
 //! runs the handler, and the domain's algorithms (atomic operations per key) hold unchanged:
 //! each local operation is one synchronous SQLite statement, which nothing interleaves.
 
+use std::rc::Rc;
+
 use mcp_edge_domain::api;
 use mcp_edge_domain::http::{Request as ApiRequest, Response as ApiResponse};
 use mcp_edge_domain::ids::is_valid_id;
@@ -20,8 +22,10 @@ use worker::{Env, Headers, Request, RequestInit, Response, State};
 use crate::config::WorkerConfig;
 
 use crate::http::Route;
+use crate::platform::WorkerEnv;
 use crate::shard::{Calls, ShardedKv, shard_for};
 use crate::store::SqlKv;
+use crate::waiters::Waiters;
 
 /// The header that carries the forwarded request's method, path, query and headers.
 const REQUEST_HEADER: &str = "x-mcp-edge-request";
@@ -167,6 +171,7 @@ pub async fn serve(
     kv: &SqlKv,
     state: &State,
     env: &Env,
+    waiters: Rc<Waiters>,
     mut req: Request,
 ) -> worker::Result<Response> {
     let meta = req
@@ -188,15 +193,18 @@ pub async fn serve(
         headers,
         body,
     };
-    let store = GroupKv::new(kv, meta.shard, env)?;
-    let resp = crate::with_ctx(env, &store, async |ctx| match meta.route.as_str() {
-        "register" => Some(api::register(&api_req, ctx).await),
-        "send" => Some(api::send(&api_req, ctx).await),
-        "receive" => Some(api::receive(&api_req, ctx).await),
-        "stream" => Some(api::stream(&api_req, ctx).await),
-        "mcp" => Some(crate::docs::mcp_with(&api_req, env, ctx).await),
-        "cleanup" => Some(api::cleanup(&api_req, ctx).await),
-        _ => None,
+    let store = GroupKv::new(kv, meta.shard, env)?.waking(waiters.clone());
+    let platform = WorkerEnv::new(env).waking(waiters);
+    let resp = crate::with_platform(platform, env, &store, async |ctx| {
+        match meta.route.as_str() {
+            "register" => Some(api::register(&api_req, ctx).await),
+            "send" => Some(api::send(&api_req, ctx).await),
+            "receive" => Some(api::receive(&api_req, ctx).await),
+            "stream" => Some(api::stream(&api_req, ctx).await),
+            "mcp" => Some(crate::docs::mcp_with(&api_req, env, ctx).await),
+            "cleanup" => Some(api::cleanup(&api_req, ctx).await),
+            _ => None,
+        }
     })
     .await
     .ok_or_else(|| worker::Error::RustError("forwarded request: no such route".into()))?;
@@ -231,6 +239,8 @@ pub struct GroupKv<'a> {
     shard: String,
     group: String,
     remote: ShardedKv,
+    /// Told of every write to the object's own keys (they wake waiting receives).
+    waiters: Option<Rc<Waiters>>,
 }
 
 impl<'a> GroupKv<'a> {
@@ -241,7 +251,21 @@ impl<'a> GroupKv<'a> {
             shard,
             group,
             remote: ShardedKv::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?,
+            waiters: None,
         })
+    }
+
+    /// Writes to the object's own keys wake `waiters`.
+    pub fn waking(mut self, waiters: Rc<Waiters>) -> Self {
+        self.waiters = Some(waiters);
+        self
+    }
+
+    /// A local write of `key` is done.
+    fn written(&self, key: &str) {
+        if let Some(waiters) = &self.waiters {
+            waiters.written(key);
+        }
     }
 
     fn is_local(&self, key: &str) -> bool {
@@ -261,7 +285,9 @@ impl KvStore for GroupKv<'_> {
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if self.is_local(key) {
-            self.local.set(key, value)
+            self.local.set(key, value)?;
+            self.written(key);
+            Ok(())
         } else {
             self.remote.set(key, value).await
         }
@@ -309,7 +335,11 @@ impl KvStore for GroupKv<'_> {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         if self.is_local(key) {
-            self.local.compare_and_swap(key, expected, new)
+            let swapped = self.local.compare_and_swap(key, expected, new)?;
+            if swapped {
+                self.written(key);
+            }
+            Ok(swapped)
         } else {
             self.remote.compare_and_swap(key, expected, new).await
         }

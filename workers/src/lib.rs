@@ -15,6 +15,7 @@ mod http;
 mod platform;
 mod shard;
 mod store;
+mod waiters;
 
 use mcp_edge_domain::api::{self, Ctx};
 use mcp_edge_domain::error::ApiError;
@@ -34,8 +35,17 @@ pub(crate) async fn with_ctx<T>(
     store: &dyn KvStore,
     f: impl AsyncFnOnce(&Ctx<'_>) -> T,
 ) -> T {
+    with_platform(WorkerEnv::new(env), env, store, f).await
+}
+
+/// As [`with_ctx`], with the platform given (a group's object adds its waiters).
+pub(crate) async fn with_platform<T>(
+    platform: WorkerEnv,
+    env: &Env,
+    store: &dyn KvStore,
+    f: impl AsyncFnOnce(&Ctx<'_>) -> T,
+) -> T {
     let config = WorkerConfig(env);
-    let platform = WorkerEnv::new(env);
     let ctx = Ctx {
         store,
         config: &config,

@@ -3,10 +3,14 @@
 
 use mcp_edge_domain::ApiError;
 use mcp_edge_domain::audit::{AuditRecord, AuditSink};
+use std::rc::Rc;
+
 use mcp_edge_domain::env::{Env, SystemEnv};
+use mcp_edge_domain::park::KeyWaiter;
 use mcp_edge_domain::ratelimit::{PlatformLimiter, Scope, platform_refusal};
 
 use crate::shard::Calls;
+use crate::waiters::Waiters;
 
 /// The Rate Limiting binding that counts request budgets (`[[ratelimits]]` in wrangler.toml).
 pub const REQUESTS_BINDING: &str = "REQUESTS";
@@ -17,6 +21,8 @@ pub const REQUESTS_WINDOW_SECONDS: u64 = 60;
 /// Time and randomness on Workers, and the platform's limiter for request budgets.
 pub struct WorkerEnv {
     requests: Option<BindingLimiter>,
+    /// A group's object's waiters ([`crate::waiters`]): how a receive waits there.
+    waiters: Option<Rc<Waiters>>,
 }
 
 impl WorkerEnv {
@@ -25,7 +31,14 @@ impl WorkerEnv {
     pub fn new(env: &worker::Env) -> Self {
         Self {
             requests: env.rate_limiter(REQUESTS_BINDING).ok().map(BindingLimiter),
+            waiters: None,
         }
+    }
+
+    /// Waiting requests wait on `waiters` (inside a group's object).
+    pub fn waking(mut self, waiters: Rc<Waiters>) -> Self {
+        self.waiters = Some(waiters);
+        self
     }
 }
 
@@ -41,6 +54,10 @@ impl Env for WorkerEnv {
 
     fn platform_limiter(&self) -> Option<&dyn PlatformLimiter> {
         self.requests.as_ref().map(|l| l as &dyn PlatformLimiter)
+    }
+
+    fn waiter(&self) -> Option<&dyn KeyWaiter> {
+        self.waiters.as_deref().map(|w| w as &dyn KeyWaiter)
     }
 }
 

@@ -20,6 +20,7 @@
 //! components: the domain's algorithms, written for exactly that, hold unchanged.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use mcp_edge_domain::store::{KvStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,8 @@ pub struct KvShard {
     /// For the handlers a group's object runs ([`crate::group`]): configuration and the
     /// other objects.
     env: Env,
+    /// The group's waiting receives and streams, woken by its writes.
+    waiters: Rc<crate::waiters::Waiters>,
 }
 
 impl KvShard {
@@ -185,6 +188,7 @@ impl DurableObject for KvShard {
             state,
             tables_ready: Cell::new(false),
             env,
+            waiters: Rc::default(),
         }
     }
 
@@ -193,7 +197,8 @@ impl DurableObject for KvShard {
             let kv = self
                 .kv()
                 .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            return crate::group::serve(kv, &self.state, &self.env, req).await;
+            let waiters = self.waiters.clone();
+            return crate::group::serve(kv, &self.state, &self.env, waiters, req).await;
         }
         let reply = match req.json::<Op>().await {
             Err(e) => Reply::Failed {

@@ -396,7 +396,7 @@ fn member_query(
 
 /// `GET /mcp/receive?client_id=&group_id=[&after=SEQ][&limit=N][&wait=SECONDS]`: with
 /// `wait`, an answer with no messages waits up to that long for one ([`crate::park`]): parked
-/// by a host that can, else polled with backoff here.
+/// by a host that can, else woken by the platform where it can, else polled with backoff here.
 pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
     audited(
         req,
@@ -444,6 +444,7 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             let started = ctx.env.now_ms();
             let mut backoff = PollBackoff::default();
             loop {
+                let since = ctx.env.waiter().map(|w| w.now());
                 // The answer is built before the cursor moves past what it holds.
                 let (count, resp, next) = messaging(ctx)?
                     .receive(&who.subject, &client_id, &group_id, after, limit, |got| {
@@ -466,6 +467,10 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                                 after: None,
                             };
                             return Ok(park.response());
+                        }
+                        if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
+                            waiter.wait(&key, since, left).await;
+                            continue;
                         }
                         if ctx.env.sleep_ms(backoff.next(left)) {
                             continue;

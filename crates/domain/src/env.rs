@@ -15,6 +15,11 @@ pub trait Env {
     fn platform_limiter(&self) -> Option<&dyn crate::ratelimit::PlatformLimiter> {
         None
     }
+    /// The platform's own wake-ups on store writes, if it has them ([`crate::park::KeyWaiter`]):
+    /// how a request waits where no host parks it, before any polling.
+    fn waiter(&self) -> Option<&dyn crate::park::KeyWaiter> {
+        None
+    }
     /// Blocks for `ms` milliseconds: how a request waits where no host parks it
     /// ([`crate::park`]). `false` where the platform cannot block (the wait then ends).
     fn sleep_ms(&self, _ms: u64) -> bool {

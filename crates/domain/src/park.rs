@@ -22,6 +22,17 @@ use crate::http::{Request, Response};
 /// The request header a parking host sets and the answer header a component parks with.
 pub const PARK_HEADER: &str = "mcp-edge-park";
 
+/// A platform that wakes a waiting request itself when a key of the store is written, with
+/// no host that parks it (a Cloudflare Durable Object, whose requests interleave while one
+/// awaits): the request waits inside its own call instead of polling.
+#[async_trait::async_trait(?Send)]
+pub trait KeyWaiter {
+    /// A stamp for [`KeyWaiter::wait`], taken before a look at the store.
+    fn now(&self) -> u64;
+    /// Returns once `key` is written after `since` (at once if it already was), or after `ms`.
+    async fn wait(&self, key: &str, since: u64, ms: u64);
+}
+
 /// The first pause of a component that polls (where no host parks), doubled after each empty
 /// look up to [`POLL_MAX_MS`].
 pub const POLL_FIRST_MS: u64 = 25;

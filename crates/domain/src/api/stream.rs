@@ -7,9 +7,9 @@
 //! series of segments, each one dispatch of this handler: the events that are there, then a
 //! park on the next slot of the log, or for the keepalive interval, whichever comes first. An
 //! idle segment is a comment line. After the stream's lifetime the last segment ends it and
-//! the client reconnects with `Last-Event-ID`. Where no host parks, one answer polls with
-//! backoff until it has events or the keepalive interval is over, then ends, and the client
-//! reconnects.
+//! the client reconnects with `Last-Event-ID`. Where no host parks, one answer waits (woken by
+//! the platform, [`crate::park::KeyWaiter`], else polling with backoff) until it has events or
+//! the keepalive interval is over, then ends, and the client reconnects.
 
 use super::wire::{MessageOut, MissedOut};
 use super::{Ctx, admit, audited, member_query, messaging};
@@ -127,6 +127,7 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
             let started = ctx.env.now_ms();
             let mut backoff = PollBackoff::default();
             loop {
+                let since = ctx.env.waiter().map(|w| w.now());
                 let mut body = String::new();
                 let (count, next_after, full) = messaging(ctx)?
                     .receive(
@@ -166,8 +167,15 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
                 // No host parks: this answer is the whole stream; it ends with events, or
                 // with a keepalive once the interval is over, and the client reconnects.
                 let idle_left = keepalive_ms.min(lifetime_ms).saturating_sub(lived);
-                if count == 0 && idle_left > 0 && ctx.env.sleep_ms(backoff.next(idle_left)) {
-                    continue;
+                if count == 0 && idle_left > 0 {
+                    if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
+                        let key = message_key(&group_id, next_after + 1);
+                        waiter.wait(&key, since, idle_left).await;
+                        continue;
+                    }
+                    if ctx.env.sleep_ms(backoff.next(idle_left)) {
+                        continue;
+                    }
                 }
                 if count == 0 {
                     body.push_str(KEEPALIVE);

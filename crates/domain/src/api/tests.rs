@@ -1264,3 +1264,95 @@ async fn a_stream_over_its_rate_limit_pauses_instead_of_failing() {
     let r = stream(&stream_get(q, &will, Some("0"), None), &w.ctx()).await;
     assert_eq!((r.status, code(&r).as_str()), (429, "rate_limited"));
 }
+
+/// A platform that wakes waiting requests itself (a Durable Object): it records the waits it
+/// is asked for; during the first, another request sends.
+struct WakingEnv<'a> {
+    inner: &'a FakeEnv,
+    waits: std::sync::Mutex<Vec<(String, u64)>>,
+    during_first: std::sync::Mutex<Option<Box<dyn FnOnce() + 'a>>>,
+}
+
+impl crate::env::Env for WakingEnv<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+
+    fn random_id(&self) -> String {
+        self.inner.random_id()
+    }
+
+    fn waiter(&self) -> Option<&dyn crate::park::KeyWaiter> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::park::KeyWaiter for WakingEnv<'_> {
+    fn now(&self) -> u64 {
+        0
+    }
+
+    async fn wait(&self, key: &str, _since: u64, ms: u64) {
+        self.waits.lock().unwrap().push((key.to_owned(), ms));
+        let during = self.during_first.lock().unwrap().take();
+        match during {
+            // Woken by the send, 100 ms in.
+            Some(send) => {
+                self.inner.advance(100);
+                send();
+            }
+            None => self.inner.advance(ms),
+        }
+    }
+}
+
+#[pollster::test]
+async fn a_waiting_receive_is_woken_by_the_platform_where_it_can() {
+    let w = World::new();
+    let (wendy, will) = two_members(&w).await;
+    let world = &w;
+    let env = WakingEnv {
+        inner: &w.env,
+        waits: Default::default(),
+        during_first: std::sync::Mutex::new(Some(Box::new(move || {
+            pollster::block_on(send_text(world, &wendy, "late"));
+        }))),
+    };
+    let ctx = Ctx {
+        store: &*w.store,
+        config: &w.config,
+        env: &env,
+        audit: &w.audit,
+    };
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=5", &will, None),
+        &ctx,
+    )
+    .await;
+    assert_eq!(body(&r)["messages"][0]["payload"], "late");
+    // Nothing more: the wait runs out, empty, with no polling.
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=2&after=1", &will, None),
+        &ctx,
+    )
+    .await;
+    assert_eq!(body(&r)["messages"], json!([]));
+    let key = crate::messaging::message_key;
+    assert_eq!(
+        *env.waits.lock().unwrap(),
+        [(key("g", 1), 5000), (key("g", 2), 2000)]
+    );
+    assert!(w.env.sleeps.lock().unwrap().is_empty());
+    // A stream's answer waits the same way, for the keepalive interval.
+    let r = stream(
+        &stream_get("client_id=b&group_id=g&after=1", &will, None, None),
+        &ctx,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        env.waits.lock().unwrap().last(),
+        Some(&(key("g", 2), 15_000))
+    );
+}

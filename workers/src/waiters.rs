@@ -1,0 +1,126 @@
+//! A group's object wakes its waiting receives and streams when a key of its log is written:
+//! the Durable Object's side of [`mcp_edge_domain::park::KeyWaiter`]. A waiter awaits a timer
+//! or its key, which lets the object take other requests meanwhile (a send among them). A
+//! write stamps a counter into one of [`SLOTS`] slots by its key's hash, so a write that falls
+//! between a receive's look and its wait is seen at once, as on the `mcp-edge` host.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use mcp_edge_domain::park::KeyWaiter;
+
+/// Hash slots of the write stamps.
+const SLOTS: usize = 256;
+
+/// One waiting request's wake-up.
+#[derive(Default)]
+struct Signal {
+    fired: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Signal {
+    fn fire(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+struct Fired(Rc<Signal>);
+
+impl Future for Fired {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.fired.get() {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The object's waiters, by key, and its write stamps.
+pub struct Waiters {
+    writes: Cell<u64>,
+    stamps: RefCell<Vec<u64>>,
+    waiting: RefCell<HashMap<String, Vec<Rc<Signal>>>>,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self {
+            writes: Cell::new(0),
+            stamps: RefCell::new(vec![0; SLOTS]),
+            waiting: RefCell::default(),
+        }
+    }
+}
+
+fn slot(key: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % SLOTS as u64) as usize
+}
+
+impl Waiters {
+    /// `key` was written: its waiters wake.
+    pub fn written(&self, key: &str) {
+        let count = self.writes.get() + 1;
+        self.writes.set(count);
+        self.stamps.borrow_mut()[slot(key)] = count;
+        if let Some(signals) = self.waiting.borrow_mut().remove(key) {
+            for signal in signals {
+                signal.fire();
+            }
+        }
+    }
+
+    fn register(&self, key: &str) -> Rc<Signal> {
+        let signal = Rc::new(Signal::default());
+        self.waiting
+            .borrow_mut()
+            .entry(key.to_owned())
+            .or_default()
+            .push(signal.clone());
+        signal
+    }
+
+    fn forget(&self, key: &str, signal: &Rc<Signal>) {
+        let mut waiting = self.waiting.borrow_mut();
+        if let Some(signals) = waiting.get_mut(key) {
+            signals.retain(|s| !Rc::ptr_eq(s, signal));
+            if signals.is_empty() {
+                waiting.remove(key);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KeyWaiter for Waiters {
+    fn now(&self) -> u64 {
+        self.writes.get()
+    }
+
+    async fn wait(&self, key: &str, since: u64, ms: u64) {
+        if self.stamps.borrow()[slot(key)] > since {
+            return;
+        }
+        let signal = self.register(key);
+        let timer = worker::Delay::from(Duration::from_millis(ms));
+        if let Either::Right(_) = select(timer, Fired(signal.clone())).await {
+            return;
+        }
+        self.forget(key, &signal);
+    }
+}
