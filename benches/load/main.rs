@@ -122,7 +122,10 @@ fn main() -> Result<()> {
             } else {
                 Duration::from_secs(10)
             };
+            drop(target);
             for delivery in [push::Delivery::LongPoll, push::Delivery::Stream] {
+                // A server of its own: memory another scenario freed would hide this one's.
+                let target = targets::Target::wasm(&root, &users, &up_args, &store)?;
                 let idle = runtime.block_on(async {
                     let token = scenarios::token(target.addr, "bench").await?;
                     push::idle_waiters(&target, &token, IDLE_CLIENTS, delivery, window).await

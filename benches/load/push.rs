@@ -237,8 +237,9 @@ pub struct Idle {
     /// Resident memory before they connect and while they wait, in KiB (the first replica).
     pub rss_before_kib: u64,
     pub rss_waiting_kib: u64,
-    /// The server's CPU time over `window` of waiting.
+    /// The server's CPU time over `window` of waiting, and over as long with no one waiting.
     pub cpu_ms: u64,
+    pub cpu_alone_ms: u64,
     pub window: Duration,
     /// From one send to the group until every waiter held it.
     pub wake_all: Duration,
@@ -251,7 +252,7 @@ impl Idle {
 
     pub fn markdown(&self) -> String {
         format!(
-            "| {} idle {} | {:.0} → {:.0} MiB | {:.1} KiB | {} ms in {} s ({:.2} %) | {:.0} ms |",
+            "| {} idle {} | {:.0} → {:.0} MiB | {:.1} KiB | {} ms in {} s ({:.2} %; {} ms with none) | {:.0} ms |",
             self.clients,
             self.how,
             self.rss_before_kib as f64 / 1024.0,
@@ -260,6 +261,7 @@ impl Idle {
             self.cpu_ms,
             self.window.as_secs(),
             self.cpu_ms as f64 / self.window.as_millis() as f64 * 100.0,
+            self.cpu_alone_ms,
             self.wake_all.as_secs_f64() * 1000.0
         )
     }
@@ -271,6 +273,7 @@ impl Idle {
             "rss_waiting_mib": self.rss_waiting_kib as f64 / 1024.0,
             "per_client_kib": self.per_client_kib(),
             "cpu_ms": self.cpu_ms,
+            "cpu_alone_ms": self.cpu_alone_ms,
             "window_s": self.window.as_secs(),
             "wake_all_ms": self.wake_all.as_secs_f64() * 1000.0,
         })
@@ -310,6 +313,10 @@ pub async fn idle_waiters(
     register(addr, token, &format!("{group}-sender"), group).await?;
     target.settle().await;
     let rss_before_kib = target.rss_kib();
+    // The server's own idle cost, for comparison.
+    let cpu_alone_before = target.cpu_ms();
+    tokio::time::sleep(window).await;
+    let cpu_alone_ms = target.cpu_ms().saturating_sub(cpu_alone_before);
     let woken: Seen = Arc::default();
     let mut waiters = Vec::new();
     for client in 0..clients {
@@ -391,6 +398,7 @@ pub async fn idle_waiters(
         rss_before_kib,
         rss_waiting_kib,
         cpu_ms,
+        cpu_alone_ms,
         window,
         wake_all: last.saturating_duration_since(began),
     })

@@ -1,8 +1,8 @@
 //! A group's object wakes its waiting receives and streams when a key of its log is written:
 //! the Durable Object's side of [`mcp_edge_domain::park::KeyWaiter`]. A waiter awaits a timer
-//! or its key, which lets the object take other requests meanwhile (a send among them). A
-//! write stamps a counter into one of [`SLOTS`] slots by its key's hash, so a write that falls
-//! between a receive's look and its wait is seen at once, as on the `mcp-edge` host.
+//! or its key, which lets the object take other requests meanwhile (a send among them). Each
+//! write is recorded ([`RecentWrites`]), so a write that falls between a receive's look and
+//! its wait is seen at once, as on the `mcp-edge` host (`kv::changes`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,9 +14,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use mcp_edge_domain::park::KeyWaiter;
+use mcp_edge_domain::park::{KeyWaiter, RecentWrites};
 
-/// Hash slots of the write stamps.
+/// Hash slots of the recent writes.
 const SLOTS: usize = 256;
 
 /// One waiting request's wake-up.
@@ -52,7 +52,7 @@ impl Future for Fired {
 /// The object's waiters, by key, and its write stamps.
 pub struct Waiters {
     writes: Cell<u64>,
-    stamps: RefCell<Vec<u64>>,
+    recent: RefCell<RecentWrites>,
     waiting: RefCell<HashMap<String, Vec<Rc<Signal>>>>,
 }
 
@@ -60,16 +60,16 @@ impl Default for Waiters {
     fn default() -> Self {
         Self {
             writes: Cell::new(0),
-            stamps: RefCell::new(vec![0; SLOTS]),
+            recent: RefCell::new(RecentWrites::new(SLOTS)),
             waiting: RefCell::default(),
         }
     }
 }
 
-fn slot(key: &str) -> usize {
+fn hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
-    (h.finish() % SLOTS as u64) as usize
+    h.finish()
 }
 
 impl Waiters {
@@ -77,12 +77,17 @@ impl Waiters {
     pub fn written(&self, key: &str) {
         let count = self.writes.get() + 1;
         self.writes.set(count);
-        self.stamps.borrow_mut()[slot(key)] = count;
+        self.recent.borrow_mut().record(hash(key), count);
         if let Some(signals) = self.waiting.borrow_mut().remove(key) {
             for signal in signals {
                 signal.fire();
             }
         }
+    }
+
+    /// Whether `key` may have been written after `since`.
+    fn written_since(&self, key: &str, since: u64) -> bool {
+        self.recent.borrow().written_since(hash(key), since)
     }
 
     fn register(&self, key: &str) -> Rc<Signal> {
@@ -113,7 +118,7 @@ impl KeyWaiter for Waiters {
     }
 
     async fn wait(&self, key: &str, since: u64, ms: u64) {
-        if self.stamps.borrow()[slot(key)] > since {
+        if self.written_since(key, since) {
             return;
         }
         let signal = self.register(key);
@@ -122,5 +127,49 @@ impl KeyWaiter for Waiters {
             return;
         }
         self.forget(key, &signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys other than `key` whose writes land in its slot.
+    fn slot_mates(key: &str, n: usize) -> Vec<String> {
+        let slot = |k: &str| hash(k) % SLOTS as u64;
+        (0..)
+            .map(|i| format!("other-{i}"))
+            .filter(|k| slot(k) == slot(key))
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn a_write_since_the_look_is_seen_and_another_keys_is_not() {
+        let w = Waiters::default();
+        let mates = slot_mates("k", RecentWrites::WAYS);
+        let since = w.now();
+        w.written(&mates[0]);
+        assert!(!w.written_since("k", since));
+        w.written("k");
+        assert!(w.written_since("k", since));
+        // Pushed out of its slot by later writes: still counted as written.
+        let since = w.now();
+        w.written("k");
+        for mate in &mates {
+            w.written(mate);
+        }
+        assert!(w.written_since("k", since));
+        assert!(!w.written_since("k", w.now()));
+    }
+
+    #[test]
+    fn a_write_wakes_the_waiters_of_its_key() {
+        let w = Waiters::default();
+        let (a, b) = (w.register("k"), w.register("other"));
+        w.written("k");
+        assert!(a.fired.get() && !b.fired.get());
+        w.forget("other", &b);
+        assert!(w.waiting.borrow().is_empty());
     }
 }

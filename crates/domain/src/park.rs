@@ -33,6 +33,51 @@ pub trait KeyWaiter {
     async fn wait(&self, key: &str, since: u64, ms: u64);
 }
 
+/// What a platform that wakes waiters remembers of recent writes, so that a write falling
+/// between a request's look at the store and its wait is not missed: per hash slot, the last
+/// [`RecentWrites::WAYS`] writes, each its key's hash and its count. A wait for a key ends at
+/// once if that key was written since the look, or if its slot saw more writes since than it
+/// keeps; another key's write to the slot does not end it (with many waiters whose own
+/// requests write, that would wake them in turn forever).
+pub struct RecentWrites {
+    slots: Box<[[(u64, u64); RecentWrites::WAYS]]>,
+}
+
+impl RecentWrites {
+    pub const WAYS: usize = 4;
+
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots: vec![[(0, 0); Self::WAYS]; slots.max(1)].into_boxed_slice(),
+        }
+    }
+
+    fn slot(&self, hash: u64) -> usize {
+        (hash % self.slots.len() as u64) as usize
+    }
+
+    /// The key of `hash` was written, as write number `count` (counts only grow, from 1).
+    pub fn record(&mut self, hash: u64, count: u64) {
+        let i = self.slot(hash);
+        let slot = &mut self.slots[i];
+        // In place of this key's earlier write, else of the slot's oldest.
+        let way = slot
+            .iter()
+            .position(|&(h, _)| h == hash)
+            .or_else(|| (0..Self::WAYS).min_by_key(|&w| slot[w].1))
+            .unwrap_or(0);
+        slot[way] = (hash, count);
+    }
+
+    /// Whether the key of `hash` may have been written after write number `since`.
+    pub fn written_since(&self, hash: u64, since: u64) -> bool {
+        let slot = &self.slots[self.slot(hash)];
+        slot.iter().any(|&(h, count)| h == hash && count > since)
+            // Every way was written since: this key's write may have been pushed out.
+            || slot.iter().all(|&(_, count)| count > since)
+    }
+}
+
 /// The first pause of a component that polls (where no host parks), doubled after each empty
 /// look up to [`POLL_MAX_MS`].
 pub const POLL_FIRST_MS: u64 = 25;
@@ -232,6 +277,22 @@ mod tests {
             assert_eq!(Parkable::of(&req(bad)), None, "{bad:?}");
         }
         assert_eq!(Parkable::of(&Request::default()), None);
+    }
+
+    #[test]
+    fn recent_writes_tell_a_keys_write_from_another_in_its_slot() {
+        let mut recent = RecentWrites::new(8);
+        let (key, mates) = (3, [11, 19, 27, 35]); // all in slot 3
+        recent.record(mates[0], 1);
+        assert!(!recent.written_since(key, 0));
+        recent.record(key, 2);
+        assert!(recent.written_since(key, 1) && !recent.written_since(key, 2));
+        // Pushed out of its slot by later writes: still counted as written.
+        for (i, mate) in mates.iter().enumerate() {
+            recent.record(*mate, 3 + i as u64);
+        }
+        assert!(recent.written_since(key, 2));
+        assert!(!recent.written_since(key, 6));
     }
 
     #[test]

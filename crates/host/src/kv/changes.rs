@@ -2,10 +2,10 @@
 //! write through [`Watched`] wakes the requests waiting on that key.
 //!
 //! A request is parked only after its component looked at the store, so a write can fall
-//! between the component's read and the park. Each write therefore also stamps a count into
-//! a slot chosen by the key's hash; a park that finds its key's slot stamped after the
-//! dispatch began returns at once (sometimes for another key with the same slot: one more
-//! dispatch, never a lost wake).
+//! between the component's read and the park. Each write is therefore also recorded
+//! ([`RecentWrites`]: per hash slot, the last few writes and their keys' hashes); a park that
+//! finds its own key written since the dispatch began, or its slot overflowed since, returns
+//! at once (one more dispatch, never a lost wake).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use mcp_edge_domain::park::RecentWrites;
 use tokio::sync::Notify;
 
 use super::relay::Relay;
 use super::{Backend, KeyPage, KvResult, SharedBackend};
 
-/// Slots for the write stamps.
+/// Slots for the recent writes.
 const STAMP_SLOTS: usize = 4096;
 
 /// Why a wait ended.
@@ -32,16 +33,18 @@ pub enum Woken {
     Closed,
 }
 
-/// Who waits on each key: an id per wait and what wakes it.
-type Waiters = HashMap<String, Vec<(u64, Arc<Notify>)>>;
+/// Who waits on each key (an id per wait and what wakes it), and the recent writes.
+struct Registry {
+    waiters: HashMap<String, Vec<(u64, Arc<Notify>)>>,
+    recent: RecentWrites,
+}
 
 pub struct Changes {
     writes: AtomicU64,
-    stamps: Box<[AtomicU64]>,
     /// The count at the latest [`Changes::wake_all`]: a stamp on every key at once.
     everything: AtomicU64,
     hasher: RandomState,
-    waiters: Mutex<Waiters>,
+    registry: Mutex<Registry>,
     next_waiter: AtomicU64,
     closed: AtomicBool,
     on_close: Notify,
@@ -51,10 +54,12 @@ impl Default for Changes {
     fn default() -> Self {
         Self {
             writes: AtomicU64::new(0),
-            stamps: (0..STAMP_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             everything: AtomicU64::new(0),
             hasher: RandomState::new(),
-            waiters: Mutex::default(),
+            registry: Mutex::new(Registry {
+                waiters: HashMap::new(),
+                recent: RecentWrites::new(STAMP_SLOTS),
+            }),
             next_waiter: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             on_close: Notify::new(),
@@ -72,20 +77,26 @@ impl Changes {
         self.writes.load(SeqCst)
     }
 
-    fn stamp(&self, scoped: &str) -> &AtomicU64 {
-        &self.stamps[self.hasher.hash_one(scoped) as usize % STAMP_SLOTS]
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records that `key` of `store` was written (after the write is durable) and wakes its
     /// waiters.
     pub fn written(&self, store: &str, key: &str) {
         let key = scoped(store, key);
+        let hash = self.hasher.hash_one(&key);
+        let mut registry = self.registry();
         let count = self.writes.fetch_add(1, SeqCst) + 1;
-        self.stamp(&key).fetch_max(count, SeqCst);
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, notify) in waiters.get(&key).into_iter().flatten() {
+        registry.recent.record(hash, count);
+        for (_, notify) in registry.waiters.get(&key).into_iter().flatten() {
             notify.notify_one();
         }
+    }
+
+    /// Whether the key of `hash` may have been written after `since`.
+    fn written_since(&self, registry: &Registry, hash: u64, since: u64) -> bool {
+        self.everything.load(SeqCst) > since || registry.recent.written_since(hash, since)
     }
 
     /// Waits until `key` of `store` is written after `since` (a [`Changes::now`]), `until`
@@ -95,18 +106,15 @@ impl Changes {
         let notify = Arc::new(Notify::new());
         let id = self.next_waiter.fetch_add(1, SeqCst);
         {
-            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-            // Checked under the lock a writer takes after stamping: a write is either seen
-            // here or finds this waiter registered.
-            if self
-                .stamp(&key)
-                .load(SeqCst)
-                .max(self.everything.load(SeqCst))
-                > since
-            {
+            let hash = self.hasher.hash_one(&key);
+            let mut registry = self.registry();
+            // Under the lock a writer records under: a write is either seen here or finds
+            // this waiter registered.
+            if self.written_since(&registry, hash, since) {
                 return Woken::Written;
             }
-            waiters
+            registry
+                .waiters
                 .entry(key.clone())
                 .or_default()
                 .push((id, notify.clone()));
@@ -144,8 +152,7 @@ impl Changes {
     pub fn wake_all(&self) {
         let count = self.writes.fetch_add(1, SeqCst) + 1;
         self.everything.fetch_max(count, SeqCst);
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, notify) in waiters.values().flatten() {
+        for (_, notify) in self.registry().waiters.values().flatten() {
             notify.notify_one();
         }
     }
@@ -163,8 +170,7 @@ impl Changes {
 
     /// Requests waiting now.
     pub fn waiting(&self) -> usize {
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.values().map(Vec::len).sum()
+        self.registry().waiters.values().map(Vec::len).sum()
     }
 }
 
@@ -177,11 +183,7 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        let mut waiters = self
-            .changes
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let waiters = &mut self.changes.registry().waiters;
         if let Some(list) = waiters.get_mut(self.key) {
             list.retain(|(id, _)| *id != self.id);
             if list.is_empty() {
@@ -343,6 +345,47 @@ mod tests {
         assert_eq!(
             changes.wait("default", "k", since, until).await,
             Woken::TimedOut
+        );
+    }
+
+    /// Keys other than `key` whose writes land in its slot.
+    fn slot_mates(changes: &Changes, key: &str, n: usize) -> Vec<String> {
+        let slot = |k: &str| changes.hasher.hash_one(scoped("default", k)) as usize % STAMP_SLOTS;
+        (0..)
+            .map(|i| format!("other-{i}"))
+            .filter(|k| slot(k) == slot(key))
+            .take(n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn another_key_of_the_same_slot_wakes_no_one_unless_the_slot_overflows() {
+        let (changes, store) = watched();
+        let mates = slot_mates(&changes, "k", RecentWrites::WAYS);
+        let brief = || Instant::now() + Duration::from_millis(50);
+        let since = changes.now();
+        store.set("default", &mates[0], b"v").unwrap();
+        assert_eq!(
+            changes.wait("default", "k", since, brief()).await,
+            Woken::TimedOut
+        );
+        // Written, then pushed out of its slot by others: still seen.
+        let since = changes.now();
+        store.set("default", "k", b"v").unwrap();
+        for mate in &mates {
+            store.set("default", mate, b"v").unwrap();
+        }
+        assert_eq!(
+            changes.wait("default", "k", since, soon()).await,
+            Woken::Written
+        );
+        // Written, with fewer others after it than the slot keeps: seen.
+        let since = changes.now();
+        store.set("default", "k", b"w").unwrap();
+        store.set("default", &mates[1], b"w").unwrap();
+        assert_eq!(
+            changes.wait("default", "k", since, soon()).await,
+            Woken::Written
         );
     }
 
