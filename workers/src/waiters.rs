@@ -14,10 +14,15 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use mcp_edge_domain::park::{KeyWaiter, RecentWrites};
+use mcp_edge_domain::ApiError;
+use mcp_edge_domain::park::{KeyWaiter, MAX_WAITING_PER_CLIENT, RecentWrites, too_many_waiting};
 
 /// Hash slots of the recent writes.
 const SLOTS: usize = 256;
+
+/// Requests that may wait at once in one group's object (per client:
+/// [`MAX_WAITING_PER_CLIENT`]).
+pub const MAX_WAITING: usize = 1000;
 
 /// One waiting request's wake-up.
 #[derive(Default)]
@@ -54,6 +59,26 @@ pub struct Waiters {
     writes: Cell<u64>,
     recent: RefCell<RecentWrites>,
     waiting: RefCell<HashMap<String, Vec<Rc<Signal>>>>,
+    /// Waiting requests per client of the group (`group/client`).
+    holders: RefCell<HashMap<String, usize>>,
+}
+
+/// A waiting request's place, given back when dropped.
+struct Place<'a> {
+    waiters: &'a Waiters,
+    holder: String,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut holders = self.waiters.holders.borrow_mut();
+        if let Some(n) = holders.get_mut(&self.holder) {
+            *n -= 1;
+            if *n == 0 {
+                holders.remove(&self.holder);
+            }
+        }
+    }
 }
 
 impl Default for Waiters {
@@ -62,6 +87,7 @@ impl Default for Waiters {
             writes: Cell::new(0),
             recent: RefCell::new(RecentWrites::new(SLOTS)),
             waiting: RefCell::default(),
+            holders: RefCell::default(),
         }
     }
 }
@@ -88,6 +114,23 @@ impl Waiters {
     /// Whether `key` may have been written after `since`.
     fn written_since(&self, key: &str, since: u64) -> bool {
         self.recent.borrow().written_since(hash(key), since)
+    }
+
+    /// A place for one more waiting request of `holder`, or the refusal.
+    fn hold(&self, holder: &str) -> Result<Place<'_>, ApiError> {
+        let mut holders = self.holders.borrow_mut();
+        if holders.values().sum::<usize>() >= MAX_WAITING {
+            return Err(too_many_waiting(None));
+        }
+        let n = holders.entry(holder.to_owned()).or_default();
+        if *n >= MAX_WAITING_PER_CLIENT {
+            return Err(too_many_waiting(Some("this client")));
+        }
+        *n += 1;
+        Ok(Place {
+            waiters: self,
+            holder: holder.to_owned(),
+        })
     }
 
     fn register(&self, key: &str) -> Rc<Signal> {
@@ -117,16 +160,17 @@ impl KeyWaiter for Waiters {
         self.writes.get()
     }
 
-    async fn wait(&self, key: &str, since: u64, ms: u64) {
+    async fn wait(&self, key: &str, holder: &str, since: u64, ms: u64) -> Result<(), ApiError> {
         if self.written_since(key, since) {
-            return;
+            return Ok(());
         }
+        let _place = self.hold(holder)?;
         let signal = self.register(key);
         let timer = worker::Delay::from(Duration::from_millis(ms));
-        if let Either::Right(_) = select(timer, Fired(signal.clone())).await {
-            return;
+        if let Either::Left(_) = select(timer, Fired(signal.clone())).await {
+            self.forget(key, &signal);
         }
-        self.forget(key, &signal);
+        Ok(())
     }
 }
 
@@ -161,6 +205,23 @@ mod tests {
         }
         assert!(w.written_since("k", since));
         assert!(!w.written_since("k", w.now()));
+    }
+
+    #[test]
+    fn waits_are_capped_per_client_and_in_all() {
+        let w = Waiters::default();
+        let held: Vec<_> = (0..MAX_WAITING_PER_CLIENT)
+            .map(|_| w.hold("g/a").expect("a place"))
+            .collect();
+        let refused = w.hold("g/a").err().expect("refused");
+        assert_eq!((refused.status, refused.code), (429, "too_many_waiting"));
+        drop(held);
+        let others: Vec<_> = (0..MAX_WAITING)
+            .map(|i| w.hold(&format!("g/{i}")).expect("a place"))
+            .collect();
+        assert_eq!(w.hold("g/a").err().expect("refused").status, 503);
+        drop(others);
+        assert!(w.hold("g/a").is_ok() && w.holders.borrow().is_empty());
     }
 
     #[test]

@@ -469,7 +469,8 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                             return Ok(park.response());
                         }
                         if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
-                            waiter.wait(&key, since, left).await;
+                            let holder = format!("{group_id}/{client_id}");
+                            waiter.wait(&key, &holder, since, left).await?;
                             continue;
                         }
                         if ctx.env.sleep_ms(backoff.next(left)) {

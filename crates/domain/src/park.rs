@@ -17,6 +17,7 @@
 //! `<ms waited>; after=<seq>` in the request header, so that the component reads on from
 //! there. A segment without the header ends the stream.
 
+use crate::error::ApiError;
 use crate::http::{Request, Response};
 
 /// The request header a parking host sets and the answer header a component parks with.
@@ -29,8 +30,31 @@ pub const PARK_HEADER: &str = "mcp-edge-park";
 pub trait KeyWaiter {
     /// A stamp for [`KeyWaiter::wait`], taken before a look at the store.
     fn now(&self) -> u64;
-    /// Returns once `key` is written after `since` (at once if it already was), or after `ms`.
-    async fn wait(&self, key: &str, since: u64, ms: u64);
+    /// Returns once `key` is written after `since` (at once if it already was), or after `ms`;
+    /// refused (`too_many_waiting`) when `holder` (a group's client) or the platform already
+    /// has as many waiting as it may.
+    async fn wait(&self, key: &str, holder: &str, since: u64, ms: u64) -> Result<(), ApiError>;
+}
+
+/// Waiting requests at once: per client of a group, and in all (where the platform counts
+/// them, as a Durable Object does for its group; `mcp-edge` counts per server).
+pub const MAX_WAITING_PER_CLIENT: usize = 4;
+
+/// The refusal of a wait beyond a cap: 429 for one client's, 503 for everyone's.
+pub fn too_many_waiting(whose: Option<&str>) -> ApiError {
+    match whose {
+        Some(whose) => ApiError::new(
+            429,
+            "too_many_waiting",
+            format!("{whose} already has as many waiting requests as it may"),
+        ),
+        None => ApiError::new(
+            503,
+            "too_many_waiting",
+            "the server holds as many waiting requests as it may; try again shortly",
+        ),
+    }
+    .with_header("retry-after", "1")
 }
 
 /// What a platform that wakes waiters remembers of recent writes, so that a write falling

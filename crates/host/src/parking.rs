@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use mcp_edge_domain::ApiError;
+use mcp_edge_domain::park::{MAX_WAITING_PER_CLIENT, too_many_waiting};
 
 #[derive(Debug, Clone)]
 pub struct ParkLimits {
@@ -25,7 +26,7 @@ impl Default for ParkLimits {
         Self {
             total: 10_000,
             per_address: 1_000,
-            per_client: 4,
+            per_client: MAX_WAITING_PER_CLIENT,
         }
     }
 }
@@ -75,12 +76,7 @@ impl Parking {
     pub fn hold(self: &Arc<Self>, address: IpAddr, client: &str) -> Result<Held, ApiError> {
         let mut counts = self.counts();
         if counts.total >= self.limits.total {
-            return Err(ApiError::new(
-                503,
-                "too_many_waiting",
-                "the server holds as many waiting requests as it may; try again shortly",
-            )
-            .with_header("retry-after", "1"));
+            return Err(too_many_waiting(None));
         }
         let by_address = counts.by_address.get(&address).copied().unwrap_or(0);
         let by_client = counts.by_client.get(client).copied().unwrap_or(0);
@@ -90,12 +86,7 @@ impl Parking {
             } else {
                 "this address"
             };
-            return Err(ApiError::new(
-                429,
-                "too_many_waiting",
-                format!("{whose} already has as many waiting requests as it may"),
-            )
-            .with_header("retry-after", "1"));
+            return Err(too_many_waiting(Some(whose)));
         }
         counts.total += 1;
         *counts.by_address.entry(address).or_default() += 1;

@@ -170,7 +170,7 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
                 if count == 0 && idle_left > 0 {
                     if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
                         let key = message_key(&group_id, next_after + 1);
-                        waiter.wait(&key, since, idle_left).await;
+                        waiter.wait(&key, &holder, since, idle_left).await?;
                         continue;
                     }
                     if ctx.env.sleep_ms(backoff.next(idle_left)) {

@@ -1293,7 +1293,10 @@ impl crate::park::KeyWaiter for WakingEnv<'_> {
         0
     }
 
-    async fn wait(&self, key: &str, _since: u64, ms: u64) {
+    async fn wait(&self, key: &str, holder: &str, _since: u64, ms: u64) -> Result<(), ApiError> {
+        if ms == 7000 {
+            return Err(crate::park::too_many_waiting(Some(holder)));
+        }
         self.waits.lock().unwrap().push((key.to_owned(), ms));
         let during = self.during_first.lock().unwrap().take();
         match during {
@@ -1304,6 +1307,7 @@ impl crate::park::KeyWaiter for WakingEnv<'_> {
             }
             None => self.inner.advance(ms),
         }
+        Ok(())
     }
 }
 
@@ -1355,4 +1359,11 @@ async fn a_waiting_receive_is_woken_by_the_platform_where_it_can() {
         env.waits.lock().unwrap().last(),
         Some(&(key("g", 2), 15_000))
     );
+    // A wait the platform refuses (its caps) is the receive's answer.
+    let r = receive(
+        &parked_get("client_id=b&group_id=g&wait=7&after=1", &will, None),
+        &ctx,
+    )
+    .await;
+    assert_eq!((r.status, code(&r).as_str()), (429, "too_many_waiting"));
 }
