@@ -129,7 +129,8 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
             loop {
                 let since = ctx.env.waiter().map(|w| w.now());
                 let mut body = String::new();
-                let (count, next_after, full) = messaging(ctx)?
+                // `count`: the events sent (a gap is one), `delivered`: the messages among them.
+                let (count, delivered, next_after, full) = messaging(ctx)?
                     .receive(
                         &who.subject,
                         &client_id,
@@ -138,12 +139,13 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
                         MAX_RECEIVE_LIMIT,
                         |got| {
                             events(got, continuing.is_none(), &mut body)?;
-                            let count = got.messages.len() + usize::from(got.missed.is_some());
-                            Ok((count, got.next_after, got.full))
+                            let delivered = got.messages.len();
+                            let count = delivered + usize::from(got.missed.is_some());
+                            Ok((count, delivered, got.next_after, got.full))
                         },
                     )
                     .await?;
-                rec.message_count = Some(count);
+                rec.message_count = Some(delivered);
                 let lived =
                     parkable.map_or(0, |p| p.waited_ms) + ctx.env.now_ms().saturating_sub(started);
                 let left = lifetime_ms.saturating_sub(lived);

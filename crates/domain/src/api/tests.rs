@@ -1367,3 +1367,37 @@ async fn a_waiting_receive_is_woken_by_the_platform_where_it_can() {
     .await;
     assert_eq!((r.status, code(&r).as_str()), (429, "too_many_waiting"));
 }
+
+#[pollster::test]
+async fn a_stream_reports_a_trimmed_gap_as_an_event_before_what_follows() {
+    let mut w = World::new();
+    w.config
+        .insert(keys::MAX_MESSAGES_PER_GROUP.into(), "2".into());
+    let (wendy, will) = two_members(&w).await;
+    for text in ["one", "two", "three"] {
+        send_text(&w, &wendy, text).await;
+    }
+    // The cap is 2: a cleanup pass trims the oldest.
+    w.env.advance(120_000);
+    run_cleanup(&w.ctx()).await.expect("cleanup");
+    let r = stream(
+        &stream_get("client_id=b&group_id=g&after=0", &will, Some("0"), None),
+        &w.ctx(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let gap = text
+        .split("\n\n")
+        .find(|e| e.contains("event: missed"))
+        .unwrap_or_else(|| panic!("no missed event in {text:?}"));
+    assert!(gap.starts_with("id: 1\n"), "{gap}");
+    assert!(gap.contains(r#""first_seq":1,"last_seq":1"#), "{gap}");
+    assert_eq!(
+        stream_events(&r),
+        [(2, json!("two")), (3, json!("three"))],
+        "{text}"
+    );
+    // The audit record counts the messages only.
+    let last = w.audit.records().last().cloned().unwrap();
+    assert_eq!((last.audit, last.message_count), ("stream", Some(2)));
+}
