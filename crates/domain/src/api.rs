@@ -18,7 +18,7 @@ use crate::messaging::members::Registration;
 use crate::messaging::{
     self, Cleanup, DEFAULT_RECEIVE_LIMIT, LogLimits, MAX_RECEIVE_LIMIT, Messaging, message_key,
 };
-use crate::park::{Park, Parkable, PollBackoff};
+use crate::park::{Park, Parkable, Waiting};
 use crate::ratelimit::{Limiter, Limits, PlatformLimiter, Policy, Scope, client_ip};
 use crate::store::{KvStore, StoreError};
 
@@ -442,9 +442,9 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
             let wait_ms = wait_s * 1000;
             let parkable = Parkable::of(req);
             let started = ctx.env.now_ms();
-            let mut backoff = PollBackoff::default();
+            let mut waiting = Waiting::new(ctx.env);
             loop {
-                let since = ctx.env.waiter().map(|w| w.now());
+                waiting.look();
                 // The answer is built before the cursor moves past what it holds.
                 let (count, resp, next) = messaging(ctx)?
                     .receive(&who.subject, &client_id, &group_id, after, limit, |got| {
@@ -468,12 +468,8 @@ pub async fn receive(req: &Request, ctx: &Ctx<'_>) -> Response {
                             };
                             return Ok(park.response());
                         }
-                        if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
-                            let holder = format!("{group_id}/{client_id}");
-                            waiter.wait(&key, &holder, since, left).await?;
-                            continue;
-                        }
-                        if ctx.env.sleep_ms(backoff.next(left)) {
+                        let holder = format!("{group_id}/{client_id}");
+                        if waiting.wait(&key, &holder, left).await? {
                             continue;
                         }
                     }

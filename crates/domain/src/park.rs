@@ -17,6 +17,7 @@
 //! `<ms waited>; after=<seq>` in the request header, so that the component reads on from
 //! there. A segment without the header ends the stream.
 
+use crate::env::Env;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 
@@ -206,6 +207,39 @@ impl Park {
     /// Whether `resp` is a stream's segment with more to follow.
     pub fn is_segment(resp: &Response) -> bool {
         resp.status == 200 && resp.header(PARK_HEADER).is_some()
+    }
+}
+
+/// How a request waits for the next message where no host parks it: woken by the platform
+/// where it can be ([`KeyWaiter`], a Durable Object), else polling with [`PollBackoff`].
+pub struct Waiting<'a> {
+    env: &'a dyn Env,
+    since: Option<u64>,
+    backoff: PollBackoff,
+}
+
+impl<'a> Waiting<'a> {
+    pub fn new(env: &'a dyn Env) -> Self {
+        Self {
+            env,
+            since: None,
+            backoff: PollBackoff::default(),
+        }
+    }
+
+    /// Called before each look at the store: writes from here on end the next wait.
+    pub fn look(&mut self) {
+        self.since = self.env.waiter().map(|w| w.now());
+    }
+
+    /// After a look that found nothing: waits up to `left_ms` for `key` to be written, as
+    /// `holder`. `Ok(false)`: the platform cannot wait, answer now.
+    pub async fn wait(&mut self, key: &str, holder: &str, left_ms: u64) -> Result<bool, ApiError> {
+        if let (Some(waiter), Some(since)) = (self.env.waiter(), self.since) {
+            waiter.wait(key, holder, since, left_ms).await?;
+            return Ok(true);
+        }
+        Ok(self.env.sleep_ms(self.backoff.next(left_ms)))
     }
 }
 

@@ -424,16 +424,12 @@ impl App {
         let mut held = None;
         let mut closing = false;
         loop {
-            // Shutting down: every wait counts as over, so the component answers now.
-            let waited = if closing {
-                WAIT_OVER_MS
-            } else {
-                started.elapsed().as_millis() as u64
+            let parkable = Parkable {
+                waited_ms: waited(started, closing),
+                after: None,
             };
-            parts.headers.insert(PARK_HEADER, HeaderValue::from(waited));
-            let since = shared.changes.now();
-            let resp = self
-                .run(handler, again(&parts, body.clone()), request_id)
+            let (resp, since) = self
+                .dispatch_parkable(handler, &mut parts, &body, request_id, parkable)
                 .await;
             let Some(park) = park_answer(&resp) else {
                 return resp;
@@ -463,6 +459,27 @@ impl App {
             let until = Instant::now() + Duration::from_millis(park.wait_ms);
             closing = park_until(&shared.changes, &park, since, until).await == Woken::Closed;
         }
+    }
+
+    /// Dispatches the request (again), telling the component it can be parked and how long
+    /// it has waited; returns the answer and the write count from before the dispatch, for
+    /// the wait that may follow.
+    async fn dispatch_parkable(
+        &self,
+        handler: &ProxyHandler<ComponentHandler>,
+        parts: &mut http::request::Parts,
+        body: &Bytes,
+        request_id: &str,
+        parkable: Parkable,
+    ) -> (Response<Body>, u64) {
+        if let Ok(value) = HeaderValue::from_str(&parkable.header_value()) {
+            parts.headers.insert(PARK_HEADER, value);
+        }
+        let since = self.shared.changes.now();
+        let resp = self
+            .run(handler, again(parts, body.clone()), request_id)
+            .await;
+        (resp, since)
     }
 
     /// The same application with dispatchers of its own (for another thread's runtime):
@@ -533,6 +550,16 @@ impl App {
 /// The time a request is told it has waited when the server shuts down: longer than any wait.
 const WAIT_OVER_MS: u64 = 24 * 3600 * 1000;
 
+/// How long a request parked since `started` has waited; at shutdown, longer than any wait,
+/// so that the component answers now.
+fn waited(started: Instant, closing: bool) -> u64 {
+    if closing {
+        WAIT_OVER_MS
+    } else {
+        started.elapsed().as_millis() as u64
+    }
+}
+
 /// A stream the host holds between its segments (`mcp_edge_domain::park`): the request to
 /// dispatch again, and its place among the parked for as long as it is open.
 struct Stream {
@@ -579,24 +606,18 @@ impl Stream {
             };
             // A busy stream is woken by writes; it still ends at shutdown.
             let closing = woken == Woken::Closed || changes.is_closed();
-            let waited = if closing {
-                WAIT_OVER_MS
-            } else {
-                self.started.elapsed().as_millis() as u64
-            };
             let parkable = Parkable {
-                waited_ms: waited,
+                waited_ms: waited(self.started, closing),
                 after: park.after,
             };
-            if let Ok(value) = HeaderValue::from_str(&parkable.header_value()) {
-                self.parts.headers.insert(PARK_HEADER, value);
-            }
-            since = changes.now();
-            let resp = app
-                .run(
+            let resp;
+            (resp, since) = app
+                .dispatch_parkable(
                     &self.handler,
-                    again(&self.parts, self.body.clone()),
+                    &mut self.parts,
+                    &self.body,
                     &self.request_id,
+                    parkable,
                 )
                 .await;
             let next = park_answer(&resp);

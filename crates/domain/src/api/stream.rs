@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::messaging::log::Received;
 use crate::messaging::{MAX_RECEIVE_LIMIT, message_key};
-use crate::park::{Park, Parkable, PollBackoff};
+use crate::park::{Park, Parkable, Waiting};
 
 /// How long a client waits before it reconnects (the `retry:` field of the first segment).
 pub const RETRY_MS: u64 = 1000;
@@ -125,9 +125,9 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
                 )?
                 .max(1);
             let started = ctx.env.now_ms();
-            let mut backoff = PollBackoff::default();
+            let mut waiting = Waiting::new(ctx.env);
             loop {
-                let since = ctx.env.waiter().map(|w| w.now());
+                waiting.look();
                 let mut body = String::new();
                 // `count`: the events sent (a gap is one), `delivered`: the messages among them.
                 let (count, delivered, next_after, full) = messaging(ctx)?
@@ -169,15 +169,9 @@ pub async fn stream(req: &Request, ctx: &Ctx<'_>) -> Response {
                 // No host parks: this answer is the whole stream; it ends with events, or
                 // with a keepalive once the interval is over, and the client reconnects.
                 let idle_left = keepalive_ms.min(lifetime_ms).saturating_sub(lived);
-                if count == 0 && idle_left > 0 {
-                    if let (Some(waiter), Some(since)) = (ctx.env.waiter(), since) {
-                        let key = message_key(&group_id, next_after + 1);
-                        waiter.wait(&key, &holder, since, idle_left).await?;
-                        continue;
-                    }
-                    if ctx.env.sleep_ms(backoff.next(idle_left)) {
-                        continue;
-                    }
+                let key = message_key(&group_id, next_after + 1);
+                if count == 0 && idle_left > 0 && waiting.wait(&key, &holder, idle_left).await? {
+                    continue;
                 }
                 if count == 0 {
                     body.push_str(KEEPALIVE);
