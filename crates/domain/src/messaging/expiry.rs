@@ -10,22 +10,23 @@
 //! tails only move forward.
 //!
 //! What a run never removes: a slot whose sender may still write it (unwritten, and no later
-//! message older than the grace period), and a client that heartbeated or registered after
-//! the run read it. What an interrupted run leaves, the next one finishes: a trimmed range is
+//! message older than the grace period, nor first seen by a run longer than the grace
+//! ago), and a client that heartbeated or registered after the run read it. What an interrupted run leaves, the next one finishes: a trimmed range is
 //! deleted from `swept` up to the tail, a claimed client is moved away from its claim.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::housekeeping::is_group_local;
-use super::log::{abandoned, settled};
+use super::log::{abandoned, seal, settled};
 use super::members::{
     ClaimState, EXPIRY_LEASE_MS, ExpiryClaim, JOIN_GRACE_MS, Lookup, expiring, free_abandoned,
     leave_group, lookup, migrate, read_claim, vacating,
 };
 use super::{
-    AwayRecord, ClientRecord, MAX_CAS_ATTEMPTS, Slot, advance, away_key, capcheck_key,
-    capmarks_key, client_key, encode, head, idempotency, idempotency::Claim, member_key,
-    message_key, read_json, read_number, registered_clients_key, swept_key, tail, tail_key,
+    AwayRecord, ClientRecord, GAP_GRACE_MS, MAX_CAS_ATTEMPTS, Slot, advance, away_key,
+    capcheck_key, capmarks_key, client_key, encode, gap_key, head, idempotency, idempotency::Claim,
+    member_key, message_key, read_json, read_number, registered_clients_key, swept_key, tail,
+    tail_key,
 };
 use crate::config::{self, ConfigSource};
 use crate::env::Env;
@@ -36,6 +37,15 @@ use crate::store::KvStore;
 
 /// Slots deleted per store call.
 const DELETE_BATCH: u64 = 256;
+
+/// An unwritten slot with nothing written after it, as a trim first met it: every slot
+/// from `first` to `head` had its number handed out by `seen_ms`.
+#[derive(Debug, Serialize, Deserialize)]
+struct GapMark {
+    first: u64,
+    head: u64,
+    seen_ms: u64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -356,6 +366,7 @@ impl<'a> Cleanup<'a> {
         let head = head(self.store, group_id).await?;
         let target = target.min(head);
         let mut new_tail = from;
+        let mut sealed_through = None;
         let stop = 'scan: loop {
             if new_tail >= target {
                 break Stop::Target;
@@ -369,21 +380,36 @@ impl<'a> Cleanup<'a> {
                 .collect();
             for value in self.store.get_many(&keys).await? {
                 let seq = new_tail + 1;
-                let Some(slot) = settled(self.store, self.env, group_id, seq, head, value).await?
-                else {
-                    // An overlapping run trimmed past this slot while we looked (and deleted
-                    // it): go on from where it left the tail.
-                    let moved = tail(self.store, group_id).await?;
-                    if moved >= seq {
-                        new_tail = new_tail.max(moved);
-                        continue 'scan;
+                let slot = match settled(self.store, self.env, group_id, seq, head, value).await? {
+                    Some(slot) => slot,
+                    None => {
+                        // An overlapping run trimmed past this slot while we looked (and deleted
+                        // it): go on from where it left the tail.
+                        let moved = tail(self.store, group_id).await?;
+                        if moved >= seq {
+                            new_tail = new_tail.max(moved);
+                            continue 'scan;
+                        }
+                        if abandoned(self.store, self.env, group_id, seq, head)
+                            .await?
+                            .is_some()
+                        {
+                            break 'scan Stop::InFlight {
+                                later_written: true,
+                            };
+                        }
+                        match self.seal_unfollowed(group_id, seq, head).await? {
+                            Some((slot, mark_head)) => {
+                                sealed_through = Some(mark_head);
+                                slot
+                            }
+                            None => {
+                                break 'scan Stop::InFlight {
+                                    later_written: false,
+                                };
+                            }
+                        }
                     }
-                    let later = abandoned(self.store, self.env, group_id, seq, head)
-                        .await?
-                        .is_some();
-                    break 'scan Stop::InFlight {
-                        later_written: later,
-                    };
                 };
                 match (&slot, retention) {
                     (Slot::Message(m), Some(age)) if m.timestamp_ms + age > now => {
@@ -408,8 +434,56 @@ impl<'a> Cleanup<'a> {
                 .map_or(0, |moved_from| new_tail - moved_from),
             false => 0,
         };
+        if sealed_through.is_some_and(|h| new_tail >= h) {
+            self.store.delete(&gap_key(group_id)).await?;
+        }
         self.sweep(group_id).await?;
         Ok((trimmed, stop))
+    }
+
+    /// For an unwritten slot `seq` with no written slot after it up to `head`: the readers'
+    /// rule (a later message past the grace) cannot tell an abandoned number from a send in
+    /// flight, and at the backlog limit no later message is ever written. So the first trim
+    /// to meet the gap notes when, and one that meets it again past the grace seals it (a
+    /// sender still holding the number loses the race and takes another). Returns the
+    /// slot's contents then and the last slot the note covers; `None` while it must wait.
+    async fn seal_unfollowed(
+        &self,
+        group_id: &str,
+        seq: u64,
+        head: u64,
+    ) -> Result<Option<(Slot, u64)>, ApiError> {
+        let key = gap_key(group_id);
+        let now = self.env.now_ms();
+        let mark_head = match read_json::<GapMark>(self.store, &key).await? {
+            Some((_, mark)) if (mark.first..=mark.head).contains(&seq) => {
+                if mark.seen_ms + GAP_GRACE_MS > now {
+                    return Ok(None);
+                }
+                mark.head
+            }
+            // Met for the first time (or a different gap): noted, sealed on a later run.
+            _ => {
+                let mark = GapMark {
+                    first: seq,
+                    head,
+                    seen_ms: now,
+                };
+                self.store.set(&key, &encode(&mark)).await?;
+                return Ok(None);
+            }
+        };
+        let slot_key = message_key(group_id, seq);
+        let current = self.store.get(&slot_key).await?;
+        if let Some(bytes) = &current {
+            match Slot::decode(&slot_key, bytes)? {
+                Slot::Reserved { .. } => {}
+                written => return Ok(Some((written, mark_head))),
+            }
+        }
+        Ok(seal(self.store, group_id, seq, current.as_deref())
+            .await?
+            .map(|slot| (slot, mark_head)))
     }
 
     /// Deletes the slots from `swept` up to the tail, then moves `swept`.

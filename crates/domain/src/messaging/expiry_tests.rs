@@ -68,6 +68,47 @@ async fn stale_clients_are_removed_and_live_ones_kept() {
     assert!(store.get(&away_key("g", "stale")).await.unwrap().is_none());
 }
 
+/// A keyed send stored before its sender expired is not denied afterwards: while the
+/// sender's re-registration is under way (or died after taking the ID), the retry is told
+/// the sender expired (retry after registering), and after that it is the original answer.
+#[pollster::test]
+async fn an_expired_sender_whose_return_is_under_way_is_told_it_expired() {
+    let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let m = messaging(&store, &env, 1_000);
+    m.register("w", "s", "g").await.unwrap();
+    let payload = || serde_json::value::to_raw_value(&json!("once")).unwrap();
+    let sent = m.send("w", "s", "g", payload(), Some("k1")).await.unwrap();
+    // Past the client timeout (5 s), within the retention (20 s).
+    env.advance(6_000);
+    let report = Cleanup::new(&store, &env, settings()).run().await.unwrap();
+    assert_eq!(report.clients_removed, 1);
+    // A registration takes the ID for the group, then dies before writing the record.
+    let claim = members::Claim {
+        owner: "w".into(),
+        group_id: "g".into(),
+        at_ms: env.now_ms(),
+    };
+    store.set(&client_key("s"), &encode(&claim)).await.unwrap();
+    let err = m
+        .send("w", "s", "g", payload(), Some("k1"))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.code), (410, "client_expired"));
+    // Someone else's client in the same state is still a stranger.
+    let err = m
+        .send("x", "s", "g", payload(), Some("k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "client_owned_by_other");
+    env.advance(members::JOIN_GRACE_MS);
+    assert!(matches!(
+        m.register("w", "s", "g").await,
+        Ok(Registration::Resumed(_))
+    ));
+    let again = m.send("w", "s", "g", payload(), Some("k1")).await.unwrap();
+    assert_eq!(again.seq, sent.seq, "the retry answers the stored send");
+}
+
 #[pollster::test]
 async fn work_is_bounded_and_resumes() {
     let (store, env) = (MemoryStore::new(), FakeEnv::at(T0));
@@ -420,4 +461,65 @@ async fn retention_waits_for_a_send_in_flight_and_its_late_write_is_delivered() 
         vec![json!("late"), json!("fresh")]
     );
     assert_eq!(got.missed.map(|x| x.last_seq), Some(3));
+}
+
+/// Senders that took every place up to the backlog limit and died before writing leave no
+/// later message to date their numbers by, and every new send is refused: the cleanup dates
+/// the gap itself when it first meets it and seals it once the grace has passed, so the
+/// group takes sends again, and its readers get past the gap.
+async fn dead_senders_at_the_backlog_limit(group_local: bool) {
+    const CAP: u64 = 4;
+    let (backing, env) = (MemoryStore::new(), FakeEnv::at(T0));
+    let view = super::testing::ObjectStore::group(&backing, "g");
+    let store: &dyn crate::store::KvStore = if group_local { &view } else { &backing };
+    let m = Messaging::new(store, &env).with_cleanup_index(BUCKET, CAP);
+    let cleanup = async || {
+        let cleanup = Cleanup::new(store, &env, super::testing::short_settings(CAP));
+        match group_local {
+            true => cleanup.group("g").await.unwrap().report,
+            false => cleanup.run().await.unwrap(),
+        }
+    };
+    m.register("w", "s", "g").await.unwrap();
+    m.register("w", "r", "g").await.unwrap();
+    m.send_value("w", "s", "g", json!("before")).await.unwrap();
+    // Five senders take numbers 2..=6 (the limit: cap + a tenth) and die.
+    store.increment(&head_key("g"), 5).await.unwrap();
+    let err = m.send_value("w", "s", "g", json!("x")).await.unwrap_err();
+    assert_eq!(err.code, "group_backlog_full");
+    let first = cleanup().await;
+    assert!(
+        !first.complete,
+        "a gap met for the first time may be a send in flight"
+    );
+    env.advance(GAP_GRACE_MS);
+    for c in ["s", "r"] {
+        m.register("w", c, "g").await.unwrap();
+    }
+    let second = cleanup().await;
+    assert!(second.complete, "{second:?}");
+    if group_local {
+        // Its retention pass sealed the whole gap: the note goes with it.
+        assert!(store.get(&gap_key("g")).await.unwrap().is_none());
+    }
+    let sent = m.send_value("w", "s", "g", json!("after")).await.unwrap();
+    assert_eq!(sent.seq, 7);
+    // Readers seal what is left of the gap once a later message is past the grace. Slots
+    // count against the cap, so "before" was trimmed, and the reader is told so.
+    env.advance(GAP_GRACE_MS);
+    m.register("w", "r", "g").await.unwrap();
+    let got = m.poll("w", "r", "g", None, 10).await.unwrap();
+    let values: Vec<_> = got.messages.iter().map(|m| m.value()).collect();
+    assert_eq!(values, [json!("after")], "{got:?}");
+    assert_eq!(got.missed.map(|m| m.first_seq), Some(1));
+}
+
+#[pollster::test]
+async fn dead_senders_at_the_backlog_limit_do_not_wedge_the_group() {
+    dead_senders_at_the_backlog_limit(false).await;
+}
+
+#[pollster::test]
+async fn dead_senders_at_the_backlog_limit_do_not_wedge_a_group_that_cleans_itself_up() {
+    dead_senders_at_the_backlog_limit(true).await;
 }

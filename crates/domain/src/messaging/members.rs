@@ -391,9 +391,11 @@ impl Messaging<'_> {
             ClaimState::Held(_, claim) if claim.group_id != group_id => {
                 not_in_group(client_id, group_id)
             }
-            // Claimed for this group by a registration that has not written the record (yet).
-            ClaimState::Held(..) => not_registered(client_id),
-            ClaimState::Free(_) => {
+            // Free, or claimed for this group by a registration that has not written the
+            // record (yet): a member that expired from the group is told so until it is back,
+            // so that a keyed send's retry is not told "never registered" after its first
+            // try was stored.
+            ClaimState::Held(..) | ClaimState::Free(_) => {
                 let away: Option<(Vec<u8>, AwayRecord)> =
                     read_json(self.store, &away_key(group_id, client_id)).await?;
                 match away {

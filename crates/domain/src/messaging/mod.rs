@@ -97,6 +97,11 @@ pub fn swept_key(group_id: &str) -> String {
     format!("group/{group_id}/swept")
 }
 
+/// Where a cleanup notes a gap at the end of the log it could not yet seal.
+pub fn gap_key(group_id: &str) -> String {
+    format!("group/{group_id}/gap")
+}
+
 pub fn indexed_key(group_id: &str) -> String {
     format!("group/{group_id}/indexed")
 }
