@@ -823,7 +823,7 @@ async fn store_calls_per_request_in_the_steady_state() {
     store.take();
 
     let mut report = Vec::new();
-    for (name, bound) in [("register", 5), ("send", 7), ("receive", 8)] {
+    for (name, bound) in [("register", 5), ("send", 7), ("receive", 7)] {
         let resp = match name {
             "register" => register(&register_req(), &ctx).await,
             "send" => send(&send_req(), &ctx).await,

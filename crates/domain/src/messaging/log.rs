@@ -354,6 +354,29 @@ impl Messaging<'_> {
     ) -> Result<T, ApiError> {
         validate_id("client_id", client_id)?;
         validate_id("group_id", group_id)?;
+        // The member's record and the tail are read in one batch. The tail stands for a read
+        // made a little later; an earlier one only starts the scan lower, where a slot
+        // trimmed meanwhile stops it as a trim during the scan does.
+        let keys = [member_key(group_id, client_id), tail_key(group_id)];
+        let ahead = ReadAhead::new(self.store, &keys).await?;
+        let this = Messaging {
+            store: &ahead,
+            env: self.env,
+            limits: self.limits,
+        };
+        this.deliver(subject, client_id, group_id, after, limit, render)
+            .await
+    }
+
+    async fn deliver<T>(
+        &self,
+        subject: &str,
+        client_id: &str,
+        group_id: &str,
+        after: Option<u64>,
+        limit: usize,
+        render: impl FnOnce(&Received) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let (mut bytes, mut record) = self.owned_member(subject, client_id, group_id).await?;
         let head = head(self.store, group_id).await?;
         let tail = tail(self.store, group_id).await?;

@@ -17,7 +17,7 @@ use mcp_edge_domain::park::RecentWrites;
 use tokio::sync::Notify;
 
 use super::relay::Relay;
-use super::{Backend, KeyPage, KvResult, SharedBackend};
+use super::{Backend, KeyPage, KvResult, SharedBackend, Write, WriteDone};
 
 /// Slots for the recent writes.
 const STAMP_SLOTS: usize = 4096;
@@ -197,24 +197,34 @@ impl Drop for Registered<'_> {
 /// there are any ([`Relay`]).
 pub struct Watched {
     inner: SharedBackend,
+    reported: Arc<Reported>,
+}
+
+/// Where writes are reported.
+struct Reported {
     changes: Arc<Changes>,
     relay: Option<Relay>,
+}
+
+impl Reported {
+    fn written(&self, store: &str, key: &str) {
+        self.changes.written(store, key);
+        if let Some(relay) = &self.relay {
+            relay.written(store, key);
+        }
+    }
 }
 
 impl Watched {
     pub fn new(inner: SharedBackend, changes: Arc<Changes>, relay: Option<Relay>) -> Self {
         Self {
             inner,
-            changes,
-            relay,
+            reported: Arc::new(Reported { changes, relay }),
         }
     }
 
     fn written(&self, store: &str, key: &str) {
-        self.changes.written(store, key);
-        if let Some(relay) = &self.relay {
-            relay.written(store, key);
-        }
+        self.reported.written(store, key);
     }
 }
 
@@ -265,7 +275,10 @@ impl Backend for Watched {
 
     fn increment(&self, store: &str, key: &str, delta: i64) -> KvResult<i64> {
         let value = self.inner.increment(store, key, delta)?;
-        self.written(store, key);
+        // Adding 0 is how a counter is read: nothing changed.
+        if delta != 0 {
+            self.written(store, key);
+        }
         Ok(value)
     }
 
@@ -289,6 +302,24 @@ impl Backend for Watched {
 
     fn reads_are_local(&self) -> bool {
         self.inner.reads_are_local()
+    }
+
+    fn queue_write(&self, store: &str, write: Write, done: WriteDone) -> Result<(), Write> {
+        let keys: Vec<String> = match &write {
+            // Adding 0 is how a counter is read: nothing changed.
+            Write::Increment { delta: 0, .. } => Vec::new(),
+            w => w.keys().into_iter().map(str::to_owned).collect(),
+        };
+        let (reported, label) = (self.reported.clone(), store.to_owned());
+        let report: WriteDone = Box::new(move |result| {
+            if result.as_ref().is_ok_and(|w| w.changed()) {
+                for key in &keys {
+                    reported.written(&label, key);
+                }
+            }
+            done(result);
+        });
+        self.inner.queue_write(store, write, report)
     }
 }
 
@@ -325,6 +356,23 @@ mod tests {
         );
         assert_eq!((a, b), (Woken::Written, Woken::TimedOut));
         assert_eq!(changes.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn reading_a_counter_is_no_write() {
+        let (changes, store) = watched();
+        let since = changes.now();
+        assert_eq!(store.increment("default", "n", 0).unwrap(), 0);
+        let short = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            changes.wait("default", "n", since, short).await,
+            Woken::TimedOut
+        );
+        assert_eq!(store.increment("default", "n", 1).unwrap(), 1);
+        assert_eq!(
+            changes.wait("default", "n", since, soon()).await,
+            Woken::Written
+        );
     }
 
     #[tokio::test]

@@ -174,3 +174,43 @@ fn sqlite_group_commit_keeps_every_concurrent_write_and_isolates_failures() {
         Some(&b"not a counter"[..])
     );
 }
+
+/// Writes queued from one thread (as the components' store calls queue them, holding no
+/// thread while they wait) are each answered once committed, a failing one alone.
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_queued_writes_are_answered_once_committed() {
+    use super::{Write, Written};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.sqlite3");
+    {
+        let b = SqliteBackend::open(&path).unwrap();
+        b.set("default", "text", b"not a counter").unwrap();
+        let mut answers = Vec::new();
+        for i in 0..200 {
+            let key = if i == 100 { "text" } else { "n" };
+            let write = Write::Increment {
+                key: key.into(),
+                delta: 1,
+            };
+            let (tell, told) = tokio::sync::oneshot::channel();
+            let done = Box::new(move |r| {
+                let _ = tell.send(r);
+            });
+            assert!(b.queue_write("default", write, done).is_ok());
+            answers.push(told);
+        }
+        let (mut counted, mut failed) = (Vec::new(), 0);
+        for answer in answers {
+            match answer.await.unwrap() {
+                Ok(Written::Counter(n)) => counted.push(n),
+                Err(_) => failed += 1,
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+        counted.sort_unstable();
+        assert_eq!(counted, (1..=199).collect::<Vec<i64>>());
+        assert_eq!(failed, 1);
+    }
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(b.increment("default", "n", 0).unwrap(), 199);
+}
