@@ -17,7 +17,7 @@ use mcp_edge_domain::park::RecentWrites;
 use tokio::sync::Notify;
 
 use super::relay::Relay;
-use super::{Backend, KeyPage, KvResult, SharedBackend, Write, WriteDone};
+use super::{Backend, KeyPage, KvResult, SharedBackend};
 
 /// Slots for the recent writes.
 const STAMP_SLOTS: usize = 4096;
@@ -197,34 +197,24 @@ impl Drop for Registered<'_> {
 /// there are any ([`Relay`]).
 pub struct Watched {
     inner: SharedBackend,
-    reported: Arc<Reported>,
-}
-
-/// Where writes are reported.
-struct Reported {
     changes: Arc<Changes>,
     relay: Option<Relay>,
-}
-
-impl Reported {
-    fn written(&self, store: &str, key: &str) {
-        self.changes.written(store, key);
-        if let Some(relay) = &self.relay {
-            relay.written(store, key);
-        }
-    }
 }
 
 impl Watched {
     pub fn new(inner: SharedBackend, changes: Arc<Changes>, relay: Option<Relay>) -> Self {
         Self {
             inner,
-            reported: Arc::new(Reported { changes, relay }),
+            changes,
+            relay,
         }
     }
 
     fn written(&self, store: &str, key: &str) {
-        self.reported.written(store, key);
+        self.changes.written(store, key);
+        if let Some(relay) = &self.relay {
+            relay.written(store, key);
+        }
     }
 }
 
@@ -302,24 +292,6 @@ impl Backend for Watched {
 
     fn reads_are_local(&self) -> bool {
         self.inner.reads_are_local()
-    }
-
-    fn queue_write(&self, store: &str, write: Write, done: WriteDone) -> Result<(), Write> {
-        let keys: Vec<String> = match &write {
-            // Adding 0 is how a counter is read: nothing changed.
-            Write::Increment { delta: 0, .. } => Vec::new(),
-            w => w.keys().into_iter().map(str::to_owned).collect(),
-        };
-        let (reported, label) = (self.reported.clone(), store.to_owned());
-        let report: WriteDone = Box::new(move |result| {
-            if result.as_ref().is_ok_and(|w| w.changed()) {
-                for key in &keys {
-                    reported.written(&label, key);
-                }
-            }
-            done(result);
-        });
-        self.inner.queue_write(store, write, report)
     }
 }
 

@@ -31,92 +31,6 @@ pub struct KeyPage {
     pub cursor: Option<String>,
 }
 
-/// A write, as a value: what a backend with a writer thread of its own queues
-/// ([`Backend::queue_write`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    Set {
-        key: String,
-        value: Vec<u8>,
-    },
-    Delete {
-        key: String,
-    },
-    SetMany(Vec<(String, Vec<u8>)>),
-    DeleteMany(Vec<String>),
-    Increment {
-        key: String,
-        delta: i64,
-    },
-    SwapIf {
-        key: String,
-        expected: Option<Vec<u8>>,
-        new: Vec<u8>,
-    },
-}
-
-impl Write {
-    /// The keys it writes (a swap that did not happen wrote nothing: see [`Written`]).
-    pub fn keys(&self) -> Vec<&str> {
-        match self {
-            Write::Set { key, .. }
-            | Write::Delete { key }
-            | Write::Increment { key, .. }
-            | Write::SwapIf { key, .. } => vec![key],
-            Write::SetMany(entries) => entries.iter().map(|(k, _)| k.as_str()).collect(),
-            Write::DeleteMany(keys) => keys.iter().map(String::as_str).collect(),
-        }
-    }
-}
-
-impl Write {
-    /// Runs it through `backend`'s blocking methods.
-    pub fn apply_to(self, backend: &dyn Backend, store: &str) -> KvResult<Written> {
-        Ok(match self {
-            Write::Set { key, value } => {
-                backend.set(store, &key, &value)?;
-                Written::Unit
-            }
-            Write::Delete { key } => {
-                backend.delete(store, &key)?;
-                Written::Unit
-            }
-            Write::SetMany(entries) => {
-                backend.set_many(store, &entries)?;
-                Written::Unit
-            }
-            Write::DeleteMany(keys) => {
-                backend.delete_many(store, &keys)?;
-                Written::Unit
-            }
-            Write::Increment { key, delta } => {
-                Written::Counter(backend.increment(store, &key, delta)?)
-            }
-            Write::SwapIf { key, expected, new } => {
-                Written::Swapped(backend.swap_if(store, &key, expected.as_deref(), &new)?)
-            }
-        })
-    }
-}
-
-/// What a write answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Unit,
-    Counter(i64),
-    Swapped(bool),
-}
-
-impl Written {
-    /// Whether anything was written (a swap may not have been).
-    pub fn changed(self) -> bool {
-        self != Written::Swapped(false)
-    }
-}
-
-/// Called once a queued write is durable (or failed), on the backend's writer thread.
-pub type WriteDone = Box<dyn FnOnce(KvResult<Written>) + Send>;
-
 /// Storage shared by every component instance. `store` is the label the component opened
 /// (spin.toml `key_value_stores`); labels are separate namespaces. Each call is atomic, and
 /// a call that writes returns only once the write is durable (for durable backends).
@@ -148,14 +62,6 @@ pub trait Backend: Send + Sync + 'static {
     /// reads over a network always take the blocking pool.
     fn reads_are_local(&self) -> bool {
         false
-    }
-    /// Queues `write` to the backend's own writer thread, which calls `done` once it is
-    /// durable, so that the caller waits without holding a thread (SQLite's group commit).
-    /// A backend without one hands the write back, and the caller runs the blocking method
-    /// on a thread that may wait.
-    fn queue_write(&self, store: &str, write: Write, done: WriteDone) -> Result<(), Write> {
-        let _ = (store, done);
-        Err(write)
     }
 }
 

@@ -2,39 +2,41 @@
 //! `synchronous = FULL`, so every committed write is on disk before the call returns and
 //! therefore before the component's response goes out.
 //!
-//! Writes use group commit on a writer thread of their own: a write is queued with whom to
-//! tell; the thread takes every write queued meanwhile, runs them in one transaction (each
-//! inside its own savepoint, so a failing one leaves no trace), commits once and then answers
-//! each. So concurrent writers share one fsync, each is answered only after the commit that
-//! made its write durable, and a caller that can wait asynchronously (the components' store
-//! calls, [`Backend::queue_write`]) holds no thread meanwhile. Reads use their own
-//! connections and see every committed write.
+//! Writes use group commit: a writer queues its operation, then takes the write connection;
+//! whoever holds it runs every queued operation (its own and those of writers that queued
+//! meanwhile) in one transaction, each inside its own savepoint, and commits once. So many
+//! concurrent writers share one fsync, and each still returns only after the commit that made
+//! its write durable. Reads use their own connections and see every committed write.
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Backend, KeyPage, KvError, KvResult, LIST_PAGE, Write, WriteDone, Written, add, encode_counter,
-    memory::page, parse_counter,
+    Backend, KeyPage, KvError, KvResult, LIST_PAGE, add, encode_counter, memory::page,
+    parse_counter,
 };
 
-/// A queued write: the store label, the write, and whom to tell.
-struct Job {
-    store: String,
-    write: Write,
-    done: WriteDone,
+/// What a write operation returns.
+enum Done {
+    Unit,
+    Counter(i64),
+    Swapped(bool),
 }
+
+type WriteOp = Box<dyn FnOnce(&Connection) -> KvResult<Done> + Send>;
+
+/// Where the committing writer leaves an operation's result.
+type Slot = Arc<Mutex<Option<KvResult<Done>>>>;
 
 /// Read connections: WAL lets them read beside each other and beside the writer.
 const READERS: usize = 4;
 
 pub struct SqliteBackend {
     readers: Vec<Mutex<Connection>>,
-    /// To the writer thread, which ends once this is dropped and the queue is drained.
-    jobs: Sender<Job>,
+    writer: Mutex<Connection>,
+    queue: Mutex<Vec<(WriteOp, Slot)>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -52,10 +54,6 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 fn lock<T>(m: &Mutex<T>) -> KvResult<MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| KvError::Backend("sqlite lock poisoned".into()))
-}
-
-fn writer_gone() -> KvError {
-    KvError::Backend("the SQLite writer thread has stopped".into())
 }
 
 /// Creates the database file readable only by its owner (SQLite gives its `-wal` and `-shm`
@@ -94,15 +92,13 @@ impl SqliteBackend {
                 PRIMARY KEY (store, key)
             ) WITHOUT ROWID;",
         )?;
-        let readers = (0..READERS)
-            .map(|_| open_connection(path).map(Mutex::new))
-            .collect::<Result<_, _>>()?;
-        let (jobs, queued) = channel();
-        std::thread::Builder::new()
-            .name("kv-sqlite-writer".into())
-            .spawn(move || run_writer(writer, &queued))
-            .map_err(|e| KvError::Backend(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { readers, jobs })
+        Ok(Self {
+            readers: (0..READERS)
+                .map(|_| open_connection(path).map(Mutex::new))
+                .collect::<Result<_, _>>()?,
+            writer: Mutex::new(writer),
+            queue: Mutex::new(Vec::new()),
+        })
     }
 
     /// Runs `f` on an idle read connection (or waits for the first one).
@@ -118,90 +114,64 @@ impl SqliteBackend {
         f(&conn).map_err(KvError::from)
     }
 
-    /// Queues `write` and waits (blocking) until the commit that includes it is durable.
-    fn write(&self, store: &str, write: Write) -> KvResult<Written> {
-        let (tell, told) = sync_channel(1);
-        let done: WriteDone = Box::new(move |result| {
-            let _ = tell.send(result);
-        });
-        self.queue_write(store, write, done)
-            .map_err(|_| writer_gone())?;
-        told.recv().map_err(|_| writer_gone())?
+    /// Queues `op` and returns once the commit that includes it is durable.
+    fn write(
+        &self,
+        op: impl FnOnce(&Connection) -> KvResult<Done> + Send + 'static,
+    ) -> KvResult<Done> {
+        let slot: Slot = Arc::default();
+        lock(&self.queue)?.push((Box::new(op), slot.clone()));
+        let mut conn = lock(&self.writer)?;
+        if let Some(done) = lock(&slot)?.take() {
+            // A writer that held the connection before us committed our operation.
+            return done;
+        }
+        let batch = std::mem::take(&mut *lock(&self.queue)?);
+        let committed = commit_batch(&mut conn, batch);
+        drop(conn);
+        committed?;
+        lock(&slot)?
+            .take()
+            .unwrap_or_else(|| Err(KvError::Backend("write was not committed".into())))
     }
 }
 
-/// The writer thread: commits whatever is queued, a batch per transaction, until the
-/// backend is dropped.
-fn run_writer(mut conn: Connection, queued: &Receiver<Job>) {
-    while let Ok(first) = queued.recv() {
-        let mut batch = vec![first];
-        batch.extend(queued.try_iter());
-        commit_batch(&mut conn, batch);
-    }
-}
-
-/// Runs every write in one transaction (each in a savepoint, so a failing one leaves no
-/// trace), commits once, then answers each.
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let run = |conn: &mut Connection, batch: &[Job]| -> KvResult<Vec<KvResult<Written>>> {
+/// Runs every operation in one transaction (each in a savepoint, so a failing one leaves no
+/// trace), commits once, and hands out the results.
+fn commit_batch(conn: &mut Connection, batch: Vec<(WriteOp, Slot)>) -> KvResult<()> {
+    let run = |conn: &mut Connection,
+               batch: Vec<(WriteOp, Slot)>|
+     -> KvResult<Vec<(Slot, KvResult<Done>)>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
+        for (op, slot) in batch {
             let sp = tx.savepoint()?;
-            let result = apply(&sp, &job.store, &job.write);
+            let result = op(&sp);
             if result.is_ok() {
                 sp.commit()?;
             } else {
-                drop(sp); // rolls back this write only
+                drop(sp); // rolls back this operation only
             }
-            results.push(result);
+            results.push((slot, result));
         }
         tx.commit()?;
         Ok(results)
     };
-    match run(conn, &batch) {
+    let slots: Vec<Slot> = batch.iter().map(|(_, s)| s.clone()).collect();
+    match run(conn, batch) {
         Ok(results) => {
-            for (job, result) in batch.into_iter().zip(results) {
-                (job.done)(result);
+            for (slot, result) in results {
+                *lock(&slot)? = Some(result);
             }
+            Ok(())
         }
         Err(e) => {
-            for job in batch {
-                (job.done)(Err(KvError::Backend(format!("commit failed: {e}"))));
+            for slot in slots {
+                *lock(&slot)? = Some(Err(KvError::Backend(format!("commit failed: {e}"))));
             }
+            Err(e)
         }
     }
-}
-
-/// Runs one write inside the writer's transaction.
-fn apply(tx: &Connection, store: &str, write: &Write) -> KvResult<Written> {
-    match write {
-        Write::Set { key, value } => write_value(tx, store, key, value)?,
-        Write::Delete { key } => remove(tx, store, key)?,
-        Write::SetMany(entries) => {
-            for (key, value) in entries {
-                write_value(tx, store, key, value)?;
-            }
-        }
-        Write::DeleteMany(keys) => {
-            for key in keys {
-                remove(tx, store, key)?;
-            }
-        }
-        Write::Increment { key, delta } => {
-            let next = add(parse_counter(read(tx, store, key)?.as_deref())?, *delta)?;
-            write_value(tx, store, key, &encode_counter(next))?;
-            return Ok(Written::Counter(next));
-        }
-        Write::SwapIf { key, expected, new } => {
-            if read(tx, store, key)?.as_deref() != expected.as_deref() {
-                return Ok(Written::Swapped(false));
-            }
-            write_value(tx, store, key, new)?;
-            return Ok(Written::Swapped(true));
-        }
-    }
-    Ok(Written::Unit)
 }
 
 fn read(conn: &Connection, store: &str, key: &str) -> Result<Option<Vec<u8>>, rusqlite::Error> {
@@ -210,12 +180,7 @@ fn read(conn: &Connection, store: &str, key: &str) -> Result<Option<Vec<u8>>, ru
         .optional()
 }
 
-fn write_value(
-    conn: &Connection,
-    store: &str,
-    key: &str,
-    value: &[u8],
-) -> Result<(), rusqlite::Error> {
+fn write(conn: &Connection, store: &str, key: &str, value: &[u8]) -> Result<(), rusqlite::Error> {
     conn.prepare_cached("INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (store, key) DO UPDATE SET value = excluded.value")?
         .execute(params![store, key, value])
         .map(|_| ())
@@ -233,13 +198,21 @@ impl Backend for SqliteBackend {
     }
 
     fn set(&self, store: &str, key: &str, value: &[u8]) -> KvResult<()> {
-        let (key, value) = (key.to_owned(), value.to_vec());
-        self.write(store, Write::Set { key, value }).map(|_| ())
+        let (store, key, value) = (store.to_owned(), key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            write(tx, &store, &key, &value)?;
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn delete(&self, store: &str, key: &str) -> KvResult<()> {
-        let key = key.to_owned();
-        self.write(store, Write::Delete { key }).map(|_| ())
+        let (store, key) = (store.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            remove(tx, &store, &key)?;
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn exists(&self, store: &str, key: &str) -> KvResult<bool> {
@@ -277,13 +250,25 @@ impl Backend for SqliteBackend {
     }
 
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
-        self.write(store, Write::SetMany(entries.to_vec()))
-            .map(|_| ())
+        let (store, entries) = (store.to_owned(), entries.to_vec());
+        self.write(move |tx| {
+            for (key, value) in &entries {
+                write(tx, &store, key, value)?;
+            }
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn delete_many(&self, store: &str, keys: &[String]) -> KvResult<()> {
-        self.write(store, Write::DeleteMany(keys.to_vec()))
-            .map(|_| ())
+        let (store, keys) = (store.to_owned(), keys.to_vec());
+        self.write(move |tx| {
+            for key in &keys {
+                remove(tx, &store, key)?;
+            }
+            Ok(Done::Unit)
+        })
+        .map(|_| ())
     }
 
     fn increment(&self, store: &str, key: &str, delta: i64) -> KvResult<i64> {
@@ -291,9 +276,13 @@ impl Backend for SqliteBackend {
             // A read: no transaction, no fsync.
             return parse_counter(self.get(store, key)?.as_deref());
         }
-        let key = key.to_owned();
-        match self.write(store, Write::Increment { key, delta })? {
-            Written::Counter(n) => Ok(n),
+        let (store, key) = (store.to_owned(), key.to_owned());
+        match self.write(move |tx| {
+            let next = add(parse_counter(read(tx, &store, &key)?.as_deref())?, delta)?;
+            write(tx, &store, &key, &encode_counter(next))?;
+            Ok(Done::Counter(next))
+        })? {
+            Done::Counter(n) => Ok(n),
             _ => Err(KvError::Backend("increment returned no counter".into())),
         }
     }
@@ -305,13 +294,16 @@ impl Backend for SqliteBackend {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> KvResult<bool> {
-        let write = Write::SwapIf {
-            key: key.to_owned(),
-            expected: expected.map(<[u8]>::to_vec),
-            new: new.to_vec(),
-        };
-        match self.write(store, write)? {
-            Written::Swapped(b) => Ok(b),
+        let (store, key) = (store.to_owned(), key.to_owned());
+        let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
+        match self.write(move |tx| {
+            if read(tx, &store, &key)?.as_deref() != expected.as_deref() {
+                return Ok(Done::Swapped(false));
+            }
+            write(tx, &store, &key, &new)?;
+            Ok(Done::Swapped(true))
+        })? {
+            Done::Swapped(b) => Ok(b),
             _ => Err(KvError::Backend("swap returned no outcome".into())),
         }
     }
@@ -322,16 +314,5 @@ impl Backend for SqliteBackend {
 
     fn reads_are_local(&self) -> bool {
         true
-    }
-
-    fn queue_write(&self, store: &str, write: Write, done: WriteDone) -> Result<(), Write> {
-        let job = Job {
-            store: store.to_owned(),
-            write,
-            done,
-        };
-        // Should the writer have stopped, the write goes back to run the blocking way,
-        // which then reports the failure.
-        self.jobs.send(job).map_err(|failed| failed.0.write)
     }
 }

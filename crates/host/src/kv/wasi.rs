@@ -1,14 +1,13 @@
 //! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) for components, over a [`Backend`].
 //! A component may open only the labels its manifest grants (`key_value_stores`); anything
-//! else is `access-denied`, as on Spin. No call blocks the request's thread: writes go to the
-//! backend's own writer thread where it has one (SQLite), local reads run in place, and
-//! everything else runs on tokio's blocking pool.
+//! else is `access-denied`, as on Spin. Backend calls run on tokio's blocking pool so a
+//! slow disk never stalls the request executor.
 
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use super::{KvError, SharedBackend, Write, WriteDone, Written};
+use super::{KvError, SharedBackend};
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// An opened store label.
@@ -79,36 +78,6 @@ async fn read<T: Send + 'static>(
     finish(backend.name(), op, started, result)
 }
 
-/// Runs a write: queued to the backend's own writer where it has one, so the request waits
-/// for the commit holding no thread, else on the blocking pool.
-async fn write(
-    backend: SharedBackend,
-    op: &'static str,
-    label: String,
-    write: Write,
-) -> Outcome<Written> {
-    let started = std::time::Instant::now();
-    let (tell, told) = tokio::sync::oneshot::channel();
-    let done: WriteDone = Box::new(move |result| {
-        let _ = tell.send(result);
-    });
-    let result = match backend.queue_write(&label, write, done) {
-        Ok(()) => told
-            .await
-            .unwrap_or_else(|_| Err(KvError::Backend("the write was dropped".into()))),
-        Err(write) => {
-            let b = backend.clone();
-            tokio::task::spawn_blocking(move || write.apply_to(b.as_ref(), &label)).await?
-        }
-    };
-    finish(backend.name(), op, started, result)
-}
-
-/// A write's answer where it has none to give.
-fn unit(outcome: Outcome<Written>) -> Outcome<()> {
-    outcome.map(|r| r.map(|_| ()))
-}
-
 fn finish<T>(
     name: &'static str,
     op: &'static str,
@@ -158,12 +127,12 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        unit(write(backend, "set", label, Write::Set { key, value }).await)
+        run(backend, "set", move |b| b.set(&label, &key, &value)).await
     }
 
     async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        unit(write(backend, "delete", label, Write::Delete { key }).await)
+        run(backend, "delete", move |b| b.delete(&label, &key)).await
     }
 
     async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> Outcome<bool> {
@@ -201,16 +170,11 @@ impl atomics::Host for KvView<'_> {
         delta: i64,
     ) -> Outcome<i64> {
         let (label, backend) = self.target(&bucket)?;
-        if delta == 0 {
-            // Adding 0 reads the counter (the log's head): a read, where reads are local.
-            return read(backend, "increment", move |b| b.increment(&label, &key, 0)).await;
-        }
-        match write(backend, "increment", label, Write::Increment { key, delta }).await? {
-            Ok(Written::Counter(n)) => Ok(Ok(n)),
-            Ok(_) => Ok(Err(store::Error::Other(
-                "increment returned no counter".into(),
-            ))),
-            Err(e) => Ok(Err(e)),
+        let call = move |b: &dyn super::Backend| b.increment(&label, &key, delta);
+        // Adding 0 reads the counter (the log's head): a read, where reads are local.
+        match delta {
+            0 => read(backend, "increment", call).await,
+            _ => run(backend, "increment", call).await,
         }
     }
 
@@ -222,19 +186,15 @@ impl atomics::Host for KvView<'_> {
         let handle = self.table.delete(cas)?;
         let (label, key, seen) = (handle.label.clone(), handle.key.clone(), handle.seen);
         let backend = self.grant.backend.clone();
-        let swap = Write::SwapIf {
-            key: key.clone(),
-            expected: seen,
-            new: value,
-        };
-        let swapped = match write(backend.clone(), "swap", label.clone(), swap).await? {
-            Ok(Written::Swapped(true)) => Ok(None),
-            // Lost the race: hand back a handle refreshed to the current value.
-            Ok(_) => read(backend, "cas_current", move |b| b.get(&label, &key))
-                .await?
-                .map(Some),
-            Err(e) => Err(e),
-        };
+        let swapped = run(backend, "swap", move |b| {
+            if b.swap_if(&label, &key, seen.as_deref(), &value)? {
+                Ok(None)
+            } else {
+                // Lost the race: hand back a handle refreshed to the current value.
+                b.get(&label, &key).map(Some)
+            }
+        })
+        .await?;
         match swapped {
             Ok(None) => Ok(Ok(())),
             Ok(Some(current)) => {
@@ -294,7 +254,7 @@ impl batch::Host for KvView<'_> {
         entries: Vec<(String, Vec<u8>)>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        unit(write(backend, "set_many", label, Write::SetMany(entries)).await)
+        run(backend, "set_many", move |b| b.set_many(&label, &entries)).await
     }
 
     async fn delete_many(
@@ -303,6 +263,9 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Outcome<()> {
         let (label, backend) = self.target(&bucket)?;
-        unit(write(backend, "delete_many", label, Write::DeleteMany(keys)).await)
+        run(backend, "delete_many", move |b| {
+            b.delete_many(&label, &keys)
+        })
+        .await
     }
 }
