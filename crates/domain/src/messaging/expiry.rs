@@ -11,8 +11,9 @@
 //!
 //! What a run never removes: a slot whose sender may still write it (unwritten, and no later
 //! message older than the grace period, nor first seen by a run longer than the grace
-//! ago), and a client that heartbeated or registered after the run read it. What an interrupted run leaves, the next one finishes: a trimmed range is
-//! deleted from `swept` up to the tail, a claimed client is moved away from its claim.
+//! ago), and a client that heartbeated or registered after the run read it. What an
+//! interrupted run leaves, the next one finishes: a trimmed range is deleted from `swept` up
+//! to the tail, a claimed client is moved away from its claim.
 
 use serde::{Deserialize, Serialize};
 

@@ -364,22 +364,9 @@ impl Messaging<'_> {
             env: self.env,
             limits: self.limits,
         };
-        this.deliver(subject, client_id, group_id, after, limit, render)
-            .await
-    }
-
-    async fn deliver<T>(
-        &self,
-        subject: &str,
-        client_id: &str,
-        group_id: &str,
-        after: Option<u64>,
-        limit: usize,
-        render: impl FnOnce(&Received) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let (mut bytes, mut record) = self.owned_member(subject, client_id, group_id).await?;
-        let head = head(self.store, group_id).await?;
-        let tail = tail(self.store, group_id).await?;
+        let (mut bytes, mut record) = this.owned_member(subject, client_id, group_id).await?;
+        let head = head(this.store, group_id).await?;
+        let tail = tail(this.store, group_id).await?;
         // An acknowledgement can never reach past what has been handed out.
         let after = after.map(|a| a.min(head));
         let from = after.unwrap_or(record.cursor).max(record.joined_after);
@@ -387,7 +374,7 @@ impl Messaging<'_> {
             first_seq: from + 1,
             last_seq: tail,
         });
-        let (messages, last, full) = self
+        let (messages, last, full) = this
             .scan(group_id, client_id, from.max(tail), head, limit.max(1))
             .await?;
         let received = Received {
@@ -403,9 +390,9 @@ impl Messaging<'_> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let mut updated = record.clone();
             updated.cursor = updated.cursor.max(delivered_to);
-            self.heartbeat(client_id, &mut updated, self.env.now_ms())
+            this.heartbeat(client_id, &mut updated, this.env.now_ms())
                 .await?;
-            if self
+            if this
                 .store
                 .compare_and_swap(&key, Some(&bytes), &encode(&updated))
                 .await?
@@ -414,7 +401,7 @@ impl Messaging<'_> {
             }
             // Someone else updated the record: apply ours on top unless the client moved
             // or expired meanwhile, in which case this answer must not count as delivered.
-            match lookup(self.store, group_id, client_id).await? {
+            match lookup(this.store, group_id, client_id).await? {
                 Lookup::Live(b, r) if r.owner == subject => {
                     bytes = b;
                     record = r;
@@ -422,7 +409,7 @@ impl Messaging<'_> {
                 Lookup::Live(..) | Lookup::Expiring(_) => return Err(client_expired(client_id)),
                 Lookup::Absent => {
                     // Moved to another group (403 not_in_group) or expired (410).
-                    return Err(self
+                    return Err(this
                         .owned_member(subject, client_id, group_id)
                         .await
                         .err()
