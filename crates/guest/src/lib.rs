@@ -45,7 +45,7 @@ pub fn with_context<T>(
     match kv::WasiKv::open(kv::DEFAULT_STORE) {
         Ok(store) => f(&Ctx {
             store: &store,
-            config: &config::WasiConfig,
+            config: &config::WasiConfig::default(),
             env: &SystemEnv,
             audit: &StdoutAudit,
         }),
@@ -84,7 +84,7 @@ pub fn serve_with_lazy_store(
             &req,
             &Ctx {
                 store: &store,
-                config: &config::WasiConfig,
+                config: &config::WasiConfig::default(),
                 env: &SystemEnv,
                 audit: &StdoutAudit,
             },

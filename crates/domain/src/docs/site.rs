@@ -36,7 +36,7 @@ pub struct Options {
 
 /// What answers a request for one URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", try_from = "RouteRecord")]
 pub enum Route {
     /// A folder named without its trailing slash: relative links inside need it.
     Redirect { location: String },
@@ -47,6 +47,45 @@ pub enum Route {
         /// For a page: its Markdown source, served on `Accept: text/markdown`.
         raw: Option<RawSource>,
     },
+}
+
+/// A [`Route`] as its record reads, field by field: serde reads an internally tagged enum by
+/// first copying the whole record into a tree of its own, and a docs request reads one.
+#[derive(Deserialize)]
+struct RouteRecord {
+    kind: RouteKind,
+    location: Option<String>,
+    file: Option<String>,
+    content_type: Option<String>,
+    etag: Option<String>,
+    raw: Option<RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RouteKind {
+    Redirect,
+    File,
+}
+
+impl TryFrom<RouteRecord> for Route {
+    type Error = &'static str;
+
+    fn try_from(r: RouteRecord) -> Result<Self, Self::Error> {
+        match r.kind {
+            RouteKind::Redirect => Ok(Route::Redirect {
+                location: r.location.ok_or("a redirect without a location")?,
+            }),
+            RouteKind::File => Ok(Route::File {
+                file: r.file.ok_or("a file route without a file")?,
+                content_type: r
+                    .content_type
+                    .ok_or("a file route without a content type")?,
+                etag: r.etag.ok_or("a file route without an ETag")?,
+                raw: r.raw,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

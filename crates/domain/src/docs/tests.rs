@@ -590,3 +590,47 @@ fn writing_a_site_changes_only_what_changed_and_never_a_foreign_folder() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn route_records_read_back_as_written_and_an_incomplete_one_is_refused() {
+    use site::{RawSource, Route};
+    let routes = [
+        Route::Redirect {
+            location: "guide/".into(),
+        },
+        Route::File {
+            file: "files/a.html".into(),
+            content_type: "text/html; charset=utf-8".into(),
+            etag: "\"1\"".into(),
+            raw: None,
+        },
+        Route::File {
+            file: "files/a.html".into(),
+            content_type: "text/html; charset=utf-8".into(),
+            etag: "\"1\"".into(),
+            raw: Some(RawSource {
+                file: "files/a.md".into(),
+                etag: "\"2\"".into(),
+                preferred: true,
+            }),
+        },
+    ];
+    for route in routes {
+        let record = serde_json::to_string(&route).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Route>(&record).unwrap(),
+            route,
+            "{record}"
+        );
+    }
+    for incomplete in [
+        r#"{"kind":"redirect"}"#,
+        r#"{"kind":"file","file":"files/a.html","etag":"\"1\""}"#,
+        r#"{"kind":"elsewhere","location":"/"}"#,
+    ] {
+        assert!(
+            serde_json::from_str::<Route>(incomplete).is_err(),
+            "{incomplete}"
+        );
+    }
+}
