@@ -1,6 +1,7 @@
 //! Load benchmark of every endpoint: `mcp-edge up` (the WebAssembly components) against a
 //! native baseline (the same domain crate served without wasm), both on loopback over the
-//! embedded SQLite store, driven by the same `tokio`/`hyper` load generator.
+//! embedded SQLite store, driven by the same `tokio`/`hyper` load generator. Both servers run
+//! side by side, and each scenario runs on one and right after on the other.
 //!
 //! `cargo bench --bench load -- --quick` (under a minute of measuring), or without `--quick`
 //! for the full run (a few minutes). `--only <scenario prefix>` (repeatable) narrows it down,
@@ -30,6 +31,48 @@ use anyhow::{Context, Result};
 
 /// Waiting clients in the idle scenarios.
 const IDLE_CLIENTS: usize = 1000;
+
+/// The scenarios in the order they run, each the `--only` filter of one step (a prefix may
+/// cover several scenarios that share their set-up: the logins, the two sends).
+const STEPS: [&str; 12] = [
+    "health",
+    "docs: HTML page",
+    "docs: rendered Markdown",
+    "docs: 304 revalidation",
+    "docs: page of a 1000-page tree",
+    "docs: 1000-page tree, 304",
+    "mcp: search_docs",
+    "mcp: resources/read",
+    "login",
+    "send",
+    "round trip",
+    "mixed",
+];
+
+/// The steps `--only` leaves, each narrowed to what it asks for (`--only "send: 256"` runs
+/// only that part of the send step).
+fn steps(only: &[String]) -> Vec<Vec<String>> {
+    STEPS
+        .iter()
+        .filter_map(|step| {
+            if only.is_empty() {
+                return Some(vec![step.to_string()]);
+            }
+            let narrower: Vec<String> = only
+                .iter()
+                .filter(|o| o.starts_with(step) && o.as_str() != *step)
+                .cloned()
+                .collect();
+            if only.iter().any(|o| step.starts_with(o.as_str())) {
+                Some(vec![step.to_string()])
+            } else if !narrower.is_empty() {
+                Some(narrower)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; the harness has no use for it.
@@ -102,36 +145,45 @@ fn main() -> Result<()> {
     );
     up_args.extend(["--docs".to_owned(), tree.source.display().to_string()]);
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut rows = Vec::new();
-    let mut idle_rows = Vec::new();
+    let mut targets = Vec::new();
     for name in ["wasm", "native"] {
         if which != "both" && which != name {
             continue;
         }
         eprintln!("starting the {name} target…");
-        let target = match name {
+        targets.push(match name {
             "wasm" => targets::Target::wasm(&root, &users, &up_args, &store)?,
             _ => targets::Target::native(&root, &users, &tree.site)?,
+        });
+    }
+    // Each scenario runs on one target and right after on the other, so that a ratio compares
+    // two runs a few seconds apart: on a shared machine the rates drift by a fifth over the
+    // minutes a whole pass over every scenario takes.
+    let mut rows = Vec::new();
+    for step in steps(&only) {
+        for target in &targets {
+            let outcomes = runtime.block_on(scenarios::run_all(target, &plan, &step))?;
+            rows.extend(outcomes.into_iter().map(report::Row::from));
+        }
+    }
+    rows.sort_by_key(|r| r.target != "wasm");
+    drop(targets);
+    // Only mcp-edge parks a waiting request; the baseline would hold a thread each.
+    let mut idle_rows = Vec::new();
+    if which != "native" && (only.is_empty() || only.iter().any(|o| o.starts_with("idle"))) {
+        let window = if quick {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(10)
         };
-        let outcomes = runtime.block_on(scenarios::run_all(&target, &plan, &only))?;
-        rows.extend(outcomes.into_iter().map(report::Row::from));
-        // Only mcp-edge parks a waiting request; the baseline would hold a thread each.
-        if name == "wasm" && (only.is_empty() || only.iter().any(|o| o.starts_with("idle"))) {
-            let window = if quick {
-                Duration::from_secs(3)
-            } else {
-                Duration::from_secs(10)
-            };
-            drop(target);
-            for delivery in [push::Delivery::LongPoll, push::Delivery::Stream] {
-                // A server of its own: memory another scenario freed would hide this one's.
-                let target = targets::Target::wasm(&root, &users, &up_args, &store)?;
-                let idle = runtime.block_on(async {
-                    let token = scenarios::token(target.addr, "bench").await?;
-                    push::idle_waiters(&target, &token, IDLE_CLIENTS, delivery, window).await
-                })?;
-                idle_rows.push(idle);
-            }
+        for delivery in [push::Delivery::LongPoll, push::Delivery::Stream] {
+            // A server of its own: memory another scenario freed would hide this one's.
+            let target = targets::Target::wasm(&root, &users, &up_args, &store)?;
+            let idle = runtime.block_on(async {
+                let token = scenarios::token(target.addr, "bench").await?;
+                push::idle_waiters(&target, &token, IDLE_CLIENTS, delivery, window).await
+            })?;
+            idle_rows.push(idle);
         }
     }
     println!("{}", report::markdown(&rows));
