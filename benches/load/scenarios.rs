@@ -13,6 +13,10 @@ use crate::targets::Target;
 
 pub const PASSWORD: &str = "bench-password";
 pub const MIXED_CLIENTS: usize = 1000;
+/// Names of the scenarios with set-up of their own (the simple ones are named in the list).
+const SEND: &str = "send 1 KiB, 64 senders";
+const SEND_BOUNDARY: &str = "send: 256 groups across a bucket boundary";
+const MIXED: &str = "mixed: 1000 clients, 20% send / 80% poll";
 pub const MIXED_GROUPS: usize = 10;
 pub const SENDERS: usize = 64;
 pub const BOUNDARY_GROUPS: usize = 256;
@@ -226,7 +230,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         });
     }
 
-    if wanted("send") {
+    if wanted(SEND) {
         for s in 0..SENDERS {
             register(addr, &writer, &format!("sender-{s}"), "send-bench").await?;
         }
@@ -251,14 +255,14 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         )
         .await;
         out.push(Outcome {
-            scenario: "send 1 KiB, 64 senders",
+            scenario: SEND,
             target: target.name,
             sample,
             peak_rss_mib: target.peak_rss_mib(),
         });
     }
 
-    if wanted("send: 256 groups") {
+    if wanted(SEND_BOUNDARY) {
         for g in 0..BOUNDARY_GROUPS {
             register(addr, &writer, &format!("edge-{g}"), &format!("edge-{g}")).await?;
         }
@@ -293,7 +297,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         )
         .await;
         out.push(Outcome {
-            scenario: "send: 256 groups across a bucket boundary",
+            scenario: SEND_BOUNDARY,
             target: target.name,
             sample,
             peak_rss_mib: target.peak_rss_mib(),
@@ -321,7 +325,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         });
     }
 
-    if wanted("mixed") {
+    if wanted(MIXED) {
         let started = Instant::now();
         register_mixed(addr, &writer).await?;
         eprintln!(
@@ -352,7 +356,7 @@ pub async fn run_all(target: &Target, plan: &Plan, only: &[String]) -> Result<Ve
         )
         .await;
         out.push(Outcome {
-            scenario: "mixed: 1000 clients, 20% send / 80% poll",
+            scenario: MIXED,
             target: target.name,
             sample,
             peak_rss_mib: target.peak_rss_mib(),
