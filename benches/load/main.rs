@@ -49,27 +49,28 @@ const STEPS: [&str; 12] = [
     "mixed",
 ];
 
-/// The steps `--only` leaves, each narrowed to what it asks for (`--only "send: 256"` runs
-/// only that part of the send step).
+/// The steps `--only` leaves, each with the filters it runs under: the whole step where an
+/// `--only` prefix covers it, only the part asked for where it names less (`--only "send: 256"`
+/// runs that part of the send step).
 fn steps(only: &[String]) -> Vec<Vec<String>> {
+    let all = [String::new()];
+    let only = if only.is_empty() { &all[..] } else { only };
     STEPS
         .iter()
         .filter_map(|step| {
-            if only.is_empty() {
-                return Some(vec![step.to_string()]);
-            }
-            let narrower: Vec<String> = only
+            let filters: Vec<String> = only
                 .iter()
-                .filter(|o| o.starts_with(step) && o.as_str() != *step)
-                .cloned()
+                .filter_map(|o| {
+                    if step.starts_with(o.as_str()) {
+                        Some(step.to_string())
+                    } else if o.starts_with(step) {
+                        Some(o.clone())
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            if only.iter().any(|o| step.starts_with(o.as_str())) {
-                Some(vec![step.to_string()])
-            } else if !narrower.is_empty() {
-                Some(narrower)
-            } else {
-                None
-            }
+            (!filters.is_empty()).then_some(filters)
         })
         .collect()
 }

@@ -13,13 +13,13 @@ use crate::targets::Target;
 
 pub const PASSWORD: &str = "bench-password";
 pub const MIXED_CLIENTS: usize = 1000;
+pub const MIXED_GROUPS: usize = 10;
+pub const SENDERS: usize = 64;
+pub const BOUNDARY_GROUPS: usize = 256;
 /// Names of the scenarios with set-up of their own (the simple ones are named in the list).
 const SEND: &str = "send 1 KiB, 64 senders";
 const SEND_BOUNDARY: &str = "send: 256 groups across a bucket boundary";
 const MIXED: &str = "mixed: 1000 clients, 20% send / 80% poll";
-pub const MIXED_GROUPS: usize = 10;
-pub const SENDERS: usize = 64;
-pub const BOUNDARY_GROUPS: usize = 256;
 
 pub struct Plan {
     pub warmup: Duration,
