@@ -1,7 +1,8 @@
 //! Load benchmark of every endpoint: `mcp-edge up` (the WebAssembly components) against a
 //! native baseline (the same domain crate served without wasm), both on loopback over the
 //! embedded SQLite store, driven by the same `tokio`/`hyper` load generator. Both servers run
-//! side by side, and each scenario runs on one and right after on the other.
+//! side by side, and each scenario runs on one and right after on the other (a read
+//! scenario in slices that alternate between them).
 //!
 //! `cargo bench --bench load -- --quick` (under a minute of measuring), or without `--quick`
 //! for the full run (a few minutes). `--only <scenario prefix>` (repeatable) narrows it down,
@@ -48,6 +49,16 @@ const STEPS: [&str; 12] = [
     "round trip",
     "mixed",
 ];
+
+/// Slices of a read scenario's window, alternating between the targets.
+const SLICES: u32 = 4;
+
+/// Whether a step is one of the read scenarios (health, docs, MCP): closed loops with no
+/// set-up, measured in alternating slices.
+fn is_read(step: &[String]) -> bool {
+    step.iter()
+        .all(|s| ["health", "docs", "mcp"].iter().any(|r| s.starts_with(r)))
+}
 
 /// The steps `--only` leaves, each with the filters it runs under: the whole step where an
 /// `--only` prefix covers it, only the part asked for where it names less (`--only "send: 256"`
@@ -158,14 +169,38 @@ fn main() -> Result<()> {
         });
     }
     // Each scenario runs on one target and right after on the other, so that a ratio compares
-    // two runs a few seconds apart: on a shared machine the rates drift by a fifth over the
-    // minutes a whole pass over every scenario takes.
+    // runs seconds apart: on a shared machine the rates drift by a fifth over the minutes a
+    // whole pass over every scenario takes, and by a tenth between two windows in a row. The
+    // read scenarios (no set-up, thousands of requests a second) go further: their window is
+    // cut into slices that alternate between the targets (wasm, native, native, wasm, ...),
+    // so a drift during a scenario weighs on both sides alike.
     let mut rows = Vec::new();
     for step in steps(&only) {
-        for target in &targets {
-            let outcomes = runtime.block_on(scenarios::run_all(target, &plan, &step))?;
-            rows.extend(outcomes.into_iter().map(report::Row::from));
+        let slices = if is_read(&step) { SLICES } else { 1 };
+        let slice_plan = scenarios::Plan {
+            warmup: plan.warmup,
+            duration: plan.duration / slices,
+        };
+        let mut merged: Vec<scenarios::Outcome> = Vec::new();
+        for slice in 0..slices {
+            let mut order: Vec<&targets::Target> = targets.iter().collect();
+            if slice % 2 == 1 {
+                order.reverse();
+            }
+            for target in order {
+                let outcomes = runtime.block_on(scenarios::run_all(target, &slice_plan, &step))?;
+                for outcome in outcomes {
+                    match merged
+                        .iter_mut()
+                        .find(|m| m.scenario == outcome.scenario && m.target == outcome.target)
+                    {
+                        Some(m) => m.append(outcome),
+                        None => merged.push(outcome),
+                    }
+                }
+            }
         }
+        rows.extend(merged.into_iter().map(report::Row::from));
     }
     rows.sort_by_key(|r| r.target != "wasm");
     drop(targets);

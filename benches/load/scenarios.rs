@@ -34,6 +34,15 @@ pub struct Outcome {
     pub peak_rss_mib: f64,
 }
 
+impl Outcome {
+    /// Adds a later window of the same scenario on the same target.
+    pub fn append(&mut self, later: Outcome) {
+        self.sample.elapsed += later.sample.elapsed;
+        self.sample.merge(later.sample);
+        self.peak_rss_mib = self.peak_rss_mib.max(later.peak_rss_mib);
+    }
+}
+
 async fn call(addr: SocketAddr, req: Req) -> Result<(u16, Value)> {
     let answer = Conn::new(addr).send(&req).await?;
     let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);

@@ -58,6 +58,13 @@ impl AuditRecord {
         }
     }
 
+    /// The record as one JSON line, newline included.
+    pub fn line(&self) -> Option<Vec<u8>> {
+        let mut line = serde_json::to_vec(self).ok()?;
+        line.push(b'\n');
+        Some(line)
+    }
+
     pub fn outcome(&self) -> &'static str {
         if self.status < 400 {
             "success"
@@ -77,8 +84,7 @@ pub struct StdoutAudit;
 impl AuditSink for StdoutAudit {
     fn record(&self, record: AuditRecord) {
         use std::io::Write;
-        if let Ok(mut line) = serde_json::to_vec(&record) {
-            line.push(b'\n');
+        if let Some(line) = record.line() {
             let mut out = std::io::stdout().lock();
             // One write of the whole line (a formatted `writeln!` writes it in pieces). A lost
             // audit line must not fail the request it describes.

@@ -190,9 +190,10 @@ pub fn request_id(offered: Option<&str>) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| {
+            // From the thread's generator (seeded from the OS, reseeded as it goes): an id
+            // needs uniqueness, not a system call per request.
             let mut id = [0u8; 8];
-            // Without an entropy source the id is only less unique; the request still runs.
-            let _ = getrandom::fill(&mut id);
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
             hex::encode(id)
         })
 }

@@ -63,7 +63,10 @@ fn convert(request: &IncomingRequest) -> Result<Request, ApiError> {
         .headers()
         .entries()
         .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .map(|(mut name, value)| {
+            name.make_ascii_lowercase();
+            (name, value)
+        })
         .collect();
     // HTTP/1.1's Host travels as the request's authority in `wasi:http`; keep it a header.
     if !headers.iter().any(|(n, _)| n == "host")
@@ -97,13 +100,17 @@ fn convert(request: &IncomingRequest) -> Result<Request, ApiError> {
 }
 
 fn send(out: ResponseOutparam, resp: Response) {
-    let entries: Vec<(String, Vec<u8>)> = resp
-        .headers
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+    let Response {
+        status,
+        headers,
+        body,
+    } = resp;
+    let entries: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(n, v)| (n, v.into_bytes()))
         .collect();
     let (fields, status, body) = match Fields::from_list(&entries) {
-        Ok(fields) => (fields, resp.status, resp.body),
+        Ok(fields) => (fields, status, body),
         Err(_) => {
             let err = Response::from(ApiError::new(
                 500,

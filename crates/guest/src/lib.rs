@@ -2,9 +2,11 @@
 //! component so that none of them repeats it: `wasi:http` requests and responses
 //! ([`http`]), a [`KvStore`](mcp_edge_domain::store::KvStore) over `wasi:keyvalue`
 //! ([`kv`]), a [`ConfigSource`](mcp_edge_domain::config::ConfigSource) over `wasi:config`
-//! ([`config`]) and the built docs site over `wasi:filesystem` ([`files`]). What a component
+//! ([`config`]), the built docs site over `wasi:filesystem` ([`files`]) and the audit trail on
+//! `wasi:cli/stdout` ([`audit`]). What a component
 //! actually imports is only what it calls.
 
+pub mod audit;
 pub mod config;
 pub mod files;
 pub mod http;
@@ -23,8 +25,8 @@ mod bindings {
 
 pub use http::serve;
 
+use audit::WasiStdoutAudit;
 use mcp_edge_domain::api::Ctx;
-use mcp_edge_domain::audit::StdoutAudit;
 use mcp_edge_domain::env::SystemEnv;
 use mcp_edge_domain::http::{Request, Response};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
@@ -47,7 +49,7 @@ pub fn with_context<T>(
             store: &store,
             config: &config::WasiConfig::default(),
             env: &SystemEnv,
-            audit: &StdoutAudit,
+            audit: &WasiStdoutAudit,
         }),
         Err(e) => unavailable(e),
     }
@@ -86,7 +88,7 @@ pub fn serve_with_lazy_store(
                 store: &store,
                 config: &config::WasiConfig::default(),
                 env: &SystemEnv,
-                audit: &StdoutAudit,
+                audit: &WasiStdoutAudit,
             },
         ))
     });

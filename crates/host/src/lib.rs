@@ -360,6 +360,7 @@ pub fn prepare(
         .collect();
     let app = App {
         shared,
+        request_metrics: Arc::new(metrics::RequestMetrics::new(router.routes())),
         router: Arc::new(router),
         handlers,
         metrics: Arc::new(server::MetricsEndpoint {

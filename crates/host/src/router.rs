@@ -7,17 +7,42 @@
 //! when the manifest is loaded.
 
 use anyhow::{Result, anyhow, bail};
+use http::HeaderValue;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The route as written in the manifest.
     pub raw: String,
     pub component: String,
+    /// `raw` and the route without its wildcard as header values, made once rather than per
+    /// request (`None`: not valid in a header, so the header is left out).
+    pub raw_header: Option<HeaderValue>,
+    pub component_route_header: Option<HeaderValue>,
+}
+
+impl Route {
+    fn new(raw: String, component: String) -> Self {
+        let header = |v: &str| HeaderValue::from_str(v).ok();
+        Self {
+            raw_header: header(&raw),
+            component_route_header: header(component_route(&raw)),
+            raw,
+            component,
+        }
+    }
+}
+
+/// `spin-component-route`: the route without its wildcard.
+fn component_route(raw: &str) -> &str {
+    raw.strip_suffix("/...").unwrap_or(raw)
 }
 
 /// What a request matched, with the values Spin passes in its `spin-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch<'a> {
+    pub route: &'a Route,
+    /// The route's place in [`Router::routes`].
+    pub index: usize,
     pub component: &'a str,
     /// `spin-raw-component-route`, `spin-matched-route`: the route as written.
     pub raw_route: &'a str,
@@ -77,7 +102,7 @@ impl Router {
                 anyhow!("route {raw} (component {component}) cannot be served: {e}")
             })?;
             seen.push(normalized);
-            out.push(Route { raw, component });
+            out.push(Route::new(raw, component));
         }
         Ok(Self {
             routes: out,
@@ -102,7 +127,8 @@ impl Router {
 
     pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
         let found = self.finder.best_match(path)?;
-        let route = self.routes.get(*found.handler())?;
+        let index = *found.handler();
+        let route = self.routes.get(index)?;
         let captures = found.captures();
         let wildcard = route.raw.ends_with("/...");
         // As Spin: the path after the wildcard's prefix, keeping a trailing slash.
@@ -116,9 +142,11 @@ impl Router {
             _ => String::new(),
         };
         Some(RouteMatch {
+            route,
+            index,
             component: &route.component,
             raw_route: &route.raw,
-            component_route: route.raw.strip_suffix("/...").unwrap_or(&route.raw),
+            component_route: component_route(&route.raw),
             path_info,
             params: captures
                 .iter()

@@ -79,6 +79,12 @@ type OutgoingIo =
     Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
 impl wasmtime_wasi_http::WasiHttpHooks for DenyOutbound {
+    /// The default set, checked directly: the default method builds its filter closure (an
+    /// allocation) for every header of every request and response.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         _request: http::Request<wasmtime_wasi_http::WasiBody>,
@@ -143,6 +149,8 @@ pub struct App {
     /// The engine, limits, pool slots and audit log every component's dispatcher shares.
     pub shared: Arc<Shared>,
     pub router: Arc<Router>,
+    /// Request counts and latencies, by route.
+    pub request_metrics: Arc<metrics::RequestMetrics>,
     /// Each component's dispatcher (instance reuse, `crate::dispatch`), by component id.
     pub handlers: std::collections::HashMap<String, ProxyHandler<ComponentHandler>>,
     pub metrics: Arc<MetricsEndpoint>,
@@ -294,7 +302,7 @@ impl App {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: Peer,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
         let id = request_id(&req);
@@ -312,15 +320,14 @@ impl App {
                 MetricsAccess::Elsewhere => {}
             }
         }
-        let (mut resp, route, component) = match self.router.find(&path) {
+        let (mut resp, route) = match self.router.find(&path) {
             None => (
                 json_error(404, "route_not_found", "no route matches this path"),
-                String::new(),
-                String::new(),
+                None,
             ),
             Some(m) => {
-                let (route, component) = (m.raw_route.to_owned(), m.component.to_owned());
-                (self.dispatch(req, m, client, &id).await, route, component)
+                let route = (m.index, m.route);
+                (self.dispatch(req, m, client, &id).await, Some(route))
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -333,12 +340,12 @@ impl App {
             .or_insert(HeaderValue::from_static("nosniff"));
         resp.headers_mut().remove("server");
         resp.headers_mut().remove("x-powered-by");
-        metrics::request(
-            &route,
-            &component,
+        self.request_metrics.record(
+            route.map(|(index, _)| index),
             resp.status().as_u16(),
             started.elapsed(),
         );
+        let (route, component) = route.map_or(("", ""), |(_, r)| (&r.raw[..], &r.component[..]));
         tracing::info!(
             request_id = %id,
             method = %method,
@@ -356,7 +363,7 @@ impl App {
         self: &Arc<Self>,
         req: Request<Incoming>,
         route: RouteMatch<'_>,
-        client: SocketAddr,
+        client: Peer,
         request_id: &str,
     ) -> Response<Body> {
         let Some(handler) = self.handlers.get(route.component) else {
@@ -377,12 +384,20 @@ impl App {
             return too_large();
         }
         let (mut parts, body) = req.into_parts();
-        let read = tokio::time::timeout(
-            self.shared.limits.body_read_timeout,
-            Limited::new(body, max).collect(),
-        );
+        // Most requests (every GET) have no body: nothing to wait for.
+        let read = async {
+            if hyper::body::Body::is_end_stream(&body) {
+                return Ok(Ok(Bytes::new()));
+            }
+            tokio::time::timeout(
+                self.shared.limits.body_read_timeout,
+                Limited::new(body, max).collect(),
+            )
+            .await
+            .map(|r| r.map(|c| c.to_bytes()))
+        };
         let body = match read.await {
-            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Ok(collected)) => collected,
             Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
@@ -403,8 +418,8 @@ impl App {
                 return resp;
             }
         };
-        set_spin_headers(&mut parts, &route, client);
-        self.run_parked(handler, parts, body, client, request_id)
+        set_spin_headers(&mut parts, &route, &client);
+        self.run_parked(handler, parts, body, client.addr, request_id)
             .await
     }
 
@@ -473,7 +488,7 @@ impl App {
         parkable: Parkable,
     ) -> (Response<Body>, u64) {
         if let Ok(value) = HeaderValue::from_str(&parkable.header_value()) {
-            parts.headers.insert(PARK_HEADER, value);
+            parts.headers.insert(PARK, value);
         }
         let since = self.shared.changes.now();
         let resp = self
@@ -488,6 +503,7 @@ impl App {
         App {
             shared: self.shared.clone(),
             router: self.router.clone(),
+            request_metrics: self.request_metrics.clone(),
             handlers: self
                 .handlers
                 .iter()
@@ -747,40 +763,59 @@ pub(crate) fn arm_deadline(mut store: StoreContextMut<'_, InstanceState>, deadli
 }
 
 /// Sets the headers Spin gives components, replacing any a client sent under those names.
-fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, client: SocketAddr) {
+/// The `spin-*` header names, made once: a name given as a string is parsed and copied on
+/// every insert.
+const PARK: HeaderName = HeaderName::from_static(PARK_HEADER);
+const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const SPIN_PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const SPIN_MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const SPIN_RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const SPIN_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const SPIN_BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+
+fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, client: &Peer) {
     let host = parts
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
+        .unwrap_or("localhost");
     let path_and_query = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
+        .unwrap_or("/");
+    let mut full_url = String::with_capacity(7 + host.len() + path_and_query.len());
+    for part in ["http://", host, path_and_query] {
+        full_url.push_str(part);
+    }
+    let full_url = HeaderValue::from_str(&full_url);
     let spoofed: Vec<HeaderName> = parts
         .headers
         .keys()
         .filter(|name| name.as_str().starts_with("spin-"))
         .cloned()
         .collect();
+    let headers = &mut parts.headers;
     for name in spoofed {
-        parts.headers.remove(name);
+        headers.remove(name);
     }
+    headers.reserve(7 + route.params.len());
     let values = [
-        ("spin-full-url", format!("http://{host}{path_and_query}")),
-        ("spin-path-info", route.path_info.clone()),
-        ("spin-matched-route", route.raw_route.to_owned()),
-        ("spin-raw-component-route", route.raw_route.to_owned()),
-        ("spin-component-route", route.component_route.to_owned()),
-        ("spin-base-path", "/".to_owned()),
-        ("spin-client-addr", client.to_string()),
+        (SPIN_FULL_URL, full_url.ok()),
+        (SPIN_PATH_INFO, HeaderValue::from_str(&route.path_info).ok()),
+        (SPIN_MATCHED_ROUTE, route.route.raw_header.clone()),
+        (SPIN_RAW_COMPONENT_ROUTE, route.route.raw_header.clone()),
+        (
+            SPIN_COMPONENT_ROUTE,
+            route.route.component_route_header.clone(),
+        ),
+        (SPIN_BASE_PATH, Some(HeaderValue::from_static("/"))),
+        (SPIN_CLIENT_ADDR, client.header.clone()),
     ];
     for (name, value) in values {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            parts.headers.insert(name, value);
+        if let Some(value) = value {
+            headers.insert(name, value);
         }
     }
     for (name, value) in &route.params {
@@ -788,7 +823,7 @@ fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, cl
             HeaderName::try_from(format!("spin-path-match-{name}")),
             HeaderValue::from_str(value),
         ) {
-            parts.headers.insert(name, value);
+            headers.insert(name, value);
         }
     }
 }
@@ -837,6 +872,22 @@ pub async fn serve(
     Ok(())
 }
 
+/// A connection's client, with its `spin-client-addr` value made once for all its requests.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    header: Option<HeaderValue>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            header: HeaderValue::from_str(&addr.to_string()).ok(),
+        }
+    }
+}
+
 /// One HTTP/1.1 connection (keep-alive), on plain TCP or inside TLS.
 pub(crate) async fn serve_http1<S>(
     app: Arc<App>,
@@ -848,7 +899,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_read_timeout = app.shared.limits.header_read_timeout;
-    let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
+    let peer = Peer::new(client);
+    let service = hyper::service::service_fn(move |req| app.clone().handle(req, peer.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new())
@@ -873,7 +925,8 @@ pub(crate) async fn serve_tls(
     if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
         return Ok(serve_http1(app, stream, client, watcher).await?);
     }
-    let service = hyper::service::service_fn(move |req| app.clone().handle(req, client));
+    let peer = Peer::new(client);
+    let service = hyper::service::service_fn(move |req| app.clone().handle(req, peer.clone()));
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
