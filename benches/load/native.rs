@@ -73,7 +73,7 @@ async fn serve_one(
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let (component, path_info) = match app.router.find(parts.uri.path()) {
-        Some(m) => (m.component.to_owned(), m.path_info),
+        Some(m) => (m.route.component.clone(), m.path_info),
         None => (String::new(), String::new()),
     };
     let resp = match Limited::new(body, MAX_BODY).collect().await {

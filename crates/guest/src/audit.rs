@@ -4,8 +4,7 @@
 
 use mcp_edge_domain::audit::{AuditRecord, AuditSink};
 
-/// Most bytes one `blocking-write-and-flush` takes.
-const MOST_PER_WRITE: usize = 4096;
+use crate::http::MOST_PER_FLUSHED_WRITE;
 
 /// Writes each record as one JSON line on standard output (as the domain's `StdoutAudit`).
 pub struct WasiStdoutAudit;
@@ -14,7 +13,7 @@ impl AuditSink for WasiStdoutAudit {
     fn record(&self, record: AuditRecord) {
         let Some(line) = record.line() else { return };
         let out = wasi::cli::stdout::get_stdout();
-        for chunk in line.chunks(MOST_PER_WRITE) {
+        for chunk in line.chunks(MOST_PER_FLUSHED_WRITE) {
             // A lost audit line must not fail the request it describes.
             if out.blocking_write_and_flush(chunk).is_err() {
                 return;

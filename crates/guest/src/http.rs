@@ -27,9 +27,9 @@ fn method_name(method: &Method) -> String {
     }
 }
 
-/// Most bytes `blocking-write-and-flush` takes; a larger body is written in one `write`
-/// (the host takes up to a megabyte at once).
-const SMALL_BODY: usize = 4096;
+/// Most bytes `blocking-write-and-flush` takes (WASI 0.2); a larger body is written in one
+/// `write` (the host takes up to a megabyte at once).
+pub(crate) const MOST_PER_FLUSHED_WRITE: usize = 4096;
 
 /// Most bytes asked of the body stream at once (the host answers with what it has).
 const READ_CHUNK: u64 = 64 * 1024;
@@ -130,7 +130,7 @@ fn send(out: ResponseOutparam, resp: Response) {
     ResponseOutparam::set(out, Ok(response));
     if let Ok(mut stream) = outgoing.write() {
         // A client that went away is not an error worth reporting from inside the guest.
-        if body.len() <= SMALL_BODY {
+        if body.len() <= MOST_PER_FLUSHED_WRITE {
             // One host call instead of `check-write`, `write` and `flush`.
             if !body.is_empty() {
                 let _ = stream.blocking_write_and_flush(&body);

@@ -23,31 +23,31 @@ pub struct Route {
 impl Route {
     fn new(raw: String, component: String) -> Self {
         let header = |v: &str| HeaderValue::from_str(v).ok();
-        Self {
-            raw_header: header(&raw),
-            component_route_header: header(component_route(&raw)),
+        let mut route = Self {
             raw,
             component,
-        }
+            raw_header: None,
+            component_route_header: None,
+        };
+        route.raw_header = header(&route.raw);
+        route.component_route_header = header(route.component_route());
+        route
     }
-}
 
-/// `spin-component-route`: the route without its wildcard.
-fn component_route(raw: &str) -> &str {
-    raw.strip_suffix("/...").unwrap_or(raw)
+    /// `spin-component-route`: the route without its wildcard.
+    pub fn component_route(&self) -> &str {
+        self.raw.strip_suffix("/...").unwrap_or(&self.raw)
+    }
 }
 
 /// What a request matched, with the values Spin passes in its `spin-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch<'a> {
+    /// The route, as written (`spin-raw-component-route`, `spin-matched-route`), and its
+    /// component.
     pub route: &'a Route,
     /// The route's place in [`Router::routes`].
     pub index: usize,
-    pub component: &'a str,
-    /// `spin-raw-component-route`, `spin-matched-route`: the route as written.
-    pub raw_route: &'a str,
-    /// `spin-component-route`: the route without its wildcard.
-    pub component_route: &'a str,
     /// `spin-path-info`: the request path after the route's prefix.
     pub path_info: String,
     /// The named segments and their values: `spin-path-match-<name>`.
@@ -144,9 +144,6 @@ impl Router {
         Some(RouteMatch {
             route,
             index,
-            component: &route.component,
-            raw_route: &route.raw,
-            component_route: component_route(&route.raw),
             path_info,
             params: captures
                 .iter()
@@ -177,14 +174,21 @@ mod tests {
     #[test]
     fn exact_beats_wildcard_and_longest_prefix_wins() {
         let r = router();
-        assert_eq!(r.find("/login").unwrap().component, "login");
+        assert_eq!(r.find("/login").unwrap().route.component, "login");
         assert!(r.find("/login/extra").is_none());
         assert!(r.find("/loginx").is_none());
-        assert_eq!(r.find("/docs/v1/special").unwrap().component, "special");
-        assert_eq!(r.find("/docs/v1/other").unwrap().component, "v1");
+        assert_eq!(
+            r.find("/docs/v1/special").unwrap().route.component,
+            "special"
+        );
+        assert_eq!(r.find("/docs/v1/other").unwrap().route.component, "v1");
         let m = r.find("/docs/v2/a.md").unwrap();
         assert_eq!(
-            (m.component, m.path_info.as_str(), m.component_route),
+            (
+                m.route.component.as_str(),
+                m.path_info.as_str(),
+                m.route.component_route()
+            ),
             ("docs", "/v2/a.md", "/docs")
         );
         assert_eq!(r.find("/docs").unwrap().path_info, "");
@@ -207,7 +211,11 @@ mod tests {
         .unwrap();
         let m = r.find("/path/end/rest").unwrap();
         assert_eq!(
-            (m.component, m.component_route, m.path_info.as_str()),
+            (
+                m.route.component.as_str(),
+                m.route.component_route(),
+                m.path_info.as_str()
+            ),
             ("params", "/:path_segment/:path_end", "/rest")
         );
         assert_eq!(
@@ -219,11 +227,11 @@ mod tests {
         );
         let user = r.find("/users/42").unwrap();
         assert_eq!(
-            (user.component, user.params.clone()),
+            (user.route.component.as_str(), user.params.clone()),
             ("user", vec![("id".to_string(), "42".to_string())])
         );
         // An exact segment beats a named one.
-        assert_eq!(r.find("/users/me").unwrap().component, "me");
+        assert_eq!(r.find("/users/me").unwrap().route.component, "me");
         assert!(r.find("/users").is_none());
     }
 
@@ -234,11 +242,11 @@ mod tests {
             ("/a".to_string(), "a".to_string()),
         ])
         .unwrap();
-        assert_eq!(r.find("/anything/at/all").unwrap().component, "all");
+        assert_eq!(r.find("/anything/at/all").unwrap().route.component, "all");
         assert_eq!(r.find("/").unwrap().path_info, "/");
         // As on Spin, a trailing slash does not change which route matches.
-        assert_eq!(r.find("/a/").unwrap().component, "a");
-        assert_eq!(r.find("/a").unwrap().component, "a");
+        assert_eq!(r.find("/a/").unwrap().route.component, "a");
+        assert_eq!(r.find("/a").unwrap().route.component, "a");
         assert!(
             Router::new([
                 ("/x".to_string(), "a".to_string()),

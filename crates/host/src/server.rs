@@ -366,7 +366,7 @@ impl App {
         client: Peer,
         request_id: &str,
     ) -> Response<Body> {
-        let Some(handler) = self.handlers.get(route.component) else {
+        let Some(handler) = self.handlers.get(&route.route.component) else {
             return json_error(
                 500,
                 "component_missing",
@@ -762,9 +762,8 @@ pub(crate) fn arm_deadline(mut store: StoreContextMut<'_, InstanceState>, deadli
     store.set_epoch_deadline(1);
 }
 
-/// Sets the headers Spin gives components, replacing any a client sent under those names.
-/// The `spin-*` header names, made once: a name given as a string is parsed and copied on
-/// every insert.
+/// The header names the runtime sets, made once: a name given as a string is parsed and
+/// copied on every insert.
 const PARK: HeaderName = HeaderName::from_static(PARK_HEADER);
 const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
 const SPIN_PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
@@ -774,6 +773,7 @@ const SPIN_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component
 const SPIN_BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
 const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
 
+/// Sets the headers Spin gives components, replacing any a client sent under those names.
 fn set_spin_headers(parts: &mut http::request::Parts, route: &RouteMatch<'_>, client: &Peer) {
     let host = parts
         .headers
