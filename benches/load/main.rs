@@ -53,11 +53,16 @@ const STEPS: [&str; 12] = [
 /// Slices of a read scenario's window, alternating between the targets.
 const SLICES: u32 = 4;
 
-/// Whether a step is one of the read scenarios (health, docs, MCP): closed loops with no
-/// set-up, measured in alternating slices.
-fn is_read(step: &[String]) -> bool {
-    step.iter()
-        .all(|s| ["health", "docs", "mcp"].iter().any(|r| s.starts_with(r)))
+/// Whether a step is measured in alternating slices: the read scenarios (health, docs, MCP)
+/// and the mixed workload, closed loops whose set-up (if any) runs once per target before
+/// the first slice. The other writing steps run once per target: the 256-group send waits
+/// for a bucket boundary, the round trips time single messages.
+fn is_sliced(step: &[String]) -> bool {
+    step.iter().all(|s| {
+        ["health", "docs", "mcp", "mixed"]
+            .iter()
+            .any(|r| s.starts_with(r))
+    })
 }
 
 /// The steps `--only` leaves, each with the filters it runs under: the whole step where an
@@ -171,12 +176,13 @@ fn main() -> Result<()> {
     // Each scenario runs on one target and right after on the other, so that a ratio compares
     // runs seconds apart: on a shared machine the rates drift by a fifth over the minutes a
     // whole pass over every scenario takes, and by a tenth between two windows in a row. The
-    // read scenarios (no set-up, thousands of requests a second) go further: their window is
-    // cut into slices that alternate between the targets (wasm, native, native, wasm, ...),
-    // so a drift during a scenario weighs on both sides alike.
+    // read scenarios and the mixed workload go further: their window is cut into slices that
+    // alternate between the targets (wasm, native, native, wasm, ...), so a drift during a
+    // scenario (of the CPU left to us, or of the disk's fsync latency the writes wait on)
+    // weighs on both sides alike.
     let mut rows = Vec::new();
     for step in steps(&only) {
-        let slices = if is_read(&step) { SLICES } else { 1 };
+        let slices = if is_sliced(&step) { SLICES } else { 1 };
         let slice_plan = scenarios::Plan {
             warmup: plan.warmup,
             duration: plan.duration / slices,

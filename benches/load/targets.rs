@@ -23,6 +23,8 @@ pub struct Target {
     children: Vec<Child>,
     /// The redis-server they share, if any: stopped after them.
     _redis: Option<Redis>,
+    /// The scenarios whose set-up this target has had (it runs once, not per slice).
+    set_up: std::sync::Mutex<Vec<&'static str>>,
     _dir: tempfile::TempDir,
 }
 
@@ -88,6 +90,16 @@ fn forward_lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<
 }
 
 impl Target {
+    /// Whether `scenario` still needs its set-up on this target; true once only.
+    pub fn first_run_of(&self, scenario: &'static str) -> bool {
+        let mut done = self.set_up.lock().unwrap_or_else(|p| p.into_inner());
+        if done.contains(&scenario) {
+            return false;
+        }
+        done.push(scenario);
+        true
+    }
+
     /// `mcp-edge up` on the repository's spin.toml (building the components if needed).
     pub fn wasm(
         root: &Path,
@@ -137,6 +149,7 @@ impl Target {
             addrs.push(addr);
         }
         Ok(Target {
+            set_up: Default::default(),
             name,
             addr: addrs[0],
             addrs,
@@ -176,6 +189,7 @@ impl Target {
         let lines = forward_lines(child.stderr.take().context("stderr")?);
         let (child, addr) = wait_for_address(child, lines, "native baseline")?;
         Ok(Target {
+            set_up: Default::default(),
             name: "native",
             addr,
             addrs: vec![addr],
