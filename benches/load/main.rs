@@ -196,6 +196,15 @@ fn main() -> Result<()> {
             for target in order {
                 let outcomes = runtime.block_on(scenarios::run_all(target, &slice_plan, &step))?;
                 for outcome in outcomes {
+                    if slices > 1 {
+                        eprintln!(
+                            "  {}, {}, slice {}: {:.0} req/s",
+                            outcome.scenario,
+                            outcome.target,
+                            slice + 1,
+                            outcome.sample.rate()
+                        );
+                    }
                     match merged
                         .iter_mut()
                         .find(|m| m.scenario == outcome.scenario && m.target == outcome.target)
