@@ -30,12 +30,6 @@ impl PreopenedSite {
 #[async_trait::async_trait(?Send)]
 impl SiteFiles for PreopenedSite {
     async fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.read_sized(path, None).await
-    }
-
-    /// One `read` where the size is known: a byte more than the build recorded is asked
-    /// for, so that the short read tells the end (a page of 28 KiB took three).
-    async fn read_sized(&self, path: &str, size: Option<u64>) -> Option<Vec<u8>> {
         let file = self
             .root
             .as_ref()?
@@ -46,8 +40,8 @@ impl SiteFiles for PreopenedSite {
                 DescriptorFlags::READ,
             )
             .ok()?;
-        let mut asked = size.map_or(FIRST_READ, |s| s.saturating_add(1).min(LARGEST_READ));
-        let (mut contents, mut end) = file.read(asked, 0).ok()?;
+        let (mut contents, mut end) = file.read(FIRST_READ, 0).ok()?;
+        let mut asked = FIRST_READ;
         // A regular file reads short only at its end.
         let mut full = contents.len() as u64 == asked;
         while full && !end {

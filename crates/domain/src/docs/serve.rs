@@ -15,13 +15,6 @@ use crate::http::{Request, Response};
 #[async_trait::async_trait(?Send)]
 pub trait SiteFiles {
     async fn read(&self, path: &str) -> Option<Vec<u8>>;
-
-    /// As [`SiteFiles::read`], for a file the build said holds `size` bytes (a hint: the
-    /// file may have changed since), which lets a reader ask for all of it at once.
-    async fn read_sized(&self, path: &str, size: Option<u64>) -> Option<Vec<u8>> {
-        let _ = size;
-        self.read(path).await
-    }
 }
 
 /// A built site in a directory, read with `std::fs` (natively; the components read the site
@@ -149,7 +142,7 @@ pub async fn serve(
         .await
         .ok_or_else(not_found)?;
     let route: Route = serde_json::from_slice(&record).map_err(|_| not_found())?;
-    let (file, size, content_type, tag, negotiated) = match route {
+    let (file, content_type, tag, negotiated) = match route {
         Route::Redirect { location } => {
             return Ok(Response::new(301)
                 .with_header("location", location)
@@ -159,14 +152,12 @@ pub async fn serve(
             file,
             content_type,
             etag,
-            size,
             raw: None,
-        } => (file, size, content_type, etag, false),
+        } => (file, content_type, etag, false),
         Route::File {
             file,
             content_type,
             etag,
-            size,
             raw: Some(source),
         } => match wants_raw_markdown(req.header("accept"), source.preferred) {
             None => {
@@ -178,19 +169,18 @@ pub async fn serve(
             }
             Some(true) => (
                 source.file,
-                source.size,
                 "text/markdown; charset=utf-8".to_owned(),
                 source.etag,
                 true,
             ),
-            Some(false) => (file, size, content_type, etag, true),
+            Some(false) => (file, content_type, etag, true),
         },
     };
 
     let mut resp = if none_match(req.header("if-none-match"), &tag) {
         Response::new(304)
     } else {
-        let body = site.read_sized(&file, size).await.ok_or_else(not_found)?;
+        let body = site.read(&file).await.ok_or_else(not_found)?;
         Response::new(200)
             .with_header("content-type", &content_type)
             .with_body(body)

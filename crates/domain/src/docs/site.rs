@@ -44,10 +44,6 @@ pub enum Route {
         file: String,
         content_type: String,
         etag: String,
-        /// The file's length in bytes when the site was built: lets a reader ask for the
-        /// whole file at once (a hint; older builds have none).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        size: Option<u64>,
         /// For a page: its Markdown source, served on `Accept: text/markdown`.
         raw: Option<RawSource>,
     },
@@ -62,7 +58,6 @@ struct RouteRecord {
     file: Option<String>,
     content_type: Option<String>,
     etag: Option<String>,
-    size: Option<u64>,
     raw: Option<RawSource>,
 }
 
@@ -87,7 +82,6 @@ impl TryFrom<RouteRecord> for Route {
                     .content_type
                     .ok_or("a file route without a content type")?,
                 etag: r.etag.ok_or("a file route without an ETag")?,
-                size: r.size,
                 raw: r.raw,
             }),
         }
@@ -98,9 +92,6 @@ impl TryFrom<RouteRecord> for Route {
 pub struct RawSource {
     pub file: String,
     pub etag: String,
-    /// The source's length in bytes (see `Route::File`'s `size`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
     /// The URL names the `.md` file itself: the source wins a tie of `Accept` qualities.
     pub preferred: bool,
 }
@@ -311,26 +302,24 @@ impl Builder {
             .or_insert(route);
     }
 
-    /// The route to one file of the build.
-    fn file_route(&self, file: &str, raw: Option<RawSource>) -> Route {
-        let bytes = &self.files[file];
-        Route::File {
+    fn serve_file(&mut self, url: &str, file: &str, raw: Option<RawSource>) {
+        let route = Route::File {
             file: file.to_owned(),
             content_type: content_type(file).to_owned(),
-            etag: etag(bytes),
-            size: Some(bytes.len() as u64),
+            etag: etag(&self.files[file]),
             raw,
-        }
-    }
-
-    fn serve_file(&mut self, url: &str, file: &str, raw: Option<RawSource>) {
-        let route = self.file_route(file, raw);
+        };
         self.route(url, false, route);
     }
 
     /// A folder's index at `dir/`, and `dir` sending there.
     fn serve_index(&mut self, dir: &str, file: &str, raw: Option<RawSource>) {
-        let route = self.file_route(file, raw);
+        let route = Route::File {
+            file: file.to_owned(),
+            content_type: content_type(file).to_owned(),
+            etag: etag(&self.files[file]),
+            raw,
+        };
         self.route(dir, true, route);
         let last = dir.rsplit('/').next().unwrap_or(dir);
         if !dir.is_empty() {
@@ -499,7 +488,6 @@ pub fn build(src: &dyn DocsSource, options: &Options) -> Site {
                 Some(RawSource {
                     file: page.source.clone(),
                     etag: etag(&page.bytes),
-                    size: Some(page.bytes.len() as u64),
                     preferred,
                 })
             };

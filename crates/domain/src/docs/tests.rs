@@ -240,18 +240,6 @@ async fn etag_revalidation_gives_304() {
 struct Counting {
     site: Site,
     reads: std::cell::RefCell<Vec<String>>,
-    /// The size each `read_sized` was told, by path.
-    hints: std::cell::RefCell<Vec<(String, Option<u64>)>>,
-}
-
-impl Counting {
-    fn of(site: Site) -> Self {
-        Self {
-            site,
-            reads: Default::default(),
-            hints: Default::default(),
-        }
-    }
 }
 
 #[async_trait::async_trait(?Send)]
@@ -260,45 +248,16 @@ impl SiteFiles for Counting {
         self.reads.borrow_mut().push(path.to_owned());
         self.site.read(path).await
     }
-
-    async fn read_sized(&self, path: &str, size: Option<u64>) -> Option<Vec<u8>> {
-        self.hints.borrow_mut().push((path.to_owned(), size));
-        self.read(path).await
-    }
-}
-
-/// A page is asked for with the length the build recorded, rendered or raw, so that a
-/// component can read it in one call.
-#[pollster::test]
-async fn a_page_is_read_with_the_size_the_build_recorded() {
-    let site = Counting::of(built(&tree()));
-    for accept in ["text/html", "text/markdown"] {
-        site.hints.borrow_mut().clear();
-        let resp = serve(
-            &get_with("/v1/", "accept", accept),
-            &site,
-            Visibility::Public,
-        )
-        .await
-        .unwrap();
-        assert_eq!(resp.status, 200);
-        let hints = site.hints.borrow();
-        assert_eq!(hints.len(), 1, "{accept}: {hints:?}");
-        let (path, size) = &hints[0];
-        assert_eq!(*size, Some(resp.body.len() as u64), "{accept}: {path}");
-        assert_eq!(
-            site.site.files.get(path).map(|f| f.len()),
-            Some(resp.body.len()),
-            "{accept}: {path}"
-        );
-    }
 }
 
 /// A matching revalidation costs the route record's lookup, and nothing is rendered while
 /// serving: the page's bytes are the build's, and a changed source changes the tag.
 #[pollster::test]
 async fn a_matching_revalidation_reads_only_the_route_record() {
-    let site = Counting::of(built(&tree()));
+    let site = Counting {
+        site: built(&tree()),
+        reads: Default::default(),
+    };
     let first = serve(&get("/v1/"), &site, Visibility::Public)
         .await
         .unwrap();
@@ -643,18 +602,15 @@ fn route_records_read_back_as_written_and_an_incomplete_one_is_refused() {
             file: "files/a.html".into(),
             content_type: "text/html; charset=utf-8".into(),
             etag: "\"1\"".into(),
-            size: None,
             raw: None,
         },
         Route::File {
             file: "files/a.html".into(),
             content_type: "text/html; charset=utf-8".into(),
             etag: "\"1\"".into(),
-            size: Some(2048),
             raw: Some(RawSource {
                 file: "files/a.md".into(),
                 etag: "\"2\"".into(),
-                size: Some(300),
                 preferred: true,
             }),
         },
